@@ -1,0 +1,258 @@
+"""The `s2build` command line.
+
+    s2build [-f FILE | -C DIR] [-v] COMMAND ...
+
+    build [TARGET...]        build what is stale, dependencies first
+    status [TARGET...]       list stale targets (exit 1 if any)
+    explain TARGET...        why each target is stale, in words
+    graph                    the target graph (text, --dot or --json)
+    predict TARGET FILE      run the artifact in onnxruntime on rows of a csv/json/jsonl file
+    clean [TARGET...]        remove outputs (--cache: also .s2build/)
+
+Errors print `LOCATION: MESSAGE (HINT)` on stderr, no traceback unless -v; exit codes are
+listed in s2build/errors.py and README.md. This module imports only the standard library and
+the no-op path's modules; torch and friends load only when something is trained or run.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+
+from . import __version__, errors
+from .errors import S2Error
+
+
+def _load(args):
+    from . import config
+    path = args.file or config.find(args.directory)
+    if path is None:
+        raise errors.ConfigError(f"no {config.CONFIG_NAME} in {os.path.abspath(args.directory or '.')} "
+                                 "or any parent folder",
+                                 hint="create one (see s2build.yaml.example) or pass -f FILE")
+    path = os.path.abspath(path)
+    os.chdir(os.path.dirname(path))          # every path we print is relative to the project
+    project = config.load(path)
+    return project
+
+
+def _reporter(args):
+    from . import report
+    return report.Json() if getattr(args, "json", False) else report.Console(verbose=args.verbose)
+
+
+def cmd_build(args):
+    from . import runner
+    project = _load(args)
+    rep = _reporter(args)
+    try:
+        runner.build(project, args.targets, rep, wait=not args.no_wait)
+    finally:
+        rep.finish()
+    return errors.OK
+
+
+def cmd_status(args):
+    from . import runner
+    project = _load(args)
+    steps, state = runner.status(project, args.targets)
+    stale = [s for s in steps if s.action != "up-to-date"]
+    if args.json:
+        json.dump({"stale": [s.target.name for s in stale],
+                   "targets": [{"name": s.target.name, "action": s.action, "key": s.inputs.key,
+                                "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]}
+                               for s in steps]}, sys.stdout, indent=2)
+        print()
+    else:
+        if state.warning:
+            print(f"s2build: warning: {state.warning}", file=sys.stderr)
+        for s in steps:
+            if s.action == "up-to-date":
+                print(f"{s.target.name}: up to date")
+            else:
+                how = "restorable from cache" if s.action == "restore" else "needs a build"
+                print(f"{s.target.name}: stale, {how} ({s.reasons[0].text}"
+                      + (f"; +{len(s.reasons) - 1} more" if len(s.reasons) > 1 else "") + ")")
+    return errors.STALE if stale else errors.OK
+
+
+def cmd_explain(args):
+    from . import runner
+    project = _load(args)
+    steps, _state = runner.status(project, args.targets)
+    wanted = set(args.targets)
+    out = []
+    for s in steps:
+        if s.target.name not in wanted:
+            continue
+        if args.json:
+            out.append({"name": s.target.name, "action": s.action, "key": s.inputs.key,
+                        "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]})
+            continue
+        if not s.reasons:
+            print(f"{s.target.name}: up to date (build key {s.inputs.key[:12]}, "
+                  f"output {s.target.config['output']})")
+            continue
+        verb = "will be restored from cache" if s.action == "restore" else "will be built"
+        print(f"{s.target.name} {verb} because:")
+        for r in s.reasons:
+            print(f"  {r.text}")
+    if args.json:
+        json.dump(out, sys.stdout, indent=2)
+        print()
+    return errors.OK
+
+
+def cmd_graph(args):
+    from . import graph
+    project = _load(args)
+    graph.check(project)
+    if args.dot:
+        print(graph.to_dot(project))
+    elif args.json:
+        json.dump({n: {"deps": t.config["deps"], "output": t.config["output"]}
+                   for n, t in project.targets.items()}, sys.stdout, indent=2)
+        print()
+    else:
+        for name in graph.order(project):
+            deps = project.targets[name].config["deps"]
+            print(name + (f" <- {', '.join(deps)}" if deps else ""))
+    return errors.OK
+
+
+def cmd_predict(args):
+    from . import predict
+    project = _load(args)
+    if args.target not in project.targets:
+        from . import graph
+        graph.order(project, [args.target])            # raises the did-you-mean error
+    path = os.path.join(args.cwd, args.file) if not os.path.isabs(args.file) else args.file
+    results = predict.predict(project.targets[args.target], path)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+    else:
+        for r in results:
+            p = f" (p={r['probability']:.3f})" if "probability" in r else ""
+            print(f"{r['origin']}: {r['prediction']}{p}")
+    return errors.OK
+
+
+def cmd_clean(args):
+    from . import graph
+    from .locking import BuildLock
+    project = _load(args)
+    names = graph.order(project, args.targets) if args.targets else list(project.targets)
+    removed = []
+    os.makedirs(project.state_dir, exist_ok=True)
+    with BuildLock(project.state_dir, "s2build clean", wait=True,
+                   on_wait=lambda m: print(f"s2build: {m}", file=sys.stderr)):
+        for name in names:
+            out = project.targets[name].output
+            for p in (out, out + ".json"):
+                if os.path.exists(p):
+                    os.unlink(p)
+                    removed.append(os.path.relpath(p))
+        if args.cache:
+            for entry in os.listdir(project.state_dir):
+                if entry in ("lock", "lock.owner"):
+                    continue
+                p = os.path.join(project.state_dir, entry)
+                shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+            removed.append(os.path.relpath(project.state_dir) + "/ (cache and state)")
+    for p in removed:
+        print(f"removed {p}")
+    if not removed:
+        print("nothing to clean")
+    return errors.OK
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="s2build", description="Build neural networks from data, "
+                                "like make builds programs from source.")
+    p.add_argument("--version", action="version", version=f"s2build {__version__}")
+    p.add_argument("-f", "--file", help="path of s2build.yaml (default: search upwards)")
+    p.add_argument("-C", "--directory", help="run as if started in DIR")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail; tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    b = sub.add_parser("build", help="build stale targets")
+    b.add_argument("targets", nargs="*", metavar="TARGET")
+    b.add_argument("--release", action="store_true",
+                   help="from scratch, seeded, one thread (the default in this version)")
+    b.add_argument("--no-wait", action="store_true",
+                   help="fail (exit 10) instead of waiting when another build holds the lock")
+    b.add_argument("--json", action="store_true", help="print results as JSON")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("status", help="list stale targets (exit 1 if any)")
+    s.add_argument("targets", nargs="*", metavar="TARGET")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    e = sub.add_parser("explain", help="why targets are stale")
+    e.add_argument("targets", nargs="+", metavar="TARGET")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_explain)
+
+    g = sub.add_parser("graph", help="show the target graph")
+    g.add_argument("--dot", action="store_true", help="Graphviz output")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_graph)
+
+    pr = sub.add_parser("predict", help="run an artifact on rows of a file")
+    pr.add_argument("target", metavar="TARGET")
+    pr.add_argument("file", metavar="FILE", help=".csv, .json or .jsonl")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    c = sub.add_parser("clean", help="remove outputs")
+    c.add_argument("targets", nargs="*", metavar="TARGET")
+    c.add_argument("--cache", action="store_true", help="also remove .s2build/ (cache, state)")
+    c.set_defaults(func=cmd_clean)
+    return p
+
+
+def _on_sigterm(signum, frame):
+    raise errors.Interrupted(errors.TERMINATED)
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    args.cwd = os.getcwd()
+    if args.directory:
+        try:
+            os.chdir(args.directory)
+        except OSError as e:
+            print(f"s2build: error: -C {args.directory}: {e.strerror}", file=sys.stderr)
+            return errors.USAGE
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return args.func(args)
+    except S2Error as e:
+        if args.verbose:
+            import traceback
+            traceback.print_exc()
+        text = str(e)
+        print(text if e.location else f"s2build: error: {text}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("s2build: interrupted; nothing was recorded for the unfinished target",
+              file=sys.stderr)
+        return errors.INTERRUPTED
+    except errors.Interrupted as e:
+        print("s2build: terminated; nothing was recorded for the unfinished target",
+              file=sys.stderr)
+        return e.code
+    except BrokenPipeError:
+        return errors.OK
+    except Exception as e:
+        if args.verbose:
+            import traceback
+            traceback.print_exc()
+        print(f"s2build: internal error: {type(e).__name__}: {e} (run with -v for a traceback, "
+              "and please report it)", file=sys.stderr)
+        return errors.INTERNAL

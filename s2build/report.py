@@ -1,0 +1,111 @@
+"""Reporters: how build progress and outcomes reach people (console) and machines (JSON).
+
+The runner calls `start(name, action, reasons)`, `done(result)`, `warn(text)` and `progress(...)`;
+`finish()` returns nothing but may print a summary. Console output goes to stderr for progress
+and warnings and stdout for outcomes; the JSON reporter prints one document on stdout at the end.
+"""
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Result:
+    name: str
+    outcome: str                      # up-to-date | restored | built | failed | cancelled
+    reasons: list = field(default_factory=list)
+    seconds: float = 0.0
+    metrics: dict = field(default_factory=dict)
+    output: str = ""
+    key: str = ""
+    detail: str = ""                  # e.g. timings, or the error text
+    stale_after_build: list = field(default_factory=list)   # inputs that changed during training
+
+
+def _fmt_metrics(m):
+    return " ".join(f"{k}={v:.4g}" for k, v in m.items())
+
+
+class Console:
+    def __init__(self, verbose=False, stream=None, err=None):
+        self.verbose = verbose
+        self.out = stream or sys.stdout
+        self.err = err or sys.stderr
+        self._bar = None
+
+    def warn(self, text):
+        self._close_bar()
+        print(f"s2build: warning: {text}", file=self.err)
+
+    def start(self, name, action, reasons):
+        if action == "build":
+            why = "; ".join(r.text for r in reasons[:3]) + (f"; +{len(reasons) - 3} more"
+                                                             if len(reasons) > 3 else "")
+            print(f"{name}: building ({why})", file=self.err)
+
+    def progress(self, name, epoch, epochs, loss):
+        if not self.err.isatty():
+            if self.verbose:
+                print(f"{name}: epoch {epoch}/{epochs} loss {loss:.4g}", file=self.err)
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=epochs, desc=f"{name}: training", unit="epoch",
+                             file=self.err, leave=False)
+        self._bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        self._bar.update(epoch - self._bar.n)
+        if epoch == epochs:
+            self._close_bar()
+
+    def _close_bar(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def done(self, r):
+        self._close_bar()
+        why = "; ".join(x.text for x in r.reasons[:3])
+        if r.outcome == "up-to-date":
+            line = f"{r.name}: up to date"
+        elif r.outcome == "restored":
+            line = f"{r.name}: restored from cache ({why}) -> {r.output}"
+        elif r.outcome == "built":
+            line = f"{r.name}: built in {r.seconds:.1f}s ({why}): {_fmt_metrics(r.metrics)} -> {r.output}"
+            if self.verbose and r.detail:
+                line += f"\n  {r.detail}"
+        else:
+            line = f"{r.name}: {r.outcome}" + (f": {r.detail}" if r.detail else "")
+        print(line, file=self.out)
+        for p in r.stale_after_build:
+            self.warn(f"{p} changed during the build; {r.name} is stale again (run build again)")
+        self.out.flush()
+
+    def finish(self):
+        self._close_bar()
+
+
+class Json:
+    """Collects results; prints {"targets": [...], "warnings": [...]} at `finish`."""
+
+    def __init__(self, stream=None):
+        self.out = stream or sys.stdout
+        self.results, self.warnings = [], []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def start(self, name, action, reasons):
+        pass
+
+    def progress(self, name, epoch, epochs, loss):
+        pass
+
+    def done(self, r):
+        d = asdict(r)
+        d["reasons"] = [{"kind": x.kind, "text": x.text} for x in r.reasons]
+        self.results.append(d)
+
+    def finish(self):
+        json.dump({"targets": self.results, "warnings": self.warnings}, self.out, indent=2)
+        self.out.write("\n")
