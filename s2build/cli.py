@@ -128,7 +128,7 @@ def cmd_predict(args):
     if args.target not in project.targets:
         from . import graph
         graph.order(project, [args.target])            # raises the did-you-mean error
-    path = os.path.join(args.cwd, args.file) if not os.path.isabs(args.file) else args.file
+    path = os.path.join(args.cwd, args.input)
     results = predict.predict(project.targets[args.target], path)
     if args.json:
         json.dump(results, sys.stdout, indent=2)
@@ -144,7 +144,8 @@ def cmd_clean(args):
     from . import graph
     from .locking import BuildLock
     project = _load(args)
-    names = graph.order(project, args.targets) if args.targets else list(project.targets)
+    graph.order(project, args.targets)                 # unknown names: did-you-mean error
+    names = args.targets or list(project.targets)       # only these, not their dependencies
     removed = []
     os.makedirs(project.state_dir, exist_ok=True)
     with BuildLock(project.state_dir, "s2build clean", wait=True,
@@ -205,7 +206,7 @@ def parser():
 
     pr = sub.add_parser("predict", help="run an artifact on rows of a file")
     pr.add_argument("target", metavar="TARGET")
-    pr.add_argument("file", metavar="FILE", help=".csv, .json or .jsonl")
+    pr.add_argument("input", metavar="FILE", help=".csv, .json or .jsonl")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
 

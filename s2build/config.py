@@ -215,7 +215,10 @@ def _parse_yaml(text, fname):
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{fname}:{mark.line + 1}:{mark.column + 1}" if mark else fname
-        raise ConfigError(f"invalid YAML: {e.problem or e.context}", where) from None
+        cm, hint = e.context_mark, None
+        if e.context and cm is not None and mark is not None and cm.line != mark.line:
+            hint = f"{e.context} started at {fname}:{cm.line + 1}:{cm.column + 1}"
+        raise ConfigError(f"invalid YAML: {e.problem or e.context}", where, hint) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}", fname) from None
     if node is None:
@@ -313,9 +316,10 @@ def _check_section(path, schema, y, locs):
     if y is None:
         items = {}
     elif y.kind != "map":
+        got = "a list" if y.kind == "list" else repr(y.value)
+        got = got if len(got) <= 40 else got[:37] + "..."
         raise ConfigError(f"{'.'.join(map(str, path)) or 'the file'}: expected a mapping, "
-                          f"got {y.value!r}" if y.kind == "scalar" else
-                          f"{'.'.join(map(str, path))}: expected a mapping, got a list", y.loc)
+                          f"got {got}", y.loc)
     else:
         items = y.value
     for k, (kloc, _) in items.items():

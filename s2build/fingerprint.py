@@ -60,7 +60,10 @@ def expand(target, which="sources"):
         matches = [m for m in glob.glob(os.path.join(glob.escape(root), pattern), recursive=True)
                    if os.path.isfile(m)]
         if not matches:
-            raise ConfigError(f"glob '{pattern}' matches no files", target.loc(*base_path, i),
+            if glob.has_magic(pattern):
+                raise ConfigError(f"glob '{pattern}' matches no files", target.loc(*base_path, i),
+                                  "check the path; it is relative to s2build.yaml's folder")
+            raise ConfigError(f"source file '{pattern}' not found", target.loc(*base_path, i),
                               "check the path; it is relative to s2build.yaml's folder")
         found.update(os.path.relpath(m, root) for m in matches)
     return sorted(found)

@@ -75,7 +75,7 @@ class Console:
             if self.verbose and r.detail:
                 line += f"\n  {r.detail}"
         else:
-            line = f"{r.name}: {r.outcome}" + (f": {r.detail}" if r.detail else "")
+            line = f"{r.name}: {r.outcome}"        # the diagnostic itself goes to stderr
         print(line, file=self.out)
         for p in r.stale_after_build:
             self.warn(f"{p} changed during the build; {r.name} is stale again (run build again)")

@@ -1,0 +1,58 @@
+"""Shared test helpers: run the real CLI in a subprocess, copy the shipped wine example."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def run(args, cwd, timeout=300, check=None, env=None):
+    """Run `python -m s2build ARGS` in `cwd`; returns CompletedProcess (text).
+    `check` = expected exit code (asserted, with output shown on mismatch)."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    p = subprocess.run([sys.executable, "-m", "s2build", *args], cwd=cwd, capture_output=True,
+                       text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def copy_example(name, dest):
+    """Copy examples/NAME (sources and yaml only, no build outputs) to `dest`."""
+    shutil.copytree(EXAMPLES / name, dest,
+                    ignore=shutil.ignore_patterns("build", ".s2build", "__pycache__"))
+    return Path(dest)
+
+
+def cache_listing(project):
+    """Sorted relative paths of everything under .s2build/cache."""
+    root = Path(project) / ".s2build" / "cache"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture(scope="session")
+def built_wine(tmp_path_factory):
+    """The wine example built once (session-wide); copy it with `clone_built` before changing."""
+    d = copy_example("wine", tmp_path_factory.mktemp("built") / "wine")
+    run(["build"], d, check=0)
+    return d
+
+
+@pytest.fixture
+def wine(tmp_path, built_wine):
+    """A private copy of the built wine example: artifact, cache and state included."""
+    d = tmp_path / "wine"
+    shutil.copytree(built_wine, d)
+    return d
