@@ -5,7 +5,6 @@ start with `.s2tmp-` so that leftovers of a killed process are recognisable and 
 """
 
 import os
-import tempfile
 
 TMP_PREFIX = ".s2tmp-"
 
@@ -21,6 +20,7 @@ FILE_MODE = 0o666 & ~_umask()        # what open() would give; mkstemp alone giv
 
 def write_bytes(path, data):
     """Atomically replace `path` with `data` (bytes)."""
+    import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)

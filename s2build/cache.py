@@ -14,8 +14,6 @@ record; a damaged entry is deleted with a warning and reads as a miss.
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 
 from . import atomic
 
@@ -52,12 +50,14 @@ class Cache:
 
     def put(self, key, onnx_bytes, record):
         """Store atomically. `record` gains `artifact_sha256`. Returns the entry folder."""
+        import tempfile
         record = dict(record, artifact_sha256=hashlib.sha256(onnx_bytes).hexdigest())
         final = self.entry_dir(key)
         if self.has(key):
             return final
         os.makedirs(self.tmp, exist_ok=True)
         os.makedirs(os.path.dirname(final), exist_ok=True)
+        import shutil
         tmp = tempfile.mkdtemp(prefix=atomic.TMP_PREFIX, dir=self.tmp)
         try:
             for name, data in (("model.onnx", onnx_bytes),
@@ -74,11 +74,13 @@ class Cache:
         return final
 
     def _drop(self, d, why):
+        import shutil
         self.warnings.append(f"cache entry {os.path.basename(d)[:12]} {why}; discarded")
         shutil.rmtree(d, ignore_errors=True)
 
     def clean_tmp(self):
         """Remove half-written entries left by a killed process (call only under the lock)."""
+        import shutil
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def size(self):

@@ -17,7 +17,6 @@ the no-op path's modules; torch and friends load only when something is trained 
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 
@@ -141,6 +140,8 @@ def cmd_predict(args):
 
 
 def cmd_clean(args):
+    import shutil
+
     from . import graph
     from .locking import BuildLock
     project = _load(args)

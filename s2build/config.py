@@ -25,7 +25,6 @@ This module imports only the standard library and yaml: it is on the no-op path.
 import difflib
 import os
 import re
-from dataclasses import dataclass, field
 
 import yaml
 
@@ -42,17 +41,16 @@ DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mse"]}
 
 
-@dataclass(frozen=True)
 class Key:
     """A schema entry: `kind` names a checker below; `low`/`high` bound numbers (inclusive low,
-    exclusive high when `open_high`); `choices` restricts strings."""
+    exclusive high when `open_high`); `choices` restricts strings. (Plain classes, not
+    dataclasses, on the no-op path: importing dataclasses costs ~8 ms.)"""
 
-    kind: str
-    default: object = REQUIRED
-    choices: tuple = ()
-    low: float = None
-    high: float = None
-    open_high: bool = False
+    __slots__ = ("kind", "default", "choices", "low", "high", "open_high")
+
+    def __init__(self, kind, default=REQUIRED, choices=(), low=None, high=None, open_high=False):
+        self.kind, self.default, self.choices = kind, default, choices
+        self.low, self.high, self.open_high = low, high, open_high
 
 
 # Loader formats: each has its own keys. Other formats plug in here.
@@ -121,15 +119,12 @@ TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED)}
 NOT_IN_KEY = ("description", "output")
 
 
-@dataclass
 class Target:
     """One target: `config` is resolved (all keys, JSON-able); `locs` maps key paths inside the
     target, e.g. ('train', 'epochs'), to 's2build.yaml:L:C' of their value."""
 
-    name: str
-    config: dict
-    locs: dict
-    root: str
+    def __init__(self, name, config, locs, root):
+        self.name, self.config, self.locs, self.root = name, config, locs, root
 
     def loc(self, *path):
         """Location of the deepest known prefix of `path` (falls back to the target itself)."""
@@ -154,11 +149,11 @@ class Target:
         return refs
 
 
-@dataclass
 class Project:
-    path: str                      # absolute path of s2build.yaml
-    root: str                      # its folder; all relative paths are relative to it
-    targets: dict = field(default_factory=dict)
+    def __init__(self, path, root):
+        self.path = path           # absolute path of s2build.yaml
+        self.root = root           # its folder; all relative paths are relative to it
+        self.targets = {}          # name -> Target, in yaml order
 
     @property
     def state_dir(self):

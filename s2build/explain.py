@@ -13,16 +13,24 @@ Only the standard library: this module is on the no-op path.
 
 import hashlib
 import os
-from dataclasses import dataclass
 
 # Reason kinds that concern only the output file: the artifact itself is still current.
 OUTPUT_ONLY = ("output-missing", "output-modified")
 
 
-@dataclass(frozen=True)
 class Reason:
-    kind: str
-    text: str
+    """`kind` is stable (for machines: file-changed, config-changed, ...); `text` is for people."""
+
+    __slots__ = ("kind", "text")
+
+    def __init__(self, kind, text):
+        self.kind, self.text = kind, text
+
+    def __eq__(self, other):
+        return isinstance(other, Reason) and (self.kind, self.text) == (other.kind, other.text)
+
+    def __repr__(self):
+        return f"Reason({self.kind!r}, {self.text!r})"
 
 
 def _flatten(d, prefix=""):

@@ -11,21 +11,20 @@
 Only the standard library: this module is on the no-op path.
 """
 
+import fnmatch
 import glob
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
-from dataclasses import dataclass, field
 
 from . import __version__, config as cfgmod
 from .errors import ConfigError
 
-# A file whose mtime is this close to "now" may still be written to within the same timestamp
-# granularity; its stat tuple is not trusted next time (git's "racy clean" problem).
-RACY_NS = 2_000_000_000
+# A file hashed this soon after its mtime may change again within the same timestamp tick.
+RACY_NS = 100_000_000
+COARSE_RACY_NS = 2_000_000_000
 
 
 def sha256_file(path):
@@ -45,6 +44,30 @@ def canonical_digest(obj):
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _match(root, pattern):
+    """Relative paths of regular files under `root` matching `pattern`, unsorted.
+
+    Fast path for the common `dir/sub/*.ext` (magic only in the last component): one scandir,
+    file type from the directory entry, no per-file stat. Anything else goes through glob."""
+    head, tail = os.path.split(pattern)
+    if not glob.has_magic(head) and "**" not in tail:
+        folder = os.path.join(root, head)
+        if not glob.has_magic(tail):
+            return [pattern] if os.path.isfile(folder if not tail else os.path.join(folder, tail)) else []
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            return []
+        prefix = head + "/" if head else ""
+        with entries:
+            names = [e.name for e in entries if e.is_file()]
+        if not tail.startswith("."):
+            names = [n for n in names if not n.startswith(".")]
+        return [prefix + n for n in fnmatch.filter(names, tail)]
+    return [m for m in glob.glob(pattern, root_dir=root, recursive=True)
+            if os.path.isfile(os.path.join(root, m))]
+
+
 def expand(target, which="sources"):
     """Sorted relative paths matched by the target's globs (`sources` or `holdout`).
 
@@ -57,23 +80,31 @@ def expand(target, which="sources"):
         if os.path.isabs(pattern):
             raise ConfigError(f"source glob '{pattern}' is absolute", target.loc(*base_path, i),
                               "use a path relative to s2build.yaml's folder")
-        matches = [m for m in glob.glob(os.path.join(glob.escape(root), pattern), recursive=True)
-                   if os.path.isfile(m)]
+        matches = _match(root, os.path.normpath(pattern))
         if not matches:
             if glob.has_magic(pattern):
                 raise ConfigError(f"glob '{pattern}' matches no files", target.loc(*base_path, i),
                                   "check the path; it is relative to s2build.yaml's folder")
             raise ConfigError(f"source file '{pattern}' not found", target.loc(*base_path, i),
                               "check the path; it is relative to s2build.yaml's folder")
-        found.update(os.path.relpath(m, root) for m in matches)
+        found.update(matches)
     return sorted(found)
 
 
-def digest_files(relpaths, root, stat_cache, now_ns=None):
-    """{relpath: sha256} using `stat_cache` ({relpath: [size, mtime_ns, ino, sha]}), which is
-    updated in place. Returns (digests, n_hashed)."""
-    now_ns = now_ns or time.time_ns()
+def _racy(st, now_ns):
+    """True when the file may change again within its current mtime tick: its stat tuple will
+    not be trusted next time (git's "racy clean" problem). Whole-second mtimes mean a coarse
+    filesystem, so the window is wider there."""
+    window = COARSE_RACY_NS if st.st_mtime_ns % 1_000_000_000 == 0 else RACY_NS
+    return now_ns - st.st_mtime_ns < window
+
+
+def digest_files(relpaths, root, stat_cache):
+    """{relpath: sha256} using `stat_cache` ({relpath: [size, mtime_ns, inode, sha]}), updated
+    in place. Returns (digests, n_hashed). A cached entry is trusted when its stat tuple matches;
+    racily-clean files are stored with mtime 0 so they are hashed again next time."""
     out, hashed = {}, 0
+    now_ns = time.time_ns()
     for rel in relpaths:
         path = os.path.join(root, rel)
         try:
@@ -81,13 +112,12 @@ def digest_files(relpaths, root, stat_cache, now_ns=None):
         except FileNotFoundError:
             raise ConfigError(f"source file '{rel}' disappeared while reading", rel) from None
         entry = stat_cache.get(rel)
-        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns and entry[2] == st.st_ino:
+        if entry and entry[1] == st.st_mtime_ns and entry[0] == st.st_size and entry[2] == st.st_ino:
             out[rel] = entry[3]
             continue
         digest = sha256_file(path)
         hashed += 1
-        racy = now_ns - st.st_mtime_ns < RACY_NS
-        stat_cache[rel] = [st.st_size, 0 if racy else st.st_mtime_ns, st.st_ino, digest]
+        stat_cache[rel] = [st.st_size, 0 if _racy(st, now_ns) else st.st_mtime_ns, st.st_ino, digest]
         out[rel] = digest
     return out, hashed
 
@@ -119,7 +149,7 @@ def _installed_versions(names):
 
 def cpu_capability():
     """The CPU class that selects torch's kernels (AVX512 / AVX2 / DEFAULT on x86)."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     if machine not in ("x86_64", "amd64"):
         return machine
     try:
@@ -154,7 +184,7 @@ def toolchain(device="cpu", threads=1):
         versions = _installed_versions(_TOOL_PACKAGES)
         _TOOLCHAIN = {"s2build": __version__,
                       "python": "%d.%d" % sys.version_info[:2],
-                      "machine": platform.machine(),
+                      "machine": os.uname().machine,
                       "cpu": cpu_capability(),
                       **{p: versions.get(p, "missing") for p in _TOOL_PACKAGES}}
     return dict(_TOOLCHAIN, device=resolve_device(device), threads=threads)
@@ -162,24 +192,18 @@ def toolchain(device="cpu", threads=1):
 
 # --- Inputs and the build key --------------------------------------------------------------
 
-@dataclass
 class Inputs:
-    """Everything a target's artifact depends on, and the key derived from it."""
+    """Everything a target's artifact depends on, and the key derived from it.
 
-    sources: dict                 # relpath -> sha256
-    holdout: dict                 # relpath -> sha256 (holdout.sources files)
-    config: dict                  # resolved config minus NOT_IN_KEY
-    user_code: dict               # relpath -> sha256
-    deps: dict                    # dep name -> its build key
-    toolchain: dict
-    mode: str = "release"
-    key: str = field(default="")
+    sources / holdout / user_code: relpath -> sha256; config: resolved config minus NOT_IN_KEY;
+    deps: dependency name -> its build key; toolchain: see toolchain(); mode: release | dev."""
 
-    def __post_init__(self):
-        self.key = canonical_digest({"sources": self.sources, "holdout": self.holdout,
-                                     "config": self.config, "user_code": self.user_code,
-                                     "deps": self.deps, "toolchain": self.toolchain,
-                                     "mode": self.mode})
+    def __init__(self, sources, holdout, config, user_code, deps, toolchain, mode="release"):
+        self.sources, self.holdout, self.config = sources, holdout, config
+        self.user_code, self.deps, self.toolchain, self.mode = user_code, deps, toolchain, mode
+        self.key = canonical_digest({"sources": sources, "holdout": holdout, "config": config,
+                                     "user_code": user_code, "deps": deps,
+                                     "toolchain": toolchain, "mode": mode})
 
 
 def target_inputs(target, stat_cache, dep_keys, mode="release"):

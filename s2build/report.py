@@ -7,20 +7,25 @@ and warnings and stdout for outcomes; the JSON reporter prints one document on s
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
 
 
-@dataclass
 class Result:
-    name: str
-    outcome: str                      # up-to-date | restored | built | failed | cancelled
-    reasons: list = field(default_factory=list)
-    seconds: float = 0.0
-    metrics: dict = field(default_factory=dict)
-    output: str = ""
-    key: str = ""
-    detail: str = ""                  # e.g. timings, or the error text
-    stale_after_build: list = field(default_factory=list)   # inputs that changed during training
+    """The outcome of one target: up-to-date | restored | built | failed | cancelled.
+    `detail`: timings or the error text; `stale_after_build`: inputs edited during training."""
+
+    FIELDS = ("name", "outcome", "reasons", "seconds", "metrics", "output", "key", "detail",
+              "stale_after_build")
+
+    def __init__(self, name, outcome, reasons=None, seconds=0.0, metrics=None, output="", key="",
+                 detail="", stale_after_build=None):
+        self.name, self.outcome, self.reasons = name, outcome, reasons or []
+        self.seconds, self.metrics, self.output, self.key = seconds, metrics or {}, output, key
+        self.detail, self.stale_after_build = detail, stale_after_build or []
+
+    def as_dict(self):
+        d = {f: getattr(self, f) for f in self.FIELDS}
+        d["reasons"] = [{"kind": x.kind, "text": x.text} for x in self.reasons]
+        return d
 
 
 def _fmt_metrics(m):
@@ -102,9 +107,7 @@ class Json:
         pass
 
     def done(self, r):
-        d = asdict(r)
-        d["reasons"] = [{"kind": x.kind, "text": x.text} for x in r.reasons]
-        self.results.append(d)
+        self.results.append(r.as_dict())
 
     def finish(self):
         json.dump({"targets": self.results, "warnings": self.warnings}, self.out, indent=2)

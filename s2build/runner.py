@@ -17,9 +17,7 @@ atomically. A failure or Ctrl-C at any point leaves the previous artifact and ca
 import hashlib
 import json
 import os
-import platform
 import time
-from dataclasses import dataclass
 
 from . import atomic, explain, fingerprint, graph
 from .cache import Cache
@@ -28,12 +26,12 @@ from .report import Result
 from .state import State
 
 
-@dataclass
 class Step:
-    target: object            # config.Target
-    inputs: object            # fingerprint.Inputs
-    reasons: list             # [explain.Reason]; [] when up to date
-    action: str               # up-to-date | restore | build
+    """target: config.Target; inputs: fingerprint.Inputs; reasons: [explain.Reason] ([] when
+    up to date); action: up-to-date | restore | build."""
+
+    def __init__(self, target, inputs, reasons, action):
+        self.target, self.inputs, self.reasons, self.action = target, inputs, reasons, action
 
 
 def plan(project, names, state, cache, mode="release"):
@@ -150,8 +148,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
 
     # Inputs are fingerprinted again: an edit that landed during training is not attributed to
     # this build (the artifact is recorded under the key of the bytes it was trained on).
-    fresh = {}
-    now, _ = fingerprint.digest_files(list(inputs.sources), t.root, fresh)
+    now, _ = fingerprint.digest_files(list(inputs.sources), t.root, {})
     changed = sorted(p for p in inputs.sources if now.get(p) != inputs.sources[p])
 
     rec = _record(t, inputs, trained.metrics, artifact)
@@ -162,7 +159,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
              "parsed_files": len(ds.parsed_files),
              "verification": {"max_abs_diff": vr.max_abs_diff, "tolerance": vr.tolerance,
                               "argmax_agreement": vr.argmax_agreement, "rows": vr.n_rows},
-             "host": platform.node(), "device": trained.device,
+             "host": os.uname().nodename, "device": trained.device,
              "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     cache.put(inputs.key, artifact, dict(rec, facts=facts))
     rec["output"] = t.config["output"]
