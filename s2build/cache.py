@@ -3,6 +3,7 @@
 Layout:
 
     .s2build/cache/ab/abcdef.../model.onnx     the artifact (byte-exact)
+                               dynamics.npz   training dynamics (see train.Dynamics), optional
                                record.json    provenance + volatile facts; written last
     .s2build/tmp/                             entries being written
 
@@ -48,8 +49,9 @@ class Cache:
             return None
         return data, record
 
-    def put(self, key, onnx_bytes, record):
-        """Store atomically. `record` gains `artifact_sha256`. Returns the entry folder."""
+    def put(self, key, onnx_bytes, record, extra=None):
+        """Store atomically. `record` gains `artifact_sha256`; `extra` maps further file names
+        (e.g. dynamics.npz) to bytes. Returns the entry folder."""
         import tempfile
         record = dict(record, artifact_sha256=hashlib.sha256(onnx_bytes).hexdigest())
         final = self.entry_dir(key)
@@ -60,8 +62,9 @@ class Cache:
         import shutil
         tmp = tempfile.mkdtemp(prefix=atomic.TMP_PREFIX, dir=self.tmp)
         try:
-            for name, data in (("model.onnx", onnx_bytes),
-                               ("record.json", json.dumps(record, sort_keys=True, indent=1).encode())):
+            files = [("model.onnx", onnx_bytes), *sorted((extra or {}).items()),
+                     ("record.json", json.dumps(record, sort_keys=True, indent=1).encode())]
+            for name, data in files:
                 with open(os.path.join(tmp, name), "wb") as f:
                     f.write(data)
                     f.flush()

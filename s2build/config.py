@@ -35,10 +35,13 @@ REQUIRED = object()
 USER_REF = re.compile(r"^(?P<path>[^:]+\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-BUILTIN_LOSSES = ("cross_entropy", "mse", "mae", "huber", "bce")
-BUILTIN_METRICS = ("accuracy", "f1", "mse", "mae", "r2")
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
-DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mse"]}
+BUILTIN_LOSSES = {"cross_entropy": ("classification",), "bce": ("classification", "multilabel"),
+                  "mse": ("regression",), "mae": ("regression",), "huber": ("regression",)}
+BUILTIN_METRICS = {"accuracy": ("classification", "multilabel"), "f1": ("classification",),
+                   "mse": ("regression",), "mae": ("regression",), "r2": ("regression",)}
+DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "multilabel": "bce"}
+DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mse"],
+                   "multilabel": ["accuracy"]}
 
 
 class Key:
@@ -46,24 +49,42 @@ class Key:
     exclusive high when `open_high`); `choices` restricts strings. (Plain classes, not
     dataclasses, on the no-op path: importing dataclasses costs ~8 ms.)"""
 
-    __slots__ = ("kind", "default", "choices", "low", "high", "open_high")
+    __slots__ = ("kind", "default", "choices", "low", "high", "open_high", "item")
 
-    def __init__(self, kind, default=REQUIRED, choices=(), low=None, high=None, open_high=False):
+    def __init__(self, kind, default=REQUIRED, choices=(), low=None, high=None, open_high=False,
+                 item=None):
         self.kind, self.default, self.choices = kind, default, choices
         self.low, self.high, self.open_high = low, high, open_high
+        self.item = item                          # maplist: the schema of each mapping
 
 
-# Loader formats: each has its own keys. Other formats plug in here.
+# Loader formats: each has its own keys. Tasks: classification (one class per row, softmax),
+# regression (one or more values), multilabel (one or more independent 0/1 outputs, sigmoid).
+TASKS = ("classification", "regression", "multilabel")
+
+
+def _loader(**keys):
+    common = {"task": Key("str", "classification", choices=TASKS),
+              "classes": Key("classes", None),      # int N (labels 0..N-1), a list, or inferred
+              "shape": Key("intlist", None)}        # reshape each row's features, e.g. [1, 8, 8]
+    return {"format": Key("str"), **common, **keys}
+
+
 LOADERS = {
-    "csv": {
-        "format": Key("str", "csv"),
-        "features": Key("strlist", None),        # None: every column but the label
-        "label": Key("str", REQUIRED),
-        "task": Key("str", "classification", choices=("classification", "regression")),
-        "classes": Key("classes", None),         # int N (labels 0..N-1), a list, or inferred
-        "delimiter": Key("str", ","),
-    },
+    "csv": _loader(features=Key("strlist", None),   # None: every column but the label
+                   label=Key("str", REQUIRED), delimiter=Key("str", ",")),
+    "jsonl": _loader(features=Key("strlist", REQUIRED),  # fields: numbers, lists or strings
+                     label=Key("str", REQUIRED),
+                     text=Key("str", "error", choices=("error", "digits", "hash")),
+                     buckets=Key("int", 256, low=1)),    # text: hash -> this many features
+    "npz": _loader(features=Key("str", "x"), label=Key("str", "y")),   # array names
+    "npy": _loader(label_column=Key("int", -1)),         # 2-D array; one column is the label
+    "images": _loader(size=Key("intlist", None),         # [height, width] to resize to
+                      channels=Key("int", 1, choices=(), low=1, high=3),
+                      scale=Key("float", 1 / 255, low=0.0)),  # pixel * scale
 }
+for _name, _schema in LOADERS.items():
+    _schema["format"] = Key("str", _name)
 
 # Model types: built-ins by name; a user model is `path/file.py:Name` with `args`.
 MODELS = {
@@ -73,6 +94,18 @@ MODELS = {
         "activation": Key("str", "relu", choices=("relu", "tanh", "gelu", "silu")),
         "dropout": Key("float", 0.0, low=0.0, high=1.0, open_high=True),
         "normalize": Key("bool", True),           # standardise features inside the network
+    },
+    "cnn": {
+        "type": Key("str", "cnn"),
+        "channels": Key("intlist", [16, 32]),     # one conv layer per entry
+        "kernel": Key("int", 3, low=1),
+        "padding": Key("str", "zeros", choices=("zeros", "circular")),
+        "pool": Key("int", 2, low=1),             # max-pool factor after the convs (1: none)
+        "head": Key("str", "dense", choices=("dense", "conv")),  # conv: one output per cell
+        "hidden": Key("intlist", []),             # dense widths, or 1x1-conv widths for head conv
+        "activation": Key("str", "relu", choices=("relu", "tanh", "gelu", "silu")),
+        "dropout": Key("float", 0.0, low=0.0, high=1.0, open_high=True),
+        "normalize": Key("bool", False),          # standardise inputs (one mean/std)
     },
 }
 USER_MODEL = {"type": Key("str"), "args": Key("map", {})}
@@ -99,6 +132,16 @@ EXPORT = {
     "opset": Key("int", None, low=7),
 }
 
+# Behaviour specs: the target's tests (s2build/specs.py checks their contents and runs them).
+# Each names one kind: example, gate or invariance; `over` picks the rows (holdout or a file).
+SPEC = {
+    "name": Key("str", REQUIRED),
+    "example": Key("tree", None),        # {input: {FEATURE: N} | file, line; expect; tolerance}
+    "gate": Key("str", None),            # "METRIC OP BOUND", e.g. "accuracy >= 0.95"
+    "invariance": Key("tree", None),     # {noise, seed, set, shift, min_agreement, tolerance}
+    "over": Key("str", None),            # gate/invariance rows: holdout (default) or a glob
+}
+
 TARGET = {
     "description": Key("str", ""),
     "sources": Key("strlist", REQUIRED),
@@ -111,12 +154,13 @@ TARGET = {
     "output": Key("str", None),
     "deps": Key("strlist", []),
     "export": Key("section", {}),
+    "specs": Key("maplist", [], item=SPEC),
 }
 
 TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED)}
 
 # Keys of the resolved config that cannot change the artifact's bytes: not in the build key.
-NOT_IN_KEY = ("description", "output")
+NOT_IN_KEY = ("description", "output", "specs")
 
 
 class Target:
@@ -226,7 +270,8 @@ def _parse_yaml(text, fname):
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
                "strlist": "a list of strings", "intlist": "a list of integers",
                "map": "a mapping", "section": "a mapping",
-               "classes": "an integer or a list of class names"}
+               "classes": "an integer or a list of class names",
+               "maplist": "a list of mappings", "tree": "a mapping"}
 
 
 def _type_error(path, key, y):
@@ -303,7 +348,37 @@ def _check_value(path, key, y, locs):
         if y.kind != "map":
             raise _type_error(path, key, y)
         return _plain(y)
+    if key.kind == "tree":                   # a mapping checked later; every node's location kept
+        if y.kind != "map":
+            raise _type_error(path, key, y)
+        return _plain_locs(path, y, locs)
+    if key.kind == "maplist":                # a list of mappings, each checked against key.item
+        if y.kind != "list":
+            raise _type_error(path, key, y)
+        out = []
+        for i, item in enumerate(y.value):
+            locs[path + (i,)] = item.loc
+            if item.kind != "map":
+                raise ConfigError(f"{'.'.join(map(str, path + (i,)))}: expected a mapping, "
+                                  f"got {item.value if item.kind == 'scalar' else 'a list'!r}",
+                                  item.loc)
+            out.append(_check_section(path + (i,), key.item, item, locs))
+        return out
     raise AssertionError(key.kind)
+
+
+def _plain_locs(path, y, locs):
+    """Plain value of `y`, recording the location of every node (keys as path + (k, '@key'))."""
+    locs[path] = y.loc
+    if y.kind == "map":
+        out = {}
+        for k, (kloc, v) in y.value.items():
+            locs[path + (k, "@key")] = kloc
+            out[k] = _plain_locs(path + (k,), v, locs)
+        return out
+    if y.kind == "list":
+        return [_plain_locs(path + (i,), v, locs) for i, v in enumerate(y.value)]
+    return y.value
 
 
 def _check_section(path, schema, y, locs):
@@ -368,6 +443,9 @@ def _check_target(name, ty, root, locs):
     t = _check_section(("targets", name), TARGET, ty, locs)
     base = ("targets", name)
     t["loader"] = _variant(base + ("loader",), LOADERS, t["loader"] or None, "format", "csv", locs)
+    if t["loader"]["format"] == "images" and t["loader"]["task"] != "classification":
+        raise ConfigError("loader.task: image folders give classes (one folder per class)",
+                          locs.get(base + ("loader", "task")))
     t["model"] = _variant(base + ("model",), MODELS, t["model"] or None, "type", "mlp", locs,
                           user_ok=True)
     for sec, schema in (("train", TRAIN), ("holdout", HOLDOUT), ("export", EXPORT)):
@@ -379,12 +457,19 @@ def _check_target(name, ty, root, locs):
     if t["loss"] is None:
         t["loss"] = DEFAULT_LOSS[task]
     elif t["loss"] not in BUILTIN_LOSSES and not USER_REF.match(t["loss"]):
-        _unknown_name(t["loss"], BUILTIN_LOSSES, "loss", locs[base + ("loss",)])
+        _unknown_name(t["loss"], list(BUILTIN_LOSSES), "loss", locs[base + ("loss",)])
+    elif task not in BUILTIN_LOSSES.get(t["loss"], (task,)):
+        raise ConfigError(f"loss '{t['loss']}' does not fit task '{task}'", locs[base + ("loss",)],
+                          f"use {DEFAULT_LOSS[task]}")
     if t["metrics"] is None:
         t["metrics"] = list(DEFAULT_METRICS[task])
     for i, m in enumerate(t["metrics"]):
         if m not in BUILTIN_METRICS and not USER_REF.match(m):
-            _unknown_name(m, BUILTIN_METRICS, "metric", locs[base + ("metrics", i)])
+            _unknown_name(m, list(BUILTIN_METRICS), "metric", locs[base + ("metrics", i)])
+        if task not in BUILTIN_METRICS.get(m, (task,)):
+            fits = [k for k, v in BUILTIN_METRICS.items() if task in v]
+            raise ConfigError(f"metric '{m}' does not fit task '{task}'",
+                              locs[base + ("metrics", i)], "use one of: " + ", ".join(fits))
     if t["output"] is None:
         t["output"] = f"build/{name}.onnx"
     if t["holdout"]["sources"] and ("targets", name, "holdout", "fraction", "@key") in locs:
@@ -439,6 +524,9 @@ def load(path):
             if not os.path.isfile(os.path.join(root, rel)):
                 raise ConfigError(f"user file '{rel}' not found", target.loc(*kpath),
                                   "the path is relative to s2build.yaml's folder")
+        if cfg["specs"]:
+            from .specs import parse as parse_specs     # standard library only
+            parse_specs(target)                          # a bad spec is a config error
         project.targets[name] = target
     outputs = {}
     for t in project.targets.values():

@@ -4,13 +4,15 @@ Each source file is parsed once into a *shard* (the object file of software 2.0)
 
     .s2build/shards/ab/<sha256(file digest, loader config, SHARD_VERSION)>.npz
 
-holding `x` (float32 [rows, features]), `labels` (str [rows] for classification, float32 for
-regression), `lines` (int64 [rows], 1-based line of each row) and `row_hash` / `input_hash`
-(S16 [rows]: BLAKE2b-128 of features+label and of features only). An edit re-parses only the
-files whose digest changed. Shards are written atomically; an unreadable shard is re-parsed.
+holding `x` (float32 [rows, *shape]), `labels` (str [rows] for classification, float32
+[rows, k] for regression and multilabel), `lines` (int64 [rows]: 1-based line for csv/jsonl,
+index for arrays, 0 for one-file-per-example images) and `row_hash` / `input_hash` (S16 [rows]:
+BLAKE2b-128 of features+label and of features only). An edit re-parses only the files whose
+digest changed. Shards are written atomically; an unreadable shard is parsed again.
 
-Every row keeps its origin (`file:line`); malformed rows raise DataError at that origin.
-Imported lazily (numpy): not on the no-op path.
+Formats (loader.format): csv, jsonl, npz, npy, images (one folder per class, PNG/JPEG).
+Origins: `file:line` (csv, jsonl), `file[index]` (npz, npy), `file` (images). Malformed rows
+raise DataError at their origin. Imported lazily (numpy): not on the no-op path.
 """
 
 import csv
@@ -25,7 +27,7 @@ import numpy as np
 from . import atomic
 from .errors import DataError
 
-SHARD_VERSION = 1
+SHARD_VERSION = 2
 
 
 class SourcesChanged(Exception):
@@ -43,11 +45,11 @@ class Shard:
 
 @dataclass
 class Dataset:
-    """Rows of a target, in source order. `y` holds class indices (int64 [n]) or values
-    (float32 [n]); `origins[i]` is 'file:line'; `holdout` is a bool mask [n]."""
+    """Rows of a target, in source order: `x` float32 [n, *shape]; `origins[i]` is where row i
+    comes from ('file:line', 'file[i]' or 'file'); `holdout` is a bool mask [n]."""
 
     x: "np.ndarray"
-    y: "np.ndarray"
+    y: "np.ndarray"          # int64 [n] class indices, or float32 [n, k] values / 0-1 labels
     origins: list
     row_hash: "np.ndarray"
     input_hash: "np.ndarray"
@@ -99,7 +101,7 @@ def parse_csv(rel, data, loader):
             raise DataError(f"no column '{col}' in the header", f"{rel}:1", hint)
     fidx = [index[c] for c in features]
     lidx = index[label]
-    regression = loader["task"] == "regression"
+    regression = loader["task"] != "classification"
     xs, labels, lines = [], [], []
     line = reader.line_num
     while True:
@@ -129,11 +131,9 @@ def parse_csv(rel, data, loader):
         xs.append(vals)
         lines.append(start)
     x = np.asarray(xs, dtype=np.float32).reshape(len(xs), len(features))
-    lab = np.asarray(labels, dtype=np.float32 if regression else np.str_)
-    input_hash = np.array([_blake(r.tobytes()) for r in x], dtype="S16")
-    row_hash = np.array([_blake(r.tobytes() + str(l).encode()) for r, l in zip(x, labels)],
-                        dtype="S16")
-    return Shard(x, lab, np.asarray(lines, dtype=np.int64), row_hash, input_hash), features
+    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), 1) if regression \
+        else np.asarray(labels, dtype=np.str_)
+    return _shard(x, lab, lines, loader, rel), features
 
 
 def _number(text, col, rel, line):
@@ -148,7 +148,192 @@ def _number(text, col, rel, line):
     return v
 
 
-FORMATS = {"csv": parse_csv}
+def _shard(x, labels, lines, loader, rel):
+    """Assemble a Shard: reshape features to loader.shape and hash every row."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if loader.get("shape"):
+        shape = tuple(loader["shape"])
+        per_row = int(np.prod(shape))
+        if x.shape[1:] != shape and int(np.prod(x.shape[1:])) != per_row:
+            raise DataError(f"rows have {int(np.prod(x.shape[1:]))} feature values; loader.shape "
+                            f"{list(shape)} needs {per_row}", rel)
+        x = x.reshape((len(x),) + shape)
+    input_hash = np.array([_blake(r.tobytes()) for r in x], dtype="S16")
+    row_hash = np.array([_blake(r.tobytes() + (l.tobytes() if isinstance(l, np.ndarray)
+                                               else str(l).encode()))
+                         for r, l in zip(x, labels)], dtype="S16")
+    return Shard(x, labels, np.asarray(lines, dtype=np.int64), row_hash, input_hash)
+
+
+def _json_values(value, field, where, loader):
+    """A JSON field -> list of floats: a number, a (nested) list of numbers, or a string
+    decoded per loader.text (digits: one value per character; hash: bag of words)."""
+    if isinstance(value, bool) or value is None:
+        raise DataError(f"field '{field}': {value!r} is not a number", where)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise DataError(f"field '{field}' is {value}", where, "fix or remove the row")
+        return [float(value)]
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            out += _json_values(v, field, where, loader)
+        return out
+    if isinstance(value, str):
+        mode = loader.get("text", "error")
+        if mode == "digits":
+            if not value.isdigit():
+                raise DataError(f"field '{field}': expected a string of digits, got {value[:30]!r}",
+                                where)
+            return [float(c) for c in value]
+        if mode == "hash":
+            vec = [0.0] * loader["buckets"]
+            for word in value.lower().split():
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+                vec[h % loader["buckets"]] += 1.0
+            return vec
+        raise DataError(f"field '{field}' is text", where,
+                        "set loader.text to 'digits' or 'hash' to turn text into numbers")
+    raise DataError(f"field '{field}': unsupported value {type(value).__name__}", where)
+
+
+def parse_jsonl(rel, data, loader):
+    """One JSON object per line; features and label by field name."""
+    import json
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", rel) from None
+    regression = loader["task"] != "classification"
+    xs, labels, lines, width = [], [], [], None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{rel}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", where) from None
+        if not isinstance(obj, dict):
+            raise DataError("expected a JSON object per line", where)
+        vals = []
+        for f in loader["features"] + [loader["label"]]:
+            if f not in obj:
+                raise DataError(f"missing field '{f}'", where)
+        for f in loader["features"]:
+            vals += _json_values(obj[f], f, where, loader)
+        if width is None:
+            width = len(vals)
+        elif len(vals) != width:
+            raise DataError(f"{len(vals)} feature values, but earlier rows have {width}", where)
+        lab = obj[loader["label"]]
+        if regression:
+            labels.append(_json_values(lab, loader["label"], where, dict(loader, text="digits")))
+            if len(labels[-1]) != len(labels[0]):
+                raise DataError(f"label has {len(labels[-1])} values, earlier rows {len(labels[0])}",
+                                where)
+        else:
+            if isinstance(lab, (dict, list)) or lab is None or str(lab).strip() == "":
+                raise DataError(f"label '{loader['label']}' must be a class name or number", where)
+            labels.append(str(lab).strip())
+        xs.append(vals)
+        lines.append(lineno)
+    x = np.asarray(xs, dtype=np.float32).reshape(len(xs), width or 0)
+    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), -1) if regression \
+        else np.asarray(labels, dtype=np.str_)
+    return _shard(x, lab, lines, loader, rel), list(loader["features"])
+
+
+def _check_array(arr, rel, what):
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{what} has dtype {arr.dtype}, expected numbers", rel)
+    bad = ~np.isfinite(arr.reshape(len(arr), -1).astype(np.float64)).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{what} holds NaN or inf", f"{rel}[{i}]", "fix or remove the row")
+
+
+def _array_labels(y, rel, loader):
+    if loader["task"] == "classification":
+        if y.ndim != 1:
+            raise DataError(f"labels have shape {list(y.shape)}, expected one per row", rel)
+        if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
+        return np.asarray([str(v) for v in y.tolist()], dtype=np.str_)
+    _check_array(y, rel, "labels")
+    return y.astype(np.float32).reshape(len(y), -1)
+
+
+def parse_npz(rel, data, loader):
+    """An .npz archive: features array `loader.features`, labels array `loader.label`."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise DataError(f"cannot read .npz: {e}", rel) from None
+    for k in (loader["features"], loader["label"]):
+        if k not in arrays:
+            raise DataError(f"no array '{k}' in the archive (has: {', '.join(sorted(arrays))})", rel)
+    x, y = arrays[loader["features"]], arrays[loader["label"]]
+    if len(x) != len(y):
+        raise DataError(f"{len(x)} feature rows but {len(y)} labels", rel)
+    _check_array(x, rel, f"array '{loader['features']}'")
+    x = x.astype(np.float32).reshape(len(x), -1) if x.ndim == 1 else x.astype(np.float32)
+    shard = _shard(x, _array_labels(y, rel, loader), np.arange(len(x)), loader, rel)
+    return shard, [loader["features"]]
+
+
+def parse_npy(rel, data, loader):
+    """A 2-D .npy array [rows, columns]; column `loader.label_column` is the label."""
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"cannot read .npy: {e}", rel) from None
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise DataError(f"expected a 2-D array with a label column, got shape {list(arr.shape)}", rel)
+    _check_array(arr, rel, "array")
+    col = loader["label_column"] % arr.shape[1]
+    x = np.delete(arr, col, axis=1).astype(np.float32)
+    shard = _shard(x, _array_labels(arr[:, col], rel, loader), np.arange(len(arr)), loader, rel)
+    return shard, [f"c{i}" for i in range(arr.shape[1]) if i != col]
+
+
+def decode_image(rel, data, loader):
+    """Image bytes -> float32 [channels, height, width] (resized, scaled)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"cannot decode image: {e}", rel, "replace or remove the file") from None
+    img = img.convert("L" if loader["channels"] == 1 else "RGB")
+    if loader["size"]:
+        h, w = loader["size"]
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) * loader["scale"]
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def parse_image(rel, data, loader):
+    """One image file = one row; its class is the name of its folder."""
+    x = decode_image(rel, data, loader)[None]
+    label = os.path.basename(os.path.dirname(rel)) or "."
+    return _shard(x, np.asarray([label], dtype=np.str_), [0], dict(loader, shape=None), rel), \
+        ["pixels"]
+
+
+FORMATS = {"csv": parse_csv, "jsonl": parse_jsonl, "npz": parse_npz, "npy": parse_npy,
+           "images": parse_image}
+
+
+def origin(rel, line, fmt):
+    """Where a row comes from, as users see it."""
+    if fmt in ("csv", "jsonl"):
+        return f"{rel}:{line}"
+    if fmt == "images":
+        return rel
+    return f"{rel}[{line}]"
 
 
 class ShardStore:
@@ -208,6 +393,7 @@ def _split(input_hash, fraction, seed):
 def load_dataset(target, inputs, store):
     """Build the target's Dataset from its fingerprinted sources (`inputs`)."""
     loader = target.config["loader"]
+    fmt, task = loader["format"], loader["task"]
     root = target.root
     parsed, parts, features = [], [], None
     holdout_files = set(inputs.holdout)
@@ -216,18 +402,21 @@ def load_dataset(target, inputs, store):
         shard, feats, was_parsed = store.load(root, rel, digest, loader)
         if was_parsed:
             parsed.append(rel)
-        if features is None:
-            features = feats
-        elif feats != features:
-            raise DataError(f"columns differ from those of '{parts[0][0]}'", f"{rel}:1",
-                            "every source file of a target needs the same feature columns")
+        if parts and (feats != features or shard.x.shape[1:] != parts[0][1].x.shape[1:]):
+            raise DataError(f"features {feats} {list(shard.x.shape[1:])} differ from those of "
+                            f"'{parts[0][0]}' {features} {list(parts[0][1].x.shape[1:])}",
+                            origin(rel, 1, fmt) if fmt in ("csv", "jsonl") else rel,
+                            "every source file of a target needs the same features")
+        if parts and task != "classification" and shard.labels.shape[1:] != parts[0][1].labels.shape[1:]:
+            raise DataError(f"label has {shard.labels.shape[1]} values; '{parts[0][0]}' has "
+                            f"{parts[0][1].labels.shape[1]}", rel)
+        features = feats
         parts.append((rel, shard))
-    task = loader["task"]
     classes = _class_names(loader, parts) if task == "classification" else []
     xs, ys, origins, rh, ih, hold = [], [], [], [], [], []
+    pos = {c: i for i, c in enumerate(classes)}
     for rel, s in parts:
         if task == "classification":
-            pos = {c: i for i, c in enumerate(classes)}
             idx = np.empty(len(s.labels), dtype=np.int64)
             for j, lab in enumerate(s.labels.tolist()):
                 k = pos.get(lab)
@@ -237,28 +426,34 @@ def load_dataset(target, inputs, store):
                     shown = f"0..{len(classes) - 1}" if isinstance(loader["classes"], int) \
                         else ", ".join(classes)
                     raise DataError(f"label '{lab}' is out of range (classes: {shown})",
-                                    f"{rel}:{s.lines[j]}", "fix the label or loader.classes")
+                                    origin(rel, int(s.lines[j]), fmt),
+                                    "fix the label or loader.classes")
                 idx[j] = k
             ys.append(idx)
         else:
-            ys.append(s.labels.astype(np.float32))
+            y = s.labels.astype(np.float32)
+            if task == "multilabel" and not np.isin(y, (0.0, 1.0)).all():
+                j = int(np.argmax(~np.isin(y, (0.0, 1.0)).all(axis=1)))
+                raise DataError("multilabel targets must be 0 or 1", origin(rel, int(s.lines[j]), fmt))
+            ys.append(y)
         xs.append(s.x)
-        origins += [f"{rel}:{ln}" for ln in s.lines.tolist()]
+        origins += [origin(rel, ln, fmt) for ln in s.lines.tolist()]
         rh.append(s.row_hash)
         ih.append(s.input_hash)
         hold.append(np.full(len(s.lines), rel in holdout_files, dtype=bool))
-    n_feat = len(features or [])
-    x = np.concatenate(xs) if xs else np.zeros((0, n_feat), np.float32)
-    y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
-    input_hash = np.concatenate(ih) if ih else np.zeros(0, "S16")
+    if not parts or sum(len(s.lines) for _r, s in parts) == 0:
+        raise DataError("no rows in the sources", target.loc("sources"), "add data")
+    x = np.concatenate(xs)
+    y = np.concatenate(ys)
+    input_hash = np.concatenate(ih)
     if holdout_files:
         holdout = np.concatenate(hold)
     else:
         h = target.config["holdout"]
         holdout = _split(input_hash, h["fraction"], h["seed"])
-    ds = Dataset(x=x, y=y, origins=origins, row_hash=np.concatenate(rh) if rh else np.zeros(0, "S16"),
-                 input_hash=input_hash, holdout=holdout, features=features or [],
-                 classes=classes, task=task, parsed_files=parsed)
+    ds = Dataset(x=x, y=y, origins=origins, row_hash=np.concatenate(rh), input_hash=input_hash,
+                 holdout=holdout, features=features or [], classes=classes, task=task,
+                 parsed_files=parsed)
     if ds.n_train == 0:
         raise DataError("no training rows", target.loc("sources"),
                         "add data, or lower holdout.fraction")

@@ -85,6 +85,8 @@ def provenance(target, inputs, ds, metrics):
         "s2build.task": ds.task,
         "s2build.classes": compact(ds.classes),
         "s2build.features": compact(ds.features),
+        "s2build.input_shape": compact(list(ds.x.shape[1:])),
+        "s2build.loader": compact(target.config["loader"]),
         "s2build.rows": compact({"train": ds.n_train, "holdout": int(ds.holdout.sum())}),
     }
 
@@ -132,7 +134,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     x = torch.from_numpy(ds.x)
     example = x[: max(2, min(4, len(x)))]
     if len(example) < 2:
-        example = example.repeat(2, 1)
+        example = torch.cat([example, example])
     artifact = export.export_onnx(wrapper, example, output_names=wrapper.output_names,
                                   metadata=provenance(t, inputs, ds, trained.metrics),
                                   exporter=t.config["export"]["exporter"],
@@ -161,7 +163,18 @@ def _build_one(step, project, state, cache, reporter, cancel):
                               "argmax_agreement": vr.argmax_agreement, "rows": vr.n_rows},
              "host": os.uname().nodename, "device": trained.device,
              "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    cache.put(inputs.key, artifact, dict(rec, facts=facts))
+    extra = {}
+    if trained.dynamics is not None:
+        import io
+
+        import numpy as np
+        buf = io.BytesIO()
+        np.savez_compressed(buf, origins=np.asarray(ds.origins, dtype=np.str_),
+                            row_hash=ds.row_hash, holdout=ds.holdout, y=ds.y,
+                            classes=np.asarray(ds.classes, dtype=np.str_),
+                            **trained.dynamics.arrays())
+        extra["dynamics.npz"] = buf.getvalue()
+    cache.put(inputs.key, artifact, dict(rec, facts=facts), extra)
     rec["output"] = t.config["output"]
     rec["output_stat"] = _install(t, artifact, dict(facts, restored_from_cache=False))
     state.targets[t.name] = rec

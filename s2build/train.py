@@ -4,31 +4,75 @@ Release builds are deterministic: one training thread, `torch.manual_seed(seed)`
 order drawn from a generator seeded with the same seed. Batches are index slices of tensors held
 in memory (no DataLoader workers). The loop checks `cancel` (a threading.Event) between steps.
 
-Result: the trained module (eval mode, on CPU), the loss per epoch, and the holdout metrics
-computed on the trained module.
+Training dynamics are recorded as a by-product (`Dynamics`): per-row loss and margin of every
+epoch, taken from the forward pass the step already made; final logits and penultimate
+embeddings of every row; last-layer gradient factors at a few checkpoints. They feed `lint`,
+`blame` and the seed report.
 """
 
 import math
 import time
-from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from . import models, scoring
 from .errors import BuildError
+
+CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
+MAX_FACTOR_FLOATS = 50_000_000   # skip gradient factors beyond this many stored floats
 
 
 class Cancelled(Exception):
     """The build was cancelled between two steps (watch mode saw a newer edit)."""
 
 
-@dataclass
 class Trained:
-    module: torch.nn.Module          # eval mode, CPU; maps [batch, features] -> [batch, outputs]
-    history: list = field(default_factory=list)   # mean training loss per epoch
-    metrics: dict = field(default_factory=dict)   # holdout metrics
-    seconds: float = 0.0
-    device: str = "cpu"
+    """module: eval mode, CPU; history: mean training loss per epoch; metrics: holdout
+    metrics; dynamics: Dynamics or None."""
+
+    def __init__(self, module, history, metrics, seconds, device, dynamics=None):
+        self.module, self.history, self.metrics = module, history, metrics
+        self.seconds, self.device, self.dynamics = seconds, device, dynamics
+
+
+class Dynamics:
+    """Per-row training dynamics. Arrays, saved as `dynamics.npz` beside the cache entry:
+
+        train_rows  int64 [n_train]            dataset index of each training row
+        loss        float16 [epochs, n_train]  per-row loss at its step in each epoch (NaN
+                                               for user losses, which return only a scalar)
+        margin      float16 [epochs, n_train]  per-row margin (negative: wrong)
+        logits      float32 [n, k]             final outputs of every row (train and holdout)
+        embedding   float32 [n, h]             input of the last linear layer, every row
+        ckpt_epoch  int64 [c]                  epochs of the gradient checkpoints
+        ckpt_lr     float32 [c]                learning rate at each checkpoint
+        grad_out    float32 [c, n, k]          dLoss/dlogits per row at each checkpoint
+        grad_in     float32 [c, n, h]          last-layer input per row at each checkpoint
+    """
+
+    def __init__(self, train_rows, epochs):
+        n = len(train_rows)
+        self.train_rows = train_rows
+        self.loss = torch.full((epochs, n), float("nan"))
+        self.margin = torch.zeros((epochs, n))
+        self.logits = self.embedding = None
+        self.ckpt_epoch, self.ckpt_lr, self.grad_out, self.grad_in = [], [], [], []
+
+    def arrays(self):
+        out = {"train_rows": np.asarray(self.train_rows, dtype=np.int64),
+               "loss": self.loss.numpy().astype(np.float16),
+               "margin": self.margin.numpy().astype(np.float16),
+               "ckpt_epoch": np.asarray(self.ckpt_epoch, dtype=np.int64),
+               "ckpt_lr": np.asarray(self.ckpt_lr, dtype=np.float32)}
+        if self.logits is not None:
+            out["logits"] = self.logits.numpy()
+        if self.embedding is not None:
+            out["embedding"] = self.embedding.numpy()
+        if self.grad_out:
+            out["grad_out"] = torch.stack(self.grad_out).numpy()
+            out["grad_in"] = torch.stack(self.grad_in).numpy()
+        return out
 
 
 def pick_device(requested):
@@ -50,17 +94,42 @@ def make_optimizer(params, t):
     return cls(params, lr=t["lr"], weight_decay=t["weight_decay"])
 
 
-def evaluate(module, x, y, metric_fns, batch=4096):
+def forward_all(module, x, batch=2048, capture=None):
+    """Outputs of `module` on every row of `x` (no grad); with `capture` (a module), also the
+    inputs it received: returns (outputs, captured or None)."""
+    seen = []
+    hook = capture.register_forward_hook(lambda m, i, o: seen.append(i[0].detach())) \
+        if capture is not None else None
+    try:
+        with torch.no_grad():
+            out = torch.cat([module(x[i:i + batch]) for i in range(0, len(x), batch)]) \
+                if len(x) else torch.zeros(0)
+    finally:
+        if hook:
+            hook.remove()
+    return out, (torch.cat(seen).reshape(len(x), -1) if seen else None)
+
+
+def evaluate(module, x, y, metric_fns):
     """Holdout metrics of `module` on (x, y); {} when there are no rows."""
     if len(x) == 0:
         return {}
     module.eval()
-    with torch.no_grad():
-        out = torch.cat([module(x[i:i + batch]) for i in range(0, len(x), batch)])
+    out, _ = forward_all(module, x)
     return {name: fn(out, y) for name, fn in metric_fns}
 
 
-def train(target, ds, cancel=None, progress=None, threads=1):
+def _grad_out(row_loss, loss_fn, out, y):
+    """dLoss/dlogits per row: [n, k]. Per-row losses give exact rows; a user loss (a batch
+    mean) is scaled by n, exact when it is a mean of per-row terms."""
+    z = out.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        total = row_loss(z, y).sum() if row_loss else loss_fn(z, y) * len(z)
+        total.backward()
+    return z.grad.detach()
+
+
+def train(target, ds, cancel=None, progress=None, threads=1, record=True):
     """Train `target`'s network on `ds` (a data.Dataset) from scratch."""
     t = target.config["train"]
     started = time.perf_counter()
@@ -68,44 +137,71 @@ def train(target, ds, cancel=None, progress=None, threads=1):
     torch.manual_seed(t["seed"])
     device = pick_device(t["device"])
 
-    train_mask = torch.from_numpy(~ds.holdout)
-    x_all = torch.from_numpy(ds.x)
-    y_all = torch.from_numpy(ds.y)
-    x_train, y_train = x_all[train_mask], y_all[train_mask]      # [n, f], [n]
-    x_hold, y_hold = x_all[~train_mask], y_all[~train_mask]
-    n_outputs = len(ds.classes) if ds.task == "classification" else 1
+    train_rows = np.flatnonzero(~ds.holdout)
+    x_all = torch.from_numpy(ds.x)                     # [n, *shape]
+    y_all = torch.from_numpy(ds.y)                     # [n] classes or [n, k] values
+    x_train, y_train = x_all[train_rows], y_all[train_rows]
+    hold = torch.from_numpy(ds.holdout)
+    x_hold, y_hold = x_all[hold], y_all[hold]
+    n_outputs = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
 
-    net = models.build(target, x_train.shape[1], n_outputs, x_train).to(device)
+    net = models.build(target, tuple(ds.x.shape[1:]), n_outputs, x_train).to(device)
     loss_fn = scoring.loss_fn(target)
+    row_loss = scoring.ROW_LOSSES.get(target.config["loss"])
     metric_fns = scoring.metric_fns(target)
     opt = make_optimizer(net.parameters(), t)
     gen = torch.Generator().manual_seed(t["seed"])
     xd, yd = x_train.to(device), y_train.to(device)
-    n, bs = len(x_train), t["batch_size"]
+    n, bs, epochs = len(x_train), t["batch_size"], t["epochs"]
+
+    dyn = Dynamics(train_rows, epochs) if record else None
+    head = models.last_linear(net)
+    ckpts = {min(epochs, max(1, round(epochs * (i + 1) / CHECKPOINTS))) for i in range(CHECKPOINTS)}
+    if head is None or len(ckpts) * n * (head.in_features + n_outputs) > MAX_FACTOR_FLOATS:
+        ckpts = set()
 
     history = []
-    for epoch in range(t["epochs"]):
+    for epoch in range(epochs):
         net.train()
-        order = torch.randperm(n, generator=gen).to(device)
-        total = torch.zeros((), device=device)
+        order = torch.randperm(n, generator=gen)
+        total = 0.0
         for i in range(0, n, bs):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             idx = order[i:i + bs]
-            loss = loss_fn(net(xd[idx]), yd[idx])
+            out = net(xd[idx.to(device)])                         # [b, k]
+            yb = yd[idx.to(device)]
+            if row_loss is not None:
+                per_row = row_loss(out, yb)                        # [b]
+                loss = per_row.mean()
+            else:
+                per_row, loss = None, loss_fn(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach() * len(idx)
-        epoch_loss = total.item() / n
+            total += loss.item() * len(idx)
+            if dyn is not None:
+                if per_row is not None:
+                    dyn.loss[epoch, idx] = per_row.detach().float().cpu()
+                dyn.margin[epoch, idx] = scoring.margin(out.detach(), yb).float().cpu()
+        epoch_loss = total / n
         if not math.isfinite(epoch_loss):
             raise BuildError(f"training diverged: loss is {epoch_loss} at epoch {epoch + 1}",
                              target.loc("train", "lr"), "lower train.lr or check the data")
         history.append(epoch_loss)
+        if dyn is not None and epoch + 1 in ckpts:
+            net.eval()
+            out, emb = forward_all(net, xd, capture=head)
+            dyn.ckpt_epoch.append(epoch + 1)
+            dyn.ckpt_lr.append(opt.param_groups[0]["lr"])
+            dyn.grad_out.append(_grad_out(row_loss, loss_fn, out, yd).cpu())
+            dyn.grad_in.append(emb.cpu())
         if progress:
-            progress(epoch + 1, t["epochs"], epoch_loss)
+            progress(epoch + 1, epochs, epoch_loss)
 
     net = net.to("cpu").eval()
     metrics = evaluate(net, x_hold, y_hold, metric_fns)
+    if dyn is not None:
+        dyn.logits, dyn.embedding = forward_all(net, x_all, capture=head)
     return Trained(module=net, history=history, metrics=metrics,
-                   seconds=time.perf_counter() - started, device=device)
+                   seconds=time.perf_counter() - started, device=device, dynamics=dyn)
