@@ -347,8 +347,8 @@ class ShardStore:
         key = canonical_digest({"file": digest, "loader": loader, "v": SHARD_VERSION})
         return os.path.join(self.root, key[:2], key + ".npz")
 
-    def load(self, root, rel, digest, loader):
-        """(Shard, feature names, parsed?)."""
+    def load(self, root, rel, digest, loader, parse=True):
+        """(Shard, feature names, parsed?); with parse=False, (None, None, False) on a miss."""
         path = self._path(digest, loader)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -357,6 +357,8 @@ class ShardStore:
             return shard, features, False
         except (OSError, KeyError, ValueError, EOFError):
             pass                                  # missing or damaged: parse again
+        if not parse:
+            return None, None, False
         data = _read_verified(root, rel, digest)
         shard, features = FORMATS[loader["format"]](rel, data, loader)
         buf = io.BytesIO()
@@ -467,3 +469,35 @@ def _numeric_match(label, pos):
     except ValueError:
         return None
     return pos.get(str(int(v))) if v.is_integer() else None
+
+
+def row_changes(target, rel, old_digest, new_digest, store, limit=10):
+    """Rows of `rel` that differ between two versions of the file, as ['row changed: f:12', ...]
+    (at most `limit`, then a count). Compares per-row content hashes of the two shards; the old
+    shard must still be in the shard cache (else returns [])."""
+    loader = target.config["loader"]
+    fmt = loader["format"]
+    try:
+        old, _f, _p = store.load(target.root, rel, old_digest, loader, parse=False)
+        new, _f, _p = store.load(target.root, rel, new_digest, loader)
+    except (DataError, SourcesChanged):
+        return []
+    if old is None:
+        return []
+    old_lines = dict(zip(old.lines.tolist(), old.row_hash.tolist()))
+    new_set, old_set = set(new.row_hash.tolist()), set(old.row_hash.tolist())
+    out, changed = [], set()
+    for line, h in zip(new.lines.tolist(), new.row_hash.tolist()):
+        if h in old_set:
+            continue
+        if line in old_lines and old_lines[line] not in new_set:
+            changed.add(line)
+            out.append(f"row changed: {origin(rel, line, fmt)}")
+        else:
+            out.append(f"row added: {origin(rel, line, fmt)}")
+    for line, h in old_lines.items():
+        if h not in new_set and line not in changed:
+            out.append(f"row removed: {origin(rel, line, fmt)} (old numbering)")
+    if len(out) > limit:
+        out = out[:limit] + [f"... and {len(out) - limit} more rows"]
+    return out

@@ -52,6 +52,42 @@ def _rows_from_file(path, features):
     return rows
 
 
+def _rows_by_loader(path, loader):
+    """Rows decoded as the target's loader does: image files (a file or a folder of them), or
+    jsonl lines with the loader's feature fields (the label field is not needed)."""
+    from . import data
+    rel = os.path.relpath(path)
+    if loader["format"] == "images":
+        if os.path.isdir(path):
+            files = sorted(os.path.join(d, f) for d, _s, fs in os.walk(path) for f in fs
+                           if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")))
+        else:
+            files = [path]
+        rows = []
+        for f in files:
+            with open(f, "rb") as fh:
+                rows.append((os.path.relpath(f), data.decode_image(os.path.relpath(f), fh.read(),
+                                                                   loader)))
+        return rows
+    rows = []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{rel}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg}", where) from None
+            vals = []
+            for fld in loader["features"]:
+                if fld not in obj:
+                    raise DataError(f"missing field '{fld}'", where)
+                vals += data._json_values(obj[fld], fld, where, loader)
+            rows.append((where, vals))
+    return rows
+
+
 def _num(v, col, rel, line):
     try:
         return float(v)
@@ -73,13 +109,26 @@ def predict(target, path):
     meta = sess.get_modelmeta().custom_metadata_map
     features = json.loads(meta["s2build.features"])
     classes = json.loads(meta.get("s2build.classes", "[]"))
-    rows = _rows_from_file(path, features)
+    loader = json.loads(meta.get("s2build.loader", "{}"))
+    shape = json.loads(meta.get("s2build.input_shape", "null"))
+    if loader.get("format") in ("images", "jsonl"):
+        rows = _rows_by_loader(path, loader)
+    else:
+        rows = _rows_from_file(path, features)
     if not rows:
         return []
-    x = np.asarray([v for _o, v in rows], dtype=np.float32)
+    x = np.asarray([np.ravel(v) for _o, v in rows], dtype=np.float32)
+    if shape:
+        x = x.reshape([len(x)] + shape)
     outputs = sess.run(None, {sess.get_inputs()[0].name: x})
     results = []
-    if meta.get("s2build.task") == "classification":
+    task = meta.get("s2build.task")
+    if task == "multilabel":
+        for (origin, _), p in zip(rows, outputs[1]):
+            bits = (np.ravel(p) > 0.5).astype(int)
+            results.append({"origin": origin, "prediction": "".join(map(str, bits)),
+                            "probabilities": [float(q) for q in np.ravel(p)]})
+    elif task == "classification":
         probs = outputs[1]
         for (origin, _), p in zip(rows, probs):
             k = int(p.argmax())
