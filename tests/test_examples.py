@@ -1,0 +1,77 @@
+"""The shipped examples build from a clean copy with one command and do what they claim,
+checked through onnxruntime (the artifact's real consumer)."""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import ROOT, copy_example, run
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def life(tmp_path_factory):
+    d = copy_example("life", tmp_path_factory.mktemp("ex") / "life")
+    run(["build"], d, check=0)
+    return d
+
+
+def life_step():
+    spec = importlib.util.spec_from_file_location("make_life", ROOT / "tools" / "make_life.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.life_step
+
+
+def test_digits_reaches_95_percent_on_its_holdout(tmp_path):
+    d = copy_example("digits", tmp_path / "digits")
+    run(["build"], d, check=0)
+    # recompute the holdout through the real loader, then score it with onnxruntime
+    from s2build import config, data, fingerprint
+    target = config.load(str(d / "s2build.yaml")).targets["digits"]
+    inputs, _ = fingerprint.target_inputs(target, {}, {})
+    ds = data.load_dataset(target, inputs, data.ShardStore(str(d / ".s2build")))
+    sess = session(d / "build" / "digits.onnx")
+    x, y = ds.x[ds.holdout], ds.y[ds.holdout]
+    probs = sess.run(["probabilities"], {"input": x})[0]
+    accuracy = float((probs.argmax(1) == y).mean())
+    assert len(y) > 300 and accuracy >= 0.95, accuracy
+
+
+def test_life_reproduces_the_rule_on_fresh_random_boards(life):
+    step = life_step()
+    rng = np.random.default_rng(12345)
+    density = rng.uniform(0.1, 0.6, size=(1000, 1, 1))
+    boards = (rng.random((1000, 8, 8)) < density).astype(np.float32)
+    want = np.stack([step(b.astype(np.uint8)) for b in boards]).reshape(1000, 64)
+    sess = session(life / "build" / "life.onnx")
+    got = sess.run(["probabilities"], {"input": boards[:, None]})[0] > 0.5
+    cells = float((got == want.astype(bool)).mean())
+    assert cells >= 0.999, cells
+
+
+def test_life_moves_a_glider(life):
+    sess = session(life / "build" / "life.onnx")
+    board = np.zeros((8, 8), np.float32)
+    for r, c in [(0, 1), (1, 2), (2, 0), (2, 1), (2, 2)]:        # a glider heading south-east
+        board[r, c] = 1
+    start = board.copy()
+    for _ in range(4):
+        board = (sess.run(["probabilities"], {"input": board[None, None]})[0] > 0.5)
+        board = board.reshape(8, 8).astype(np.float32)
+    assert np.array_equal(board, np.roll(start, (1, 1), axis=(0, 1)))   # one cell diagonally
+
+
+def test_life_predict_names_each_row(life):
+    p = run(["predict", "life", "data/patterns.jsonl", "--json"], life, check=0)
+    out = json.loads(p.stdout)
+    patterns = [json.loads(l) for l in (life / "data" / "patterns.jsonl").read_text().splitlines()]
+    assert out[0]["origin"] == "data/patterns.jsonl:1"
+    assert sum(o["prediction"] == p["next"] for o, p in zip(out, patterns)) >= len(patterns) - 1
