@@ -87,7 +87,8 @@ def test_edit_rebuilds_explain_names_file_and_revert_restores_from_cache(wine):
     data.write_text("".join(lines))
 
     p = run(["explain", "wine"], wine, check=0)
-    assert p.stdout.splitlines() == ["wine will be built because:", "  file changed: data/wine-2.csv"]
+    assert p.stdout.splitlines() == ["wine will be built because:", "  file changed: data/wine-2.csv",
+                                     "    row changed: data/wine-2.csv:5"]
     p = run(["status"], wine, check=1)
     assert "wine: stale, needs a build (file changed: data/wine-2.csv)" in p.stdout
 

@@ -1,0 +1,80 @@
+"""config: the documented example parses, and schema errors carry yaml locations."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from s2build import config
+from s2build.errors import ConfigError
+
+from conftest import ROOT
+
+
+def write(tmp_path, text):
+    p = tmp_path / "s2build.yaml"
+    p.write_text(text)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "a.csv").write_text("x,y\n1,0\n")
+    return str(p)
+
+
+def test_the_documented_example_is_valid_and_complete(tmp_path):
+    shutil.copy(ROOT / "s2build.yaml.example", tmp_path / "s2build.yaml")
+    project = config.load(str(tmp_path / "s2build.yaml"))
+    t = project.targets["wine"]
+    documented = (ROOT / "s2build.yaml.example").read_text()
+    for section in ("train", "holdout", "export"):
+        for key in getattr(config, section.upper()):
+            assert f"{key}:" in documented, f"{section}.{key} is not documented"
+    for fmt, keys in config.LOADERS.items():
+        assert fmt in documented
+        for key in keys:
+            assert f"{key}" in documented, f"loader {fmt}.{key} is not documented"
+    for mtype, keys in config.MODELS.items():
+        for key in keys:
+            assert f"{key}:" in documented, f"model {mtype}.{key} is not documented"
+    assert t.config["train"]["epochs"] == 30
+
+
+@pytest.mark.parametrize("text, message", [
+    ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y, fromat: csv}\n",
+     "s2build.yaml:4:24: unknown key 'fromat' (did you mean 'format'?)"),
+    ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n    train: {lr: -1}\n",
+     "s2build.yaml:5:17: targets.t.train.lr: must be at least 1e-12, got -1"),
+    ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n    model: {type: mpl}\n",
+     "s2build.yaml:5:19: targets.t.model.type: unknown type 'mpl' (did you mean 'mlp'?)"),
+    ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n  t:\n    sources: x\n",
+     "s2build.yaml:5:3: duplicate key 't' (first given at s2build.yaml:2:3)"),
+    ("targets:\n  t:\n    loader: {label: y}\n",
+     "s2build.yaml:3:5: targets.t: missing required key 'sources'"),
+    ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n    metrics: [acuracy]\n",
+     "s2build.yaml:5:15: unknown metric 'acuracy' (did you mean 'accuracy'?)"),
+    ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n    deps: [u]\n",
+     None),
+    ("", "s2build.yaml: the file is empty (declare at least one target under 'targets:')"),
+])
+def test_schema_errors(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, text)
+    if message is None:                       # graph errors come later, from graph.check
+        from s2build import graph
+        with pytest.raises(ConfigError) as e:
+            graph.check(config.load(path))
+        assert str(e.value) == "s2build.yaml:5:12: target 't' depends on unknown target 'u' " \
+                               "(known targets: t)"
+        return
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value) == message
+
+
+def test_merge_keys_and_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "targets:\n  t: &c\n    sources: data/a.csv\n    loader: {label: y}\n"
+                 "    train: {epochs: 3}\n  u:\n    <<: *c\n    model: {hidden: [4]}\n")
+    p = config.load(path)
+    assert p.targets["u"].config["train"]["epochs"] == 3
+    assert p.targets["u"].config["model"]["hidden"] == [4]
+    assert p.targets["u"].config["output"] == "build/u.onnx"
+    assert p.targets["t"].config["loss"] == "cross_entropy"
