@@ -197,8 +197,9 @@ def _json_values(value, field, where, loader):
     raise DataError(f"field '{field}': unsupported value {type(value).__name__}", where)
 
 
-def parse_jsonl(rel, data, loader):
-    """One JSON object per line; features and label by field name."""
+def parse_jsonl(rel, data, loader, with_label=True):
+    """One JSON object per line; features and label by field name. With with_label=False
+    (predict), the label field is neither needed nor read and labels are empty."""
     import json
     try:
         text = data.decode("utf-8-sig")
@@ -217,7 +218,7 @@ def parse_jsonl(rel, data, loader):
         if not isinstance(obj, dict):
             raise DataError("expected a JSON object per line", where)
         vals = []
-        for f in loader["features"] + [loader["label"]]:
+        for f in loader["features"] + ([loader["label"]] if with_label else []):
             if f not in obj:
                 raise DataError(f"missing field '{f}'", where)
         for f in loader["features"]:
@@ -226,8 +227,10 @@ def parse_jsonl(rel, data, loader):
             width = len(vals)
         elif len(vals) != width:
             raise DataError(f"{len(vals)} feature values, but earlier rows have {width}", where)
-        lab = obj[loader["label"]]
-        if regression:
+        lab = obj[loader["label"]] if with_label else None
+        if not with_label:
+            labels.append("")
+        elif regression:
             labels.append(_json_values(lab, loader["label"], where, dict(loader, text="digits")))
             if len(labels[-1]) != len(labels[0]):
                 raise DataError(f"label has {len(labels[-1])} values, earlier rows {len(labels[0])}",
@@ -239,7 +242,7 @@ def parse_jsonl(rel, data, loader):
         xs.append(vals)
         lines.append(lineno)
     x = np.asarray(xs, dtype=np.float32).reshape(len(xs), width or 0)
-    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), -1) if regression \
+    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), -1) if regression and with_label \
         else np.asarray(labels, dtype=np.str_)
     return _shard(x, lab, lines, loader, rel), list(loader["features"])
 

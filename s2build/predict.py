@@ -69,23 +69,10 @@ def _rows_by_loader(path, loader):
                 rows.append((os.path.relpath(f), data.decode_image(os.path.relpath(f), fh.read(),
                                                                    loader)))
         return rows
-    rows = []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{rel}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", where) from None
-            vals = []
-            for fld in loader["features"]:
-                if fld not in obj:
-                    raise DataError(f"missing field '{fld}'", where)
-                vals += data._json_values(obj[fld], fld, where, loader)
-            rows.append((where, vals))
-    return rows
+    with open(path, "rb") as f:
+        shard, _features = data.parse_jsonl(rel, f.read(), dict(loader, shape=None),
+                                            with_label=False)
+    return [(data.origin(rel, line, "jsonl"), x) for line, x in zip(shard.lines.tolist(), shard.x)]
 
 
 def _num(v, col, rel, line):
