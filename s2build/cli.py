@@ -96,12 +96,25 @@ def cmd_explain(args):
             continue
         verb = "will be restored from cache" if s.action == "restore" else "will be built"
         print(f"{s.target.name} {verb} because:")
+        old_sources = (_state.targets.get(s.target.name) or {}).get("sources", {})
         for r in s.reasons:
             print(f"  {r.text}")
+            if r.kind == "file-changed" and not args.no_rows:
+                for line in _row_changes(project, s, r.text.split(": ", 1)[1], old_sources):
+                    print(f"    {line}")
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         print()
     return errors.OK
+
+
+def _row_changes(project, step, rel, old_sources):
+    """Row-level differences of one changed file (numpy needed: only on this path)."""
+    from . import data
+    old, new = old_sources.get(rel), step.inputs.sources.get(rel)
+    if not old or not new:
+        return []
+    return data.row_changes(step.target, rel, old, new, data.ShardStore(project.state_dir))
 
 
 def cmd_graph(args):
@@ -198,6 +211,7 @@ def parser():
     e = sub.add_parser("explain", help="why targets are stale")
     e.add_argument("targets", nargs="+", metavar="TARGET")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--no-rows", action="store_true", help="do not list the rows that changed")
     e.set_defaults(func=cmd_explain)
 
     g = sub.add_parser("graph", help="show the target graph")
