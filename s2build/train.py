@@ -47,8 +47,8 @@ class Dynamics:
         embedding   float32 [n, h]             input of the last linear layer, every row
         ckpt_epoch  int64 [c]                  epochs of the gradient checkpoints
         ckpt_lr     float32 [c]                learning rate at each checkpoint
-        grad_out    float32 [c, n, k]          dLoss/dlogits per row at each checkpoint
-        grad_in     float32 [c, n, h]          last-layer input per row at each checkpoint
+        grad_out    float32 [c, n, k]          dLoss/dlogits of every row at each checkpoint
+        grad_in     float32 [c, n, h]          last-layer input of every row at each checkpoint
     """
 
     def __init__(self, train_rows, epochs):
@@ -157,7 +157,7 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True):
     dyn = Dynamics(train_rows, epochs) if record else None
     head = models.last_linear(net)
     ckpts = {min(epochs, max(1, round(epochs * (i + 1) / CHECKPOINTS))) for i in range(CHECKPOINTS)}
-    if head is None or len(ckpts) * n * (head.in_features + n_outputs) > MAX_FACTOR_FLOATS:
+    if head is None or len(ckpts) * len(ds.x) * (head.in_features + n_outputs) > MAX_FACTOR_FLOATS:
         ckpts = set()
 
     history = []
@@ -191,10 +191,11 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True):
         history.append(epoch_loss)
         if dyn is not None and epoch + 1 in ckpts:
             net.eval()
-            out, emb = forward_all(net, xd, capture=head)
+            xa, ya = x_all.to(device), y_all.to(device)            # every row: blame queries
+            out, emb = forward_all(net, xa, capture=head)           # may be holdout rows too
             dyn.ckpt_epoch.append(epoch + 1)
             dyn.ckpt_lr.append(opt.param_groups[0]["lr"])
-            dyn.grad_out.append(_grad_out(row_loss, loss_fn, out, yd).cpu())
+            dyn.grad_out.append(_grad_out(row_loss, loss_fn, out, ya).cpu())
             dyn.grad_in.append(emb.cpu())
         if progress:
             progress(epoch + 1, epochs, epoch_loss)
