@@ -117,6 +117,60 @@ def _row_changes(project, step, rel, old_sources):
     return data.row_changes(step.target, rel, old, new, data.ShardStore(project.state_dir))
 
 
+def cmd_lint(args):
+    import numpy as np
+
+    from . import data, graph, lint, report, runner
+    from .cache import Cache
+    from .errors import DataError
+    project = _load(args)
+    wanted = args.targets or list(project.targets)
+    graph.order(project, wanted)                    # unknown names: did-you-mean error
+    steps, _state = runner.status(project, wanted)
+    diags = []
+    for s in steps:
+        if s.target.name in wanted:
+            diags += lint.scan_nonfinite(s.target, list(s.inputs.sources) + list(s.inputs.holdout))
+    try:
+        runner.build(project, wanted, report.Console(verbose=args.verbose, stream=sys.stderr))
+    except DataError as e:
+        if not any(d.check == "non-finite" for d in diags):
+            diags.append(lint.Diagnostic(e.location or "?", "error", "data", e.message))
+        return _print_lint(args, lint.sort(diags), skipped="the data does not load")
+    steps, _state = runner.status(project, wanted)
+    cache = Cache(project.state_dir)
+    for s in steps:
+        if s.target.name not in wanted:
+            continue
+        ds = data.load_dataset(s.target, s.inputs, data.ShardStore(project.state_dir))
+        path = os.path.join(cache.entry_dir(s.inputs.key), "dynamics.npz")
+        dyn = dict(np.load(path, allow_pickle=False)) if os.path.exists(path) else None
+        progress = (lambda f, k: print(f"{s.target.name}: fold {f}/{k} trained", file=sys.stderr)) \
+            if args.folds else None
+        diags += lint.run(s.target, ds, dyn, s.target.loc("sources") or s.target.name,
+                          folds=args.folds, progress=progress)
+    return _print_lint(args, lint.sort(diags))
+
+
+def _print_lint(args, diags, skipped=None):
+    from . import lint
+    counts = {sev: sum(d.severity == sev for d in diags) for sev in lint.SEVERITIES}
+    if args.json:
+        json.dump({"diagnostics": [d.as_dict() for d in diags], "counts": counts,
+                   "skipped": skipped}, sys.stdout, indent=2)
+        print()
+    else:
+        for d in diags:
+            print(d)
+        if skipped:
+            print(f"lint: model-based checks skipped: {skipped}")
+        print(f"lint: {counts['error']} errors, {counts['warning']} warnings, {counts['note']} notes")
+    if args.fail_on and any(lint.SEVERITIES.index(d.severity) >= lint.SEVERITIES.index(args.fail_on)
+                            for d in diags):
+        return errors.LINT
+    return errors.OK
+
+
 def cmd_graph(args):
     from . import graph
     project = _load(args)
@@ -224,6 +278,15 @@ def parser():
     pr.add_argument("input", metavar="FILE", help=".csv, .json or .jsonl")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+    li = sub.add_parser("lint", help="data diagnostics at file:line (duplicates, label errors, ...)")
+    li.add_argument("targets", nargs="*", metavar="TARGET")
+    li.add_argument("--json", action="store_true")
+    li.add_argument("--fail-on", choices=("note", "warning", "error"),
+                    help="exit 11 when a diagnostic at or above this level is found")
+    li.add_argument("--folds", type=int, default=0, metavar="K",
+                    help="also train K models for out-of-sample label-error detection (cleanlab)")
+    li.set_defaults(func=cmd_lint)
 
     c = sub.add_parser("clean", help="remove outputs")
     c.add_argument("targets", nargs="*", metavar="TARGET")

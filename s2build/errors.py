@@ -19,6 +19,7 @@ Exit codes (documented once here and in README.md):
     8    LOCK_STALE   s2build.lock does not match the sources (`ci --frozen`)
     9    MISMATCH     `verify`: a rebuilt artifact differs from the recorded one
     10   LOCKED       another s2build process holds the build lock and `--no-wait` was given
+    11   LINT         `lint --fail-on LEVEL`: a diagnostic at or above LEVEL was found
     70   INTERNAL     a bug in s2build (please report it with the `-v` traceback)
     130  INTERRUPTED  Ctrl-C (SIGINT); 143 for SIGTERM
 """
@@ -34,6 +35,7 @@ SPEC = 7
 LOCK_STALE = 8
 MISMATCH = 9
 LOCKED = 10
+LINT = 11
 INTERNAL = 70
 INTERRUPTED = 130
 TERMINATED = 143
@@ -95,6 +97,24 @@ class LockedError(S2Error):
     """Another s2build process holds the build lock."""
 
     exit_code = LOCKED
+
+
+class SpecFailed(S2Error):
+    """A behaviour spec or metric gate failed (or could not run)."""
+
+    exit_code = SPEC
+
+
+class LockStaleError(S2Error):
+    """s2build.lock is missing, unreadable, or no longer matches the sources."""
+
+    exit_code = LOCK_STALE
+
+
+class MismatchError(S2Error):
+    """`verify`: a rebuilt (or the installed) artifact differs from the recorded one."""
+
+    exit_code = MISMATCH
 
 
 class Interrupted(BaseException):
