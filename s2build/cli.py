@@ -8,6 +8,10 @@
     graph                    the target graph (text, --dot or --json)
     predict TARGET FILE      run the artifact in onnxruntime on rows of a csv/json/jsonl file
     clean [TARGET...]        remove outputs (--cache: also .s2build/)
+    test [TARGET...]         build what is stale, run the specs (`N passed, N failed`)
+    lock [TARGET...]         release-build, then write s2build.lock
+    ci [--frozen]            release builds, specs, lock check, reports (JUnit, JSON, Markdown)
+    verify [TARGET...]       rebuild from scratch and compare with s2build.lock
 
 Errors print `LOCATION: MESSAGE (HINT)` on stderr, no traceback unless -v; exit codes are
 listed in s2build/errors.py and README.md. This module imports only the standard library and
@@ -238,6 +242,43 @@ def cmd_clean(args):
     return errors.OK
 
 
+def _console(args):
+    from . import report
+    return report.Console(verbose=args.verbose)
+
+
+def _out_path(args, path):
+    """A report path from the command line, relative to where s2build was started."""
+    return os.path.join(args.cwd, path) if path else None
+
+
+def cmd_test(args):
+    from . import pipeline
+    project = _load(args)
+    return pipeline.test(project, args.targets, _console(args),
+                         junit=_out_path(args, args.junit), as_json=args.json)
+
+
+def cmd_lock(args):
+    from . import pipeline
+    project = _load(args)
+    return pipeline.lock(project, args.targets, _console(args))
+
+
+def cmd_ci(args):
+    from . import pipeline
+    project = _load(args)
+    return pipeline.ci(project, args.targets, _console(args), frozen=args.frozen,
+                       junit=_out_path(args, args.junit), json_path=_out_path(args, args.json),
+                       md_path=_out_path(args, args.markdown))
+
+
+def cmd_verify(args):
+    from . import pipeline
+    project = _load(args)
+    return pipeline.verify(project, args.targets, keep=args.keep)
+
+
 def parser():
     p = argparse.ArgumentParser(prog="s2build", description="Build neural networks from data, "
                                 "like make builds programs from source.")
@@ -292,6 +333,29 @@ def parser():
     c.add_argument("targets", nargs="*", metavar="TARGET")
     c.add_argument("--cache", action="store_true", help="also remove .s2build/ (cache, state)")
     c.set_defaults(func=cmd_clean)
+    t = sub.add_parser("test", help="build what is stale and run the specs")
+    t.add_argument("targets", nargs="*", metavar="TARGET")
+    t.add_argument("--junit", metavar="FILE", help="write JUnit XML to FILE")
+    t.add_argument("--json", action="store_true", help="print results as JSON")
+    t.set_defaults(func=cmd_test)
+
+    lk = sub.add_parser("lock", help="release-build and write s2build.lock")
+    lk.add_argument("targets", nargs="*", metavar="TARGET")
+    lk.set_defaults(func=cmd_lock)
+
+    ci = sub.add_parser("ci", help="release builds, specs, lock check and reports")
+    ci.add_argument("targets", nargs="*", metavar="TARGET")
+    ci.add_argument("--frozen", action="store_true",
+                    help="fail (exit 8) when the sources no longer match s2build.lock")
+    ci.add_argument("--junit", metavar="FILE", help="write the specs as JUnit XML")
+    ci.add_argument("--json", metavar="FILE", help="write a JSON report")
+    ci.add_argument("--markdown", metavar="FILE", help="write a Markdown summary")
+    ci.set_defaults(func=cmd_ci)
+
+    v = sub.add_parser("verify", help="rebuild from scratch and compare with s2build.lock")
+    v.add_argument("targets", nargs="*", metavar="TARGET")
+    v.add_argument("--keep", action="store_true", help="keep the scratch project")
+    v.set_defaults(func=cmd_verify)
     return p
 
 

@@ -163,17 +163,20 @@ def _build_one(step, project, state, cache, reporter, cancel):
                               "argmax_agreement": vr.argmax_agreement, "rows": vr.n_rows},
              "host": os.uname().nodename, "device": trained.device,
              "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    import io
+
+    import numpy as np
     extra = {}
     if trained.dynamics is not None:
-        import io
-
-        import numpy as np
         buf = io.BytesIO()
         np.savez_compressed(buf, origins=np.asarray(ds.origins, dtype=np.str_),
                             row_hash=ds.row_hash, holdout=ds.holdout, y=ds.y,
                             classes=np.asarray(ds.classes, dtype=np.str_),
                             **trained.dynamics.arrays())
         extra["dynamics.npz"] = buf.getvalue()
+    weights = io.BytesIO()
+    torch.save(trained.module.state_dict(), weights)
+    extra["weights.pt"] = weights.getvalue()      # the trained network, for blame and warm starts
     cache.put(inputs.key, artifact, dict(rec, facts=facts), extra)
     rec["output"] = t.config["output"]
     rec["output_stat"] = _install(t, artifact, dict(facts, restored_from_cache=False))
@@ -185,13 +188,13 @@ def _build_one(step, project, state, cache, reporter, cancel):
     return rec, detail, changed, ds.parsed_files
 
 
-def build(project, names, reporter, wait=True, cancel=None, command="build"):
+def build(project, names, reporter, wait=True, cancel=None, command="build", mode="release"):
     """Bring `names` (default all) up to date. Returns [Result]; raises S2Error on failure
     (after reporting the failed target)."""
     from .locking import BuildLock
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
-    steps = plan(project, names, state, cache)
+    steps = plan(project, names, state, cache, mode)
     if all(s.action == "up-to-date" for s in steps):
         if state.dirty:
             _save_if_free(project, state)
@@ -209,7 +212,7 @@ def build(project, names, reporter, wait=True, cancel=None, command="build"):
             state = State.load(project.state_dir)
             if state.warning:
                 reporter.warn(state.warning)
-            steps = plan(project, names, state, cache)
+            steps = plan(project, names, state, cache, mode)
             try:
                 return _execute(steps, project, state, cache, reporter, cancel)
             except _Replan:

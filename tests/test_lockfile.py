@@ -1,0 +1,152 @@
+"""s2build.lock: the format (round trip, damage at every line), `s2build lock`, and two git
+branches that change different targets merging without conflict."""
+
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import run
+from s2build import lockfile
+from s2build.errors import LOCK_STALE, LockStaleError
+
+ENTRY = {
+    "artifact": "a" * 64, "key": "k" * 64, "mode": "release", "config": "c" * 64,
+    "metrics": {"accuracy": "0.981818", "f1": "0.98"},
+    "source": {"data/b.csv": "2" * 64, "data/a file.csv": "1" * 64},
+    "holdout": {"data/test.csv": "3" * 64}, "code": {"net.py": "4" * 64},
+    "dep": {"base": "5" * 64}, "specdata": {}, "toolchain": {"torch": "2.5.1", "threads": "1"},
+}
+
+
+def test_format_is_sorted_line_oriented_and_round_trips():
+    text = lockfile.format_lock({"zeta": dict(ENTRY), "alpha": dict(ENTRY, dep={})})
+    lines = text.splitlines()
+    assert lines[0] == lockfile.HEADER and lines[1] == ""
+    alpha = [l for l in lines if l.startswith("alpha ")]
+    assert alpha == sorted(alpha)
+    assert lines.index("") < lines.index(alpha[0])
+    assert lines[len(alpha) + 2] == ""                       # a blank line between targets
+    assert 'zeta source "data/a file.csv" ' + "1" * 64 in lines
+    assert "zeta toolchain threads=1 torch=2.5.1" in lines
+    back = lockfile.parse_lock(text)
+    assert back["zeta"] == ENTRY
+    assert lockfile.format_lock(back) == text
+
+
+def test_damage_at_any_line_is_a_lock_error_never_a_crash():
+    text = lockfile.format_lock({"wine": ENTRY})
+    for n, line in enumerate(text.splitlines(), 1):
+        for bad in (line[: len(line) // 2], line + " extra", "<<<<<<< HEAD"):
+            damaged = text.splitlines()
+            damaged[n - 1] = bad
+            try:
+                lockfile.parse_lock("\n".join(damaged))
+            except LockStaleError as e:
+                assert e.exit_code == LOCK_STALE
+                assert e.location == f"s2build.lock:{n}"
+
+
+def test_conflict_markers_are_named():
+    with pytest.raises(LockStaleError) as e:
+        lockfile.parse_lock(lockfile.HEADER + "\n<<<<<<< HEAD\n")
+    assert str(e.value) == ("s2build.lock:2: merge conflict marker (run `s2build lock` to write "
+                            "it again from the builds)")
+
+
+YAML = """\
+version: 1
+targets:
+"""
+TARGET = """\
+  {name}:
+    sources: [data/{name}.csv]
+    loader: {{label: label, classes: 2}}
+    model: {{hidden: [4]}}
+    train: {{epochs: 2}}
+    export: {{exporter: legacy}}
+"""
+
+
+def tiny_project(root, names=("a", "b")):
+    """Tiny two-feature targets that build in a few seconds (legacy exporter, 2 epochs)."""
+    (root / "data").mkdir(parents=True)
+    for i, name in enumerate(names):
+        rows = [f"{(j * 7 + i) % 11 / 10:.1f},{(j * 3) % 7 / 10:.1f},{j % 2}" for j in range(24)]
+        (root / "data" / f"{name}.csv").write_text("x1,x2,label\n" + "\n".join(rows) + "\n")
+    (root / "s2build.yaml").write_text(YAML + "".join(TARGET.format(name=n) for n in names))
+    return root
+
+
+def git(root, *args):
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    p = subprocess.run(["git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false",
+                        *args], cwd=root, capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout
+
+
+def append_row(path, row):
+    path.write_text(path.read_text() + row + "\n")
+
+
+def test_branches_changing_different_targets_merge_without_conflict(tmp_path):
+    d = tiny_project(tmp_path / "proj")
+    (d / ".gitignore").write_text(".s2build/\nbuild/\n")
+    p = run(["lock"], d, check=0)
+    assert p.stdout.splitlines()[-1] == "s2build.lock: written (2 targets)"
+    base = (d / "s2build.lock").read_text()
+    git(d, "init", "-q")
+    git(d, "add", "-A")
+    git(d, "commit", "-q", "-m", "base")
+
+    git(d, "checkout", "-q", "-b", "edit-a")
+    append_row(d / "data" / "a.csv", "0.9,0.9,1")
+    p = run(["lock"], d, check=0)
+    assert p.stdout.splitlines() == ["a: built in " + p.stdout.split("a: built in ")[1].split("\n")[0],
+                                     "b: up to date", "s2build.lock: written (2 targets)"]
+    git(d, "commit", "-q", "-am", "a: one more row")
+    lock_a = (d / "s2build.lock").read_text()
+
+    git(d, "checkout", "-q", "main")
+    git(d, "checkout", "-q", "-b", "edit-b")
+    append_row(d / "data" / "b.csv", "0.1,0.1,0")
+    run(["lock"], d, check=0)
+    git(d, "commit", "-q", "-am", "b: one more row")
+    lock_b = (d / "s2build.lock").read_text()
+
+    changed_a = set(lock_a.splitlines()) - set(base.splitlines())
+    changed_b = set(lock_b.splitlines()) - set(base.splitlines())
+    assert changed_a and all(l.startswith("a ") for l in changed_a)
+    assert changed_b and all(l.startswith("b ") for l in changed_b)
+
+    git(d, "merge", "-q", "--no-edit", "edit-a")                # must not conflict
+    merged = (d / "s2build.lock").read_text()
+    assert changed_a | changed_b <= set(merged.splitlines())
+    # the merged lock is exactly what `s2build lock` writes for the merged sources
+    p = run(["ci", "--frozen"], d, check=0)
+    assert "a: restored from cache" in p.stdout and "b: up to date" in p.stdout
+    assert p.stdout.splitlines()[-2:] == ["s2build.lock: matches the sources", "0 passed, 0 failed"]
+    p = run(["lock"], d, check=0)
+    assert p.stdout.splitlines()[-1] == "s2build.lock: up to date (2 targets)"
+    assert (d / "s2build.lock").read_text() == merged
+
+
+def test_lock_one_target_keeps_the_others_and_a_damaged_lock_is_rewritten(tmp_path):
+    d = tiny_project(tmp_path / "proj")
+    run(["lock", "a"], d, check=0)
+    text = (d / "s2build.lock").read_text()
+    assert {l.split(" ")[0] for l in text.splitlines()[2:] if l} == {"a"}
+    run(["lock", "b"], d, check=0)
+    text = (d / "s2build.lock").read_text()
+    assert {l.split(" ")[0] for l in text.splitlines()[2:] if l} == {"a", "b"}
+    (d / "s2build.lock").write_text(text.replace("a mode release", "<<<<<<< HEAD"))
+    p = run(["ci"], d, check=0)                     # not frozen: a warning, not a failure
+    assert "s2build: warning: s2build.lock:" in p.stderr
+    p = run(["ci", "--frozen"], d, check=8)
+    assert p.stderr.startswith("s2build.lock:") and "merge conflict marker" in p.stderr
+    p = run(["lock", "a"], d, check=0)
+    assert "writing it again for every target" in p.stderr
+    assert (d / "s2build.lock").read_text() == text
