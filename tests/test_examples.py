@@ -30,9 +30,15 @@ def life_step():
     return mod.life_step
 
 
-def test_digits_reaches_95_percent_on_its_holdout(tmp_path):
-    d = copy_example("digits", tmp_path / "digits")
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    d = copy_example("digits", tmp_path_factory.mktemp("ex") / "digits")
     run(["build"], d, check=0)
+    return d
+
+
+def test_digits_reaches_95_percent_on_its_holdout(digits):
+    d = digits
     # recompute the holdout through the real loader, then score it with onnxruntime
     from s2build import config, data, fingerprint
     target = config.load(str(d / "s2build.yaml")).targets["digits"]
@@ -75,3 +81,14 @@ def test_life_predict_names_each_row(life):
     patterns = [json.loads(l) for l in (life / "data" / "patterns.jsonl").read_text().splitlines()]
     assert out[0]["origin"] == "data/patterns.jsonl:1"
     assert sum(o["prediction"] == p["next"] for o, p in zip(out, patterns)) >= len(patterns) - 1
+
+
+@pytest.mark.parametrize("name", ["digits", "life"])
+def test_specs_pass_and_verify_reproduces(name, request):
+    d = request.getfixturevalue(name)
+    p = run(["test"], d, check=0)
+    last = p.stdout.strip().splitlines()[-1]
+    assert last.endswith(" passed, 0 failed") and not last.startswith("0 passed"), p.stdout
+    run(["lock"], d, check=0)
+    p = run(["verify"], d, check=0)
+    assert "FAILED" not in p.stdout
