@@ -8,6 +8,9 @@
     graph                    the target graph (text, --dot or --json)
     predict TARGET FILE      run the artifact in onnxruntime on rows of a csv/json/jsonl file
     clean [TARGET...]        remove outputs (--cache: also .s2build/)
+    lint [TARGET...]         data diagnostics at file:line (--fail-on LEVEL for CI)
+    blame TARGET --input X   the training rows that most caused an output
+    seeds TARGET -n K        build K seeds; report what flips between them
     test [TARGET...]         build what is stale, run the specs (`N passed, N failed`)
     lock [TARGET...]         release-build, then write s2build.lock
     ci [--frozen]            release builds, specs, lock check, reports (JUnit, JSON, Markdown)
@@ -175,6 +178,152 @@ def _print_lint(args, diags, skipped=None):
     return errors.OK
 
 
+def _dynamics(project, step):
+    import numpy as np
+
+    from .cache import Cache
+    path = os.path.join(Cache(project.state_dir).entry_dir(step.inputs.key), "dynamics.npz")
+    if not os.path.exists(path):
+        raise errors.BuildError(f"no training dynamics recorded for {step.target.name}",
+                                hint=f"rebuild it: s2build clean {step.target.name} && s2build build")
+    return dict(np.load(path, allow_pickle=False))
+
+
+def _query(project, step, dyn, text):
+    """(row index or None, x or None, shown name): a dataset origin, or a file of inputs."""
+    origins = [str(o) for o in dyn["origins"]]
+    if text in origins:
+        return origins.index(text), None, text
+    from . import predict
+    rel, _, line = text.rpartition(":") if text.rpartition(":")[2].isdigit() else (text, "", "")
+    path = os.path.join(project.root, rel)
+    if not os.path.isfile(path):
+        raise errors.UsageError(f"--input {text}: neither a row of the dataset nor a file",
+                                hint="give an origin such as data/a.csv:12, or a file of inputs")
+    rows = predict.rows_for_target(step.target, path)
+    if line:
+        rows = [r for r in rows if r[0] == f"{os.path.relpath(path)}:{line}"]
+    if not rows:
+        raise errors.UsageError(f"--input {text}: no such row")
+    import numpy as np
+    x = np.asarray(rows[0][1], dtype=np.float32).reshape([1] + _input_shape(step))
+    return None, x, rows[0][0]
+
+
+def _input_shape(step):
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(step.target.output).metadata_props}
+    return json.loads(meta["s2build.input_shape"])
+
+
+def _final_module(project, step, dyn):
+    import torch
+
+    from . import models
+    from .cache import Cache
+    shape = tuple(_input_shape(step))
+    net = models.build(step.target, shape, dyn["logits"].shape[1], torch.zeros((2,) + shape))
+    path = os.path.join(Cache(project.state_dir).entry_dir(step.inputs.key), "weights.pt")
+    net.load_state_dict(torch.load(path, weights_only=True))
+    return net.eval()
+
+
+def cmd_blame(args):
+    from . import blame, graph, report, runner, seeds
+    project = _load(args)
+    graph.order(project, [args.target])
+    target = project.targets[args.target]
+    if target.config["loader"]["task"] != "classification":
+        raise errors.UsageError("blame explains classification targets only (for now)")
+    runner.build(project, [args.target], report.Console(stream=sys.stderr))
+    if args.spec:
+        from . import specs
+        args.input = specs.spec_input_origin(target, args.spec)
+    steps, _state = runner.status(project, [args.target])
+    step = [s for s in steps if s.target.name == args.target][0]
+    dyn = _dynamics(project, step)
+    row, x, shown = _query(project, step, dyn, args.input)
+    module = _final_module(project, step, dyn) if row is None else None
+    try:
+        top, pred, p, exact = blame.blame(dyn, [str(o) for o in dyn["origins"]], row, module, x,
+                                          args.k)
+    except ValueError as e:
+        raise errors.BuildError(str(e)) from None
+    classes = [str(c) for c in dyn["classes"]]
+    result = {"query": shown, "prediction": classes[pred], "probability": p, "exact": exact,
+              "rows": [{"origin": o, "label": classes[l], "influence": sc} for o, l, sc in top]}
+    if args.seeds:
+        per_seed = []
+        for variant, key in seeds.build(project, target, args.seeds, report.Console(stream=sys.stderr)):
+            vd = seeds.load_dynamics(project, key)
+            vmod = None
+            if row is None:
+                vstep = runner.Step(variant, type("I", (), {"key": key})(), [], "up-to-date")
+                vmod = _final_module(project, vstep, vd)
+            vt, _p, _pp, _e = blame.blame(vd, [str(o) for o in vd["origins"]], row, vmod, x, args.k)
+            per_seed.append([o for o, _l, _s in vt])
+        sets = [set(t) for t in per_seed]
+        pairs = [len(a & b) / args.k for i, a in enumerate(sets) for b in sets[i + 1:]]
+        result["seeds"] = {"k": args.seeds, "mean_overlap": sum(pairs) / len(pairs) if pairs else 1.0,
+                           "in_every_seed": sorted(set.intersection(*sets)) if sets else []}
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return errors.OK
+    label = f", labelled {classes[int(dyn['y'][row])]}" if row is not None else ""
+    print(f"{shown}: predicted {classes[pred]} (p={p:.2f}){label}")
+    how = "its own gradients at" if exact else "the final network's gradient against"
+    print(f"training rows that most pushed it to {classes[pred]} "
+          f"(last-layer TracIn, {how} {len(dyn['ckpt_lr'])} checkpoints):")
+    for r in result["rows"]:
+        print(f"  {r['origin']}: label {r['label']}, influence {r['influence']:.3g}")
+    if args.seeds:
+        sd = result["seeds"]
+        print(f"stability over {args.seeds} seeds: mean top-{args.k} overlap {sd['mean_overlap']:.2f}; "
+              f"in every seed: {', '.join(sd['in_every_seed']) or 'none'}")
+    return errors.OK
+
+
+def cmd_seeds(args):
+    from . import graph, report, seeds
+    project = _load(args)
+    graph.order(project, [args.target])
+    target = project.targets[args.target]
+    if target.config["loader"]["task"] != "classification":
+        raise errors.UsageError("seeds reports on classification targets only (for now)")
+    built = seeds.build(project, target, args.n, report.Console(stream=sys.stderr))
+    dyns = [seeds.load_dynamics(project, key) for _v, key in built]
+    rep = seeds.compare(dyns, [v.config["train"]["seed"] for v, _k in built])
+    rep["specs"] = _seed_specs(project, [v for v, _k in built])
+    if args.json:
+        json.dump(rep, sys.stdout, indent=2)
+        print()
+        return errors.OK
+    errs = ", ".join(f"seed {s}: {e:.1%}" for s, e in rep["error_rate"].items())
+    print(f"{target.name}: {len(built)} seeds, holdout error {errs}")
+    print(f"disagreement {rep['disagreement_rate']:.1%} of {rep['holdout_rows']} holdout rows "
+          f"(mean error {rep['mean_error_rate']:.1%})")
+    for r in rep["flipping_rows"][:20]:
+        preds = ", ".join(f"{s}:{p}" for s, p in r["predictions"].items())
+        print(f"  {r['origin']}: label {r['label']}, predicted by seed {preds}")
+    if len(rep["flipping_rows"]) > 20:
+        print(f"  ... and {len(rep['flipping_rows']) - 20} more")
+    for name, rate in rep["specs"].items():
+        print(f"spec {name}: passes under {rate:.0%} of seeds")
+    return errors.OK
+
+
+def _seed_specs(project, variants):
+    """{spec name: pass rate over the variants}, when the target has specs."""
+    try:
+        from . import specs
+    except ImportError:
+        return {}
+    if not hasattr(specs, "pass_rates"):
+        return {}
+    return specs.pass_rates(project, variants)
+
+
 def cmd_graph(args):
     from . import graph
     project = _load(args)
@@ -328,6 +477,24 @@ def parser():
     li.add_argument("--folds", type=int, default=0, metavar="K",
                     help="also train K models for out-of-sample label-error detection (cleanlab)")
     li.set_defaults(func=cmd_lint)
+
+    bl = sub.add_parser("blame", help="training rows that most caused an output")
+    bl.add_argument("target", metavar="TARGET")
+    q = bl.add_mutually_exclusive_group(required=True)
+    q.add_argument("--input", metavar="ROW_OR_FILE",
+                   help="a dataset row (data/a.csv:12, data/3/0042.png) or a file of inputs")
+    q.add_argument("--spec", metavar="NAME", help="the input of an example spec")
+    bl.add_argument("-k", type=int, default=10, help="how many rows (default 10)")
+    bl.add_argument("--seeds", type=int, default=0, metavar="K",
+                    help="also build K seeds and report how stable the ranking is")
+    bl.add_argument("--json", action="store_true")
+    bl.set_defaults(func=cmd_blame)
+
+    sd = sub.add_parser("seeds", help="build K seeds; report what flips between them")
+    sd.add_argument("target", metavar="TARGET")
+    sd.add_argument("-n", type=int, default=3, help="number of seeds (default 3)")
+    sd.add_argument("--json", action="store_true")
+    sd.set_defaults(func=cmd_seeds)
 
     c = sub.add_parser("clean", help="remove outputs")
     c.add_argument("targets", nargs="*", metavar="TARGET")

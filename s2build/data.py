@@ -340,19 +340,24 @@ def origin(rel, line, fmt):
 
 
 class ShardStore:
-    """Shard cache: parse a file only when (its digest, the loader config) is new."""
+    """Shard cache: parse a file only when (its digest, the loader config) is new. For image
+    folders the label is the file's folder, so the folder is part of the key: moving an image
+    to another class folder relabels it."""
 
     def __init__(self, state_dir):
         self.root = os.path.join(state_dir, "shards")
 
-    def _path(self, digest, loader):
+    def _path(self, digest, loader, rel=""):
         from .fingerprint import canonical_digest
-        key = canonical_digest({"file": digest, "loader": loader, "v": SHARD_VERSION})
+        fields = {"file": digest, "loader": loader, "v": SHARD_VERSION}
+        if loader["format"] == "images":
+            fields["label"] = os.path.basename(os.path.dirname(rel)) or "."
+        key = canonical_digest(fields)
         return os.path.join(self.root, key[:2], key + ".npz")
 
     def load(self, root, rel, digest, loader, parse=True):
         """(Shard, feature names, parsed?); with parse=False, (None, None, False) on a miss."""
-        path = self._path(digest, loader)
+        path = self._path(digest, loader, rel)
         try:
             with np.load(path, allow_pickle=False) as z:
                 shard = Shard(z["x"], z["labels"], z["lines"], z["row_hash"], z["input_hash"])

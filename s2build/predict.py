@@ -75,6 +75,24 @@ def _rows_by_loader(path, loader):
     return [(data.origin(rel, line, "jsonl"), x) for line, x in zip(shard.lines.tolist(), shard.x)]
 
 
+def _rows(meta, path):
+    """[(origin, values)] of `path`, decoded as the artifact with metadata `meta` expects."""
+    loader = json.loads(meta.get("s2build.loader", "{}"))
+    if loader.get("format") in ("images", "jsonl"):
+        return _rows_by_loader(path, loader)
+    return _rows_from_file(path, json.loads(meta["s2build.features"]))
+
+
+def rows_for_target(target, path):
+    """[(origin, values)] of the inputs in `path`, for the target's built artifact."""
+    import onnx
+    if not os.path.isfile(target.output):
+        raise UsageError(f"{target.config['output']} does not exist",
+                         hint=f"run: s2build build {target.name}")
+    meta = {p.key: p.value for p in onnx.load(target.output).metadata_props}
+    return _rows(meta, path)
+
+
 def _num(v, col, rel, line):
     try:
         return float(v)
@@ -94,14 +112,9 @@ def predict(target, path):
     opts.log_severity_level = 3
     sess = ort.InferenceSession(target.output, opts, providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
-    features = json.loads(meta["s2build.features"])
     classes = json.loads(meta.get("s2build.classes", "[]"))
-    loader = json.loads(meta.get("s2build.loader", "{}"))
     shape = json.loads(meta.get("s2build.input_shape", "null"))
-    if loader.get("format") in ("images", "jsonl"):
-        rows = _rows_by_loader(path, loader)
-    else:
-        rows = _rows_from_file(path, features)
+    rows = _rows(meta, path)
     if not rows:
         return []
     x = np.asarray([np.ravel(v) for _o, v in rows], dtype=np.float32)

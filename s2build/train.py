@@ -43,12 +43,16 @@ class Dynamics:
         loss        float16 [epochs, n_train]  per-row loss at its step in each epoch (NaN
                                                for user losses, which return only a scalar)
         margin      float16 [epochs, n_train]  per-row margin (negative: wrong)
-        logits      float32 [n, k]             final outputs of every row (train and holdout)
-        embedding   float32 [n, h]             input of the last linear layer, every row
+        logits      float32 [n, k]             final outputs of every row: training rows at their
+                                               step in the last epoch, holdout rows after it
+        embedding   float32 [n, h]             input of the last linear layer, likewise
         ckpt_epoch  int64 [c]                  epochs of the gradient checkpoints
         ckpt_lr     float32 [c]                learning rate at each checkpoint
         grad_out    float32 [c, n, k]          dLoss/dlogits of every row at each checkpoint
         grad_in     float32 [c, n, h]          last-layer input of every row at each checkpoint
+                                               (training rows' factors come from the step that
+                                               used them, in train mode; holdout rows' from a
+                                               pass after the epoch)
     """
 
     def __init__(self, train_rows, epochs):
@@ -129,8 +133,12 @@ def _grad_out(row_loss, loss_fn, out, y):
     return z.grad.detach()
 
 
-def train(target, ds, cancel=None, progress=None, threads=1, record=True):
-    """Train `target`'s network on `ds` (a data.Dataset) from scratch."""
+def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclude=None):
+    """Train `target`'s network on `ds` (a data.Dataset) from scratch.
+
+    `exclude` (bool [n], counterfactual retraining: "what if these rows were not there") skips
+    rows while keeping every other row's place in the seeded data order, so the difference to
+    the full build is the rows and not a reshuffle. Not combined with `record`."""
     t = target.config["train"]
     started = time.perf_counter()
     torch.set_num_threads(threads)
@@ -141,11 +149,16 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True):
     x_all = torch.from_numpy(ds.x)                     # [n, *shape]
     y_all = torch.from_numpy(ds.y)                     # [n] classes or [n, k] values
     x_train, y_train = x_all[train_rows], y_all[train_rows]
+    keep = None
+    if exclude is not None:
+        record = False
+        keep = torch.from_numpy(~exclude[train_rows])           # [n_train]
     hold = torch.from_numpy(ds.holdout)
     x_hold, y_hold = x_all[hold], y_all[hold]
     n_outputs = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
 
-    net = models.build(target, tuple(ds.x.shape[1:]), n_outputs, x_train).to(device)
+    net = models.build(target, tuple(ds.x.shape[1:]), n_outputs,
+                       x_train if keep is None else x_train[keep]).to(device)
     loss_fn = scoring.loss_fn(target)
     row_loss = scoring.ROW_LOSSES.get(target.config["loss"])
     metric_fns = scoring.metric_fns(target)
@@ -160,12 +173,21 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True):
     if head is None or len(ckpts) * len(ds.x) * (head.in_features + n_outputs) > MAX_FACTOR_FLOATS:
         ckpts = set()
 
-    history = []
+    history, final = [], None
     for epoch in range(epochs):
         net.train()
         order = torch.randperm(n, generator=gen)
+        if keep is not None:
+            order = order[keep[order]]
         total = 0.0
-        for i in range(0, n, bs):
+        outs, rows = [], []                                   # this epoch's per-row outputs
+        # Checkpoint epochs (and the last) take training rows' factors and outputs from the
+        # step that used each row (TracIn's gradient at that step); holdout rows get one pass.
+        capture = dyn is not None and (epoch + 1 in ckpts or epoch + 1 == epochs)
+        if capture and head is not None:
+            seen = []
+            hook = head.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+        for i in range(0, len(order), bs):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             idx = order[i:i + bs]
@@ -180,29 +202,52 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True):
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-            if dyn is not None:
+            if dyn is not None:                               # recorded once per epoch below
+                outs.append(out.detach())
                 if per_row is not None:
-                    dyn.loss[epoch, idx] = per_row.detach().float().cpu()
-                dyn.margin[epoch, idx] = scoring.margin(out.detach(), yb).float().cpu()
-        epoch_loss = total / n
+                    rows.append(per_row.detach())
+        if dyn is not None and n:
+            if rows:
+                dyn.loss[epoch, order] = torch.cat(rows).float().cpu()
+            dyn.margin[epoch, order] = scoring.margin(torch.cat(outs), yd[order.to(device)]).float().cpu()
+        epoch_loss = total / len(order)
         if not math.isfinite(epoch_loss):
             raise BuildError(f"training diverged: loss is {epoch_loss} at epoch {epoch + 1}",
                              target.loc("train", "lr"), "lower train.lr or check the data")
         history.append(epoch_loss)
-        if dyn is not None and epoch + 1 in ckpts:
+        if capture:
+            if head is not None:
+                hook.remove()
             net.eval()
-            xa, ya = x_all.to(device), y_all.to(device)            # every row: blame queries
-            out, emb = forward_all(net, xa, capture=head)           # may be holdout rows too
-            dyn.ckpt_epoch.append(epoch + 1)
-            dyn.ckpt_lr.append(opt.param_groups[0]["lr"])
-            dyn.grad_out.append(_grad_out(row_loss, loss_fn, out, ya).cpu())
-            dyn.grad_in.append(emb.cpu())
+            pos = torch.from_numpy(train_rows)[order]         # dataset index of each step's row
+            out_h, emb_h = forward_all(net, x_hold.to(device), capture=head)
+            logits = torch.zeros((len(ds.x), n_outputs))
+            logits[pos] = torch.cat(outs).float().cpu()
+            if len(x_hold):
+                logits[hold] = out_h.float().cpu()
+            emb = None
+            if head is not None:
+                emb = torch.zeros((len(ds.x), head.in_features))
+                emb[pos] = torch.cat([a.reshape(len(a), -1) for a in seen]).float().cpu()
+                if len(x_hold):
+                    emb[hold] = emb_h.float().cpu()
+            if epoch + 1 in ckpts:
+                dyn.ckpt_epoch.append(epoch + 1)
+                dyn.ckpt_lr.append(opt.param_groups[0]["lr"])
+                dyn.grad_out.append(_grad_out(row_loss, loss_fn, logits, y_all))
+                dyn.grad_in.append(emb)
+            if epoch + 1 == epochs:
+                final = (logits, emb, out_h)
         if progress:
             progress(epoch + 1, epochs, epoch_loss)
 
     net = net.to("cpu").eval()
-    metrics = evaluate(net, x_hold, y_hold, metric_fns)
-    if dyn is not None:
-        dyn.logits, dyn.embedding = forward_all(net, x_all, capture=head)
+    if final is not None:                 # the last epoch saw every row already
+        dyn.logits, dyn.embedding, out_h = final
+        metrics = {name: fn(out_h.cpu(), y_hold) for name, fn in metric_fns} if len(x_hold) else {}
+    else:
+        metrics = evaluate(net, x_hold, y_hold, metric_fns)
+        if dyn is not None:
+            dyn.logits, dyn.embedding = forward_all(net, x_all, capture=head)
     return Trained(module=net, history=history, metrics=metrics,
                    seconds=time.perf_counter() - started, device=device, dynamics=dyn)

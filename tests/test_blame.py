@@ -1,0 +1,50 @@
+"""blame and seeds through the real CLI: planted rows that cause a behaviour are blamed."""
+
+import json
+
+import numpy as np
+
+from conftest import run
+
+
+def test_blame_finds_the_rows_that_caused_a_prediction(wine):
+    rows = (wine / "data" / "wine-1.csv").read_text().splitlines()
+    header, query = rows[0], rows[5]                     # data/wine-1.csv:6, a cultivar-0 wine
+    assert query.endswith(",0")
+    values = np.array([float(v) for v in query.split(",")[:-1]])
+    rng = np.random.default_rng(0)
+    planted = [",".join(f"{v:.4g}" for v in values * (1 + rng.normal(0, 0.002, len(values)))) + ",2"
+               for _ in range(8)]
+    (wine / "data" / "wine-4.csv").write_text("\n".join([header] + planted) + "\n")
+    run(["build"], wine, check=0)
+    p = run(["blame", "wine", "--input", "data/wine-1.csv:6", "-k", "8", "--json"], wine, check=0)
+    out = json.loads(p.stdout)
+    assert out["prediction"] == "2" and out["exact"]        # the planted rows changed the output
+    blamed = [r["origin"] for r in out["rows"]]
+    assert sum(o.startswith("data/wine-4.csv:") for o in blamed) >= 6, blamed
+    text = run(["blame", "wine", "--input", "data/wine-1.csv:6", "-k", "3"], wine, check=0).stdout
+    assert text.splitlines()[0] == "data/wine-1.csv:6: predicted 2 (p=" + \
+        f"{out['probability']:.2f}), labelled 0"
+
+
+def test_blame_on_a_new_input_file_and_bad_queries(wine, tmp_path):
+    q = tmp_path / "q.csv"
+    q.write_text((wine / "data" / "wine-1.csv").read_text().splitlines()[0] + "\n" +
+                 (wine / "data" / "wine-1.csv").read_text().splitlines()[3] + "\n")
+    p = run(["blame", "wine", "--input", str(q), "-k", "4", "--json"], wine, check=0)
+    out = json.loads(p.stdout)
+    assert not out["exact"] and len(out["rows"]) == 4
+    p = run(["blame", "wine", "--input", "data/nope.csv:3"], wine, check=2)
+    assert "neither a row of the dataset nor a file" in p.stderr
+
+
+def test_seeds_report_and_cached_variants(wine):
+    p = run(["seeds", "wine", "-n", "2", "--json"], wine, check=0)
+    rep = json.loads(p.stdout)
+    assert set(rep["error_rate"]) == {"0", "1"} and rep["holdout_rows"] > 0
+    assert 0 <= rep["disagreement_rate"] <= 1
+    for r in rep["flipping_rows"]:
+        assert r["origin"].startswith("data/wine-")
+    again = run(["seeds", "wine", "-n", "2"], wine, check=0)
+    assert "building" not in again.stderr                 # each seed is cached like any build
+    assert again.stdout.startswith("wine: 2 seeds, holdout error seed 0: ")
