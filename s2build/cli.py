@@ -15,6 +15,7 @@
     lock [TARGET...]         release-build, then write s2build.lock
     ci [--frozen]            release builds, specs, lock check, reports (JUnit, JSON, Markdown)
     verify [TARGET...]       rebuild from scratch and compare with s2build.lock
+    watch [TARGET...]        build, then rebuild on every saved change until Ctrl-C
 
 Errors print `LOCATION: MESSAGE (HINT)` on stderr, no traceback unless -v; exit codes are
 listed in s2build/errors.py and README.md. This module imports only the standard library and
@@ -54,7 +55,8 @@ def cmd_build(args):
     project = _load(args)
     rep = _reporter(args)
     try:
-        runner.build(project, args.targets, rep, wait=not args.no_wait)
+        runner.build(project, args.targets, rep, wait=not args.no_wait,
+                     mode="dev" if args.dev and not args.release else "release")
     finally:
         rep.finish()
     return errors.OK
@@ -422,6 +424,14 @@ def cmd_ci(args):
                        md_path=_out_path(args, args.markdown))
 
 
+def cmd_watch(args):
+    from . import graph, watch
+    project = _load(args)
+    graph.order(project, args.targets)                 # unknown names: did-you-mean error
+    return watch.watch(project, args.targets, mode="release" if args.release else "dev",
+                       debounce=args.debounce, verbose=args.verbose)
+
+
 def cmd_verify(args):
     from . import pipeline
     project = _load(args)
@@ -441,7 +451,10 @@ def parser():
     b = sub.add_parser("build", help="build stale targets")
     b.add_argument("targets", nargs="*", metavar="TARGET")
     b.add_argument("--release", action="store_true",
-                   help="from scratch, seeded, one thread (the default in this version)")
+                   help="from scratch, seeded, one thread (the default)")
+    b.add_argument("--dev", action="store_true",
+                   help="incremental: fine-tune the last build on the changed rows when the "
+                   "change is small, else a full (release) build")
     b.add_argument("--no-wait", action="store_true",
                    help="fail (exit 10) instead of waiting when another build holds the lock")
     b.add_argument("--json", action="store_true", help="print results as JSON")
@@ -500,6 +513,7 @@ def parser():
     c.add_argument("targets", nargs="*", metavar="TARGET")
     c.add_argument("--cache", action="store_true", help="also remove .s2build/ (cache, state)")
     c.set_defaults(func=cmd_clean)
+
     t = sub.add_parser("test", help="build what is stale and run the specs")
     t.add_argument("targets", nargs="*", metavar="TARGET")
     t.add_argument("--junit", metavar="FILE", help="write JUnit XML to FILE")
@@ -523,6 +537,14 @@ def parser():
     v.add_argument("targets", nargs="*", metavar="TARGET")
     v.add_argument("--keep", action="store_true", help="keep the scratch project")
     v.set_defaults(func=cmd_verify)
+
+    w = sub.add_parser("watch", help="rebuild on every saved change (Ctrl-C to stop)")
+    w.add_argument("targets", nargs="*", metavar="TARGET")
+    w.add_argument("--release", action="store_true",
+                   help="release builds (from scratch) instead of incremental dev builds")
+    w.add_argument("--debounce", type=float, default=0.3, metavar="SECONDS",
+                   help="quiet time before changes are examined (default 0.3)")
+    w.set_defaults(func=cmd_watch)
     return p
 
 

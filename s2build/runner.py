@@ -7,6 +7,10 @@ decides, through `explain.reasons`, one action per target:
     restore      the build key is in the cache: copy it out, no training
     build        train, export, verify, then record (cache entry, output, state)
 
+With mode="dev" (`build --dev`, `watch`), `incremental.choose` picks the inputs: an
+incremental build (fine-tune the last build; mode=incremental, its own key) when only sources
+changed a little, else a release build; the first reason says which.
+
 `build(...)` plans without the lock first: a no-op build never locks, never imports torch and
 answers in milliseconds. Otherwise it takes `.s2build/lock`, plans again (another process may
 have built meanwhile) and executes. A build is recorded only after verification: the cache
@@ -41,9 +45,14 @@ def plan(project, names, state, cache, mode="release"):
     keys, steps = {}, []
     for name in graph.order(project, names):
         t = project.targets[name]
-        inputs, hashed = fingerprint.target_inputs(t, state.files, keys, mode)
-        keys[name] = inputs.key
+        inputs, hashed = fingerprint.target_inputs(t, state.files, keys,
+                                                   "release" if mode == "dev" else mode)
         record = state.targets.get(name)
+        note = None
+        if mode == "dev":               # incremental when it applies, else a release build
+            from . import incremental
+            inputs, note = incremental.choose(t, inputs, record, cache)
+        keys[name] = inputs.key
         before = record.get("output_stat") if record else None
         rs = explain.reasons(t, inputs, record)
         if hashed or (record and record.get("output_stat") != before):
@@ -54,6 +63,11 @@ def plan(project, names, state, cache, mode="release"):
             action = "restore"
         else:
             action = "build"
+        if mode == "dev":
+            rs = [r for r in rs if r.kind != "mode-changed"] or rs
+            if note and action == "build":
+                kind = "incremental" if note.startswith("incremental") else "full-build"
+                rs = [explain.Reason(kind, note)] + rs
         steps.append(Step(t, inputs, rs, action))
     return steps
 
@@ -64,7 +78,9 @@ def _record(target, inputs, metrics, artifact):
             "sources": inputs.sources, "holdout": inputs.holdout, "user_code": inputs.user_code,
             "deps": inputs.deps, "config": inputs.config, "toolchain": inputs.toolchain,
             "metrics": metrics, "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
-            "artifact_size": len(artifact)}
+            "artifact_size": len(artifact),
+            **({"parent": inputs.parent, "inputs_key": inputs.release.key}
+               if getattr(inputs, "parent", None) else {})}
 
 
 def provenance(target, inputs, ds, metrics):
@@ -88,6 +104,7 @@ def provenance(target, inputs, ds, metrics):
         "s2build.input_shape": compact(list(ds.x.shape[1:])),
         "s2build.loader": compact(target.config["loader"]),
         "s2build.rows": compact({"train": ds.n_train, "holdout": int(ds.holdout.sum())}),
+        **({"s2build.parent": inputs.parent} if getattr(inputs, "parent", None) else {}),
     }
 
 
@@ -124,8 +141,17 @@ def _build_one(step, project, state, cache, reporter, cancel):
     ds = data.load_dataset(t, inputs, data.ShardStore(project.state_dir))
     timings["data"] = time.perf_counter() - clock
 
-    trained = train.train(t, ds, cancel=cancel,
-                          progress=lambda e, n, loss: reporter.progress(t.name, e, n, loss))
+    progress = lambda e, n, loss: reporter.progress(t.name, e, n, loss)   # noqa: E731
+    trained = None
+    if getattr(inputs, "parent", None):             # dev: fine-tune the last build's network
+        from . import incremental
+        trained, why = incremental.finetune(t, ds, cache, inputs.parent, cancel=cancel,
+                                            progress=progress)
+        if trained is None:
+            reporter.warn(f"{t.name}: {why}; full build instead")
+            step.inputs = inputs = inputs.release
+    if trained is None:
+        trained = train.train(t, ds, cancel=cancel, progress=progress)
     timings["train"] = trained.seconds
 
     import torch
@@ -154,6 +180,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
     changed = sorted(p for p in inputs.sources if now.get(p) != inputs.sources[p])
 
     rec = _record(t, inputs, trained.metrics, artifact)
+    if getattr(trained, "baseline", None):          # incremental: the full build's metrics
+        rec["baseline_metrics"] = trained.baseline
     facts = {"target": t.name, "build_key": inputs.key, "artifact_sha256": rec["artifact_sha256"],
              "mode": inputs.mode, "metrics": trained.metrics, "history": trained.history,
              "timings": {k: round(v, 4) for k, v in timings.items()},
@@ -174,6 +202,10 @@ def _build_one(step, project, state, cache, reporter, cancel):
                             classes=np.asarray(ds.classes, dtype=np.str_),
                             **trained.dynamics.arrays())
         extra["dynamics.npz"] = buf.getvalue()
+    else:                       # incremental builds: the rows a later warm start compares with
+        buf = io.BytesIO()
+        np.savez_compressed(buf, row_hash=ds.row_hash, classes=np.asarray(ds.classes, dtype=np.str_))
+        extra["rows.npz"] = buf.getvalue()
     weights = io.BytesIO()
     torch.save(trained.module.state_dict(), weights)
     extra["weights.pt"] = weights.getvalue()      # the trained network, for blame and warm starts
@@ -190,7 +222,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
 
 def build(project, names, reporter, wait=True, cancel=None, command="build", mode="release"):
     """Bring `names` (default all) up to date. Returns [Result]; raises S2Error on failure
-    (after reporting the failed target)."""
+    (after reporting the failed target), train.Cancelled when `cancel` (a threading.Event) is
+    set during training (nothing is recorded for that target)."""
     from .locking import BuildLock
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)

@@ -1,0 +1,98 @@
+"""Incremental (dev) builds: warm start, provenance, fall back, never reused by release builds."""
+
+import shutil
+
+import pytest
+
+from conftest import run
+from test_watch import artifact, make_project, predict, relabel
+
+
+@pytest.fixture(scope="module")
+def built_toy(tmp_path_factory):
+    d = make_project(tmp_path_factory.mktemp("incremental") / "toy")
+    run(["build"], d, check=0)
+    return d
+
+
+@pytest.fixture
+def toy(tmp_path, built_toy):
+    d = tmp_path / "toy"
+    shutil.copytree(built_toy, d)
+    return d
+
+
+def test_dev_build_fine_tunes_the_last_build_and_learns_the_edit(toy):
+    parent = artifact(toy).meta["s2build.build_key"]
+    before = float(artifact(toy).meta["s2build.metrics"].split(":")[1].rstrip("}"))
+    line = relabel(toy / "data" / "a.csv", 7)
+    assert predict(toy, line) != line[-1]
+    r = run(["build", "--dev"], toy, check=0)
+    assert f"toy: built in" in r.stdout
+    assert f"(incremental from {parent[:12]}; file changed: data/a.csv)" in r.stdout
+    meta = artifact(toy).meta
+    assert meta["s2build.mode"] == "incremental"
+    assert meta["s2build.parent"] == parent
+    assert predict(toy, line) == line[-1]                       # the edited row is learned
+    after = float(meta["s2build.metrics"].split(":")[1].rstrip("}"))
+    assert after >= before - 0.01                                # the holdout metric is back
+    assert run(["build", "--dev"], toy, check=0).stdout.strip() == "toy: up to date"
+    assert run(["status"], toy).returncode == 1                 # not a release artifact
+
+    # a release build never reuses the dev artifact: it trains from scratch
+    r = run(["build"], toy, check=0)
+    assert "toy: built in" in r.stdout and "mode changed: incremental -> release" in r.stdout
+    assert artifact(toy).meta["s2build.mode"] == "release"
+    assert "s2build.parent" not in artifact(toy).meta
+    assert run(["build", "--dev"], toy, check=0).stdout.strip() == "toy: up to date"
+
+
+def test_dev_build_of_a_changed_recipe_is_a_full_build_and_says_why(toy):
+    y = toy / "s2build.yaml"
+    y.write_text(y.read_text().replace("lr: 0.01", "lr: 0.02"))
+    r = run(["build", "--dev"], toy, check=0)
+    assert "(full build: config changed; config changed: train.lr (0.01 -> 0.02))" in r.stdout
+    assert artifact(toy).meta["s2build.mode"] == "release"
+    assert run(["status"], toy, check=0).stdout.strip() == "toy: up to date"
+
+
+def test_dev_build_of_a_large_change_falls_back_to_a_full_build(toy):
+    path = toy / "data" / "a.csv"
+    lines = path.read_text().splitlines()
+    for i in range(1, len(lines)):                                # relabel every row
+        feats, label = lines[i].rsplit(",", 1)
+        lines[i] = f"{feats},{1 - int(label)}"
+    path.write_text("\n".join(lines) + "\n")
+    r = run(["build", "--dev"], toy, check=0)
+    assert "40 of 60 training rows changed; full build instead" in r.stderr
+    assert artifact(toy).meta["s2build.mode"] == "release"
+    assert run(["status"], toy, check=0).stdout.strip() == "toy: up to date"
+
+
+def test_moving_an_image_to_another_class_folder_relabels_it(tmp_path):
+    """The shard cache keys an image by its bytes and its folder: a moved file is relabelled
+    (before, a shard-cache hit kept the old folder's label)."""
+    from conftest import EXAMPLES
+    from s2build import config, data, fingerprint
+    d = tmp_path / "img"
+    for c in ("0", "1"):
+        (d / "data" / c).mkdir(parents=True)
+        for f in sorted((EXAMPLES / "digits" / "data" / c).iterdir())[:3]:
+            shutil.copy(f, d / "data" / c / f.name)
+    (d / "s2build.yaml").write_text(
+        "version: 1\ntargets:\n  img:\n    sources: [data/*/*.png]\n"
+        "    loader: {format: images, channels: 1}\n    model: {type: cnn}\n"
+        "    output: build/img.onnx\n")
+    store = data.ShardStore(str(d / ".s2build"))
+
+    def labels():
+        t = config.load(str(d / "s2build.yaml")).targets["img"]
+        ds = data.load_dataset(t, fingerprint.target_inputs(t, {}, {})[0], store)
+        return {o: ds.classes[y] for o, y in zip(ds.origins, ds.y.tolist())}
+
+    before = labels()
+    moved = sorted(p for p in before if p.startswith("data/0/"))[0]
+    name = moved.rsplit("/", 1)[1]
+    (d / moved).rename(d / "data" / "1" / name)
+    after = labels()
+    assert before[moved] == "0" and after[f"data/1/{name}"] == "1"

@@ -1,0 +1,329 @@
+"""`s2build watch`: a real subprocess, real edits on disk, real watchdog events (no mocks)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+
+YAML = """\
+version: 1
+targets:
+  toy:
+    sources: [data/*.csv]
+    loader: {{format: csv, label: y, task: classification, classes: 2}}
+    model: {{type: mlp, hidden: [64, 64]}}
+    train: {{epochs: {epochs}, batch_size: 16, lr: 0.01, seed: 0}}
+    holdout: {{sources: [holdout/*.csv]}}
+    export: {{exporter: legacy}}
+    output: build/toy.onnx
+    specs:
+      - name: holdout accuracy
+        gate: accuracy >= 0.5
+"""
+HEADER = "x0,x1,x2,x3,y"
+
+
+def rows(n, seed):
+    """`n` rows of 4 random features, labelled by the sign of x0 + x1."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        x = [round(rnd.uniform(-1, 1), 3) for _ in range(4)]
+        out.append(",".join(map(str, x)) + f",{int(x[0] + x[1] > 0)}")
+    return out
+
+
+def write_csv(path, lines):
+    path.write_text("\n".join([HEADER, *lines]) + "\n")
+
+
+def make_project(d, epochs=150):
+    (d / "data").mkdir(parents=True)
+    (d / "holdout").mkdir()
+    (d / "s2build.yaml").write_text(YAML.format(epochs=epochs))
+    write_csv(d / "data" / "a.csv", rows(40, 1))
+    write_csv(d / "data" / "b.csv", rows(20, 2))
+    write_csv(d / "holdout" / "h.csv", rows(20, 3))
+    return d
+
+
+@pytest.fixture(scope="module")
+def built_toy(tmp_path_factory):
+    d = make_project(tmp_path_factory.mktemp("watch") / "toy")
+    run(["build"], d, check=0)
+    return d
+
+
+@pytest.fixture
+def toy(tmp_path, built_toy):
+    """A private copy of the built toy project (artifact, cache and state included)."""
+    import shutil
+    d = tmp_path / "toy"
+    shutil.copytree(built_toy, d)
+    return d
+
+
+class Watch:
+    """`s2build watch` in a subprocess; stdout and stderr lines collected in order."""
+
+    def __init__(self, project, *args, after=()):
+        self.p = subprocess.Popen([sys.executable, "-m", "s2build", *args, "watch", *after],
+                                  cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.lines, self.cv = [], threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            with self.cv:
+                self.lines.append(line.rstrip("\n"))
+                self.cv.notify_all()
+
+    def wait_for(self, text, start=0, timeout=60):
+        """Index of the first line at or after `start` that contains `text`."""
+        deadline = time.time() + timeout
+        with self.cv:
+            while True:
+                for i in range(start, len(self.lines)):
+                    if text in self.lines[i]:
+                        return i
+                left = deadline - time.time()
+                assert left > 0 and self.p.poll() is None, \
+                    f"no line with {text!r}; output:\n" + "\n".join(self.lines)
+                self.cv.wait(min(left, 0.2))
+
+    def idle(self, start=0, timeout=60):
+        """Index of the next 'watching for changes' line: the watcher finished a cycle."""
+        return self.wait_for("watching for changes", start, timeout)
+
+    def count(self, text, start=0):
+        with self.cv:
+            return sum(text in line for line in self.lines[start:])
+
+    def output(self):
+        with self.cv:
+            return "\n".join(self.lines)
+
+    def stop(self):
+        """Ctrl-C; returns the exit code."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+        try:
+            return self.p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise
+
+
+@pytest.fixture
+def watching():
+    started = []
+
+    def start(project, *args, **kw):
+        w = Watch(project, *args, **kw)
+        started.append(w)
+        return w
+    yield start
+    for w in started:
+        if w.p.poll() is None:
+            w.p.kill()
+            w.p.wait()
+
+
+def artifact(project):
+    from s2build.specs import Artifact
+    return Artifact(str(project / "build" / "toy.onnx"))
+
+
+def predict(project, line):
+    """Class the artifact predicts for one csv line of features and label."""
+    import numpy as np
+    art = artifact(project)
+    x = np.asarray([[float(v) for v in line.split(",")[:4]]], dtype=np.float32)
+    return art.classes[int(art.outputs(x).argmax(axis=1)[0])]
+
+
+def source_digests(project):
+    return json.loads(artifact(project).meta["s2build.sources"])
+
+
+def sha(path):
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def relabel(path, index):
+    """Flip the label of data row `index` (0-based, after the header); return the new line."""
+    lines = path.read_text().splitlines()
+    feats, label = lines[1 + index].rsplit(",", 1)
+    lines[1 + index] = f"{feats},{1 - int(label)}"
+    path.write_text("\n".join(lines) + "\n")
+    return lines[1 + index]
+
+
+def test_relabelling_one_row_gives_an_artifact_that_predicts_the_new_label(toy, watching):
+    old = (toy / "data" / "a.csv").read_text().splitlines()[8]      # file line 9 = row 7
+    y = toy / "s2build.yaml"                                          # specs: not in the key
+    y.write_text(y.read_text() + "      - name: line 9 keeps its class\n"
+                 f"        example: {{file: data/a.csv, line: 9, expect: {old[-1]}}}\n")
+    w = watching(toy)
+    i = w.idle()
+    assert "toy: up to date" in w.output()
+    assert "toy: specs 2 passed, 0 failed" in w.output()
+    line = relabel(toy / "data" / "a.csv", 7)
+    assert predict(toy, line) != line[-1]          # the old artifact disagrees with the edit
+    j = w.wait_for("toy: built in", i + 1)
+    assert "file changed: data/a.csv" in w.lines[j]
+    assert "accuracy=" in w.lines[j]               # the compact line names metrics
+    assert "incremental from" in w.lines[j]         # watch builds are dev builds
+    k = w.idle(j)
+    assert "toy: specs 1 passed, 1 failed; changed: 'line 9 keeps its class' PASSED -> FAILED" \
+        in w.output().splitlines()[j:k], w.output()
+    assert predict(toy, line) == line[-1]
+    assert artifact(toy).meta["s2build.mode"] == "incremental"
+    assert w.stop() == 130
+    assert "Traceback" not in w.output()
+
+
+def test_twenty_saves_within_a_second_build_at_most_twice(toy, watching):
+    w = watching(toy)
+    i = w.idle()
+    path = toy / "data" / "b.csv"
+    base = path.read_text().splitlines()
+    for k in range(20):                            # 20 different contents, 50 ms apart
+        extra = f"0.{k:03d},0.5,0.5,0.5,1"
+        path.write_text("\n".join(base + [extra]) + "\n")
+        time.sleep(0.05)
+    j = w.wait_for("toy: built in", i + 1)
+    w.idle(j)
+    time.sleep(1.0)                                # nothing else is coming
+    assert w.count("toy: built in", i + 1) <= 2, w.output()
+    assert source_digests(toy)["data/b.csv"] == sha(path)
+    assert w.stop() == 130
+
+
+def test_atomic_save_builds_but_touch_and_own_writes_do_not(toy, watching):
+    w = watching(toy, "-v")
+    i = w.idle()
+    # touch: new mtime, same bytes -> hashed, dropped, never built
+    os.utime(toy / "data" / "a.csv")
+    j = w.wait_for("ignored data/a.csv (content unchanged)", i)
+    # s2build's own writes: a build in another process writes nothing new (up to date), and a
+    # forced rewrite of the output and the state must not wake the watcher either
+    run(["build"], toy, check=0)
+    (toy / "build" / "toy.onnx").write_bytes((toy / "build" / "toy.onnx").read_bytes())
+    (toy / ".s2build" / "state.json").write_text((toy / ".s2build" / "state.json").read_text())
+    time.sleep(1.5)
+    assert w.count("changed:", i) == 0 and w.count("building", i) == 0, w.output()
+    # atomic save: write a temporary next to the file, rename it over the file
+    path = toy / "data" / "a.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + "," + str(1 - int(lines[3][-1]))
+    tmp = toy / "data" / ".a.csv.swp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    k = w.wait_for("toy: built in", j)
+    assert "file changed: data/a.csv" in w.lines[k]
+    w.idle(k)
+    assert source_digests(toy)["data/a.csv"] == sha(path)
+    assert w.stop() == 130
+
+
+def test_a_broken_row_prints_file_line_and_fixing_it_rebuilds(toy, watching):
+    w = watching(toy)
+    i = w.idle()
+    path = toy / "data" / "a.csv"
+    good = path.read_text()
+    before = sha(toy / "build" / "toy.onnx")
+    lines = good.splitlines()
+    lines[4] = "abc," + lines[4].split(",", 1)[1]   # file line 5
+    path.write_text("\n".join(lines) + "\n")
+    j = w.wait_for("data/a.csv:5:", i)
+    assert "'abc' is not a number" in w.lines[j]
+    k = w.idle(j)
+    assert w.p.poll() is None                        # still watching
+    assert sha(toy / "build" / "toy.onnx") == before  # the last good artifact stays
+    # a broken yaml: diagnostic at its location, watching goes on
+    y = toy / "s2build.yaml"
+    good_yaml = y.read_text()
+    y.write_text(good_yaml.replace("epochs:", "epoch:"))
+    m = w.wait_for("unknown key 'epoch'", k)
+    assert "s2build.yaml:" in w.lines[m]
+    y.write_text(good_yaml)
+    path.write_text(good.replace(lines[5], lines[5].rsplit(",", 1)[0] + ","
+                                 + str(1 - int(lines[5][-1]))))
+    n = w.wait_for("toy: built in", m)
+    w.idle(n)
+    assert source_digests(toy)["data/a.csv"] == sha(path)
+    assert w.stop() == 130
+    assert "Traceback" not in w.output()
+
+
+def test_an_edit_during_a_long_build_cancels_it_and_the_restart_includes_it(tmp_path, watching):
+    d = make_project(tmp_path / "toy", epochs=100000)
+    w = watching(d, "-v")
+    w.wait_for("toy: epoch 3/100000")
+    # the edit: one relabelled row and a training length that can finish
+    line = relabel(d / "data" / "a.csv", 2)
+    (d / "s2build.yaml").write_text(YAML.format(epochs=150))
+    i = w.wait_for("toy: cancelled (a newer edit arrived)")
+    j = w.wait_for("toy: built in", i)
+    assert "file changed: data/a.csv" in w.lines[j] or "never built" in w.lines[j]
+    w.idle(j)
+    meta = artifact(d).meta
+    assert json.loads(meta["s2build.sources"])["data/a.csv"] == sha(d / "data" / "a.csv")
+    assert json.loads(meta["s2build.config"])["train"]["epochs"] == 150
+    assert predict(d, line) == line[-1]
+    assert w.stop() == 130
+    assert "Traceback" not in w.output()
+
+
+def test_deleting_a_source_rebuilds_without_it(toy, watching):
+    w = watching(toy)
+    i = w.idle()
+    assert "data/b.csv" in source_digests(toy)
+    os.unlink(toy / "data" / "b.csv")
+    j = w.wait_for("toy: built in", i)
+    assert "file removed: data/b.csv" in w.lines[j] or "data/b.csv" in w.lines[j]
+    w.idle(j)
+    assert sorted(source_digests(toy)) == ["data/a.csv"]
+    assert w.stop() == 130
+
+
+def test_ctrl_c_during_a_build_stops_cleanly_and_keeps_the_last_artifact(toy, watching):
+    y = toy / "s2build.yaml"
+    y.write_text(y.read_text().replace("epochs: 150", "epochs: 100000"))
+    before = sha(toy / "build" / "toy.onnx")
+    w = watching(toy, "-v", after=["--release"])
+    w.wait_for("toy: epoch 3/100000")
+    assert w.stop() == 130
+    assert "s2build: watch stopped" in w.output() and "Traceback" not in w.output()
+    assert sha(toy / "build" / "toy.onnx") == before
+
+
+def test_a_yaml_edit_reloads_the_globs_and_a_new_file_builds(toy, watching):
+    w = watching(toy)
+    i = w.idle()
+    (toy / "extra").mkdir()
+    write_csv(toy / "extra" / "c.csv", ["0.1,0.2,0.3,0.4,1"])
+    time.sleep(1.0)                                  # not a source yet: nothing happens
+    assert w.count("changed:", i) == 0
+    y = toy / "s2build.yaml"
+    y.write_text(y.read_text().replace("sources: [data/*.csv]", "sources: [data/*.csv, extra/*.csv]"))
+    j = w.wait_for("toy: built in", i)
+    w.idle(j)
+    assert "extra/c.csv" in source_digests(toy)
+    write_csv(toy / "extra" / "d.csv", ["0.5,0.2,0.3,0.4,1"])      # a new file in a new folder
+    k = w.wait_for("toy: built in", j + 1)
+    assert "file added: extra/d.csv" in w.lines[k]
+    w.idle(k)
+    assert w.stop() == 130
