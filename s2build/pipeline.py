@@ -31,33 +31,12 @@ import time
 
 from . import errors, lockfile, runner
 from .errors import BuildError, LockStaleError, MismatchError
+from .report import Collect
 
 SUMMARY = "{passed} passed, {failed} failed"
 
 
 # --- Building ------------------------------------------------------------------------------
-
-class Collect:
-    """A silent reporter that keeps results (for --json and reports)."""
-
-    def __init__(self):
-        self.results, self.warnings = [], []
-
-    def warn(self, text):
-        self.warnings.append(text)
-
-    def start(self, name, action, reasons):
-        pass
-
-    def progress(self, name, epoch, epochs, loss):
-        pass
-
-    def done(self, r):
-        self.results.append(r)
-
-    def finish(self):
-        pass
-
 
 class Tee:
     """Pass reporter calls to `inner` and keep the results."""

@@ -90,11 +90,10 @@ class Console:
         self._close_bar()
 
 
-class Json:
-    """Collects results; prints {"targets": [...], "warnings": [...]} at `finish`."""
+class Collect:
+    """A silent reporter that keeps the Result objects (for --json and CI reports)."""
 
-    def __init__(self, stream=None):
-        self.out = stream or sys.stdout
+    def __init__(self):
         self.results, self.warnings = [], []
 
     def warn(self, text):
@@ -107,8 +106,20 @@ class Json:
         pass
 
     def done(self, r):
-        self.results.append(r.as_dict())
+        self.results.append(r)
 
     def finish(self):
-        json.dump({"targets": self.results, "warnings": self.warnings}, self.out, indent=2)
+        pass
+
+
+class Json(Collect):
+    """Collects results; prints {"targets": [...], "warnings": [...]} at `finish`."""
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.out = stream or sys.stdout
+
+    def finish(self):
+        json.dump({"targets": [r.as_dict() for r in self.results], "warnings": self.warnings},
+                  self.out, indent=2)
         self.out.write("\n")
