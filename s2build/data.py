@@ -339,6 +339,22 @@ def origin(rel, line, fmt):
     return f"{rel}[{line}]"
 
 
+# Shards loaded in this process, by shard path: a long-lived process (watch) re-reads nothing
+# that did not change. Shards are immutable (content-addressed), so entries never go stale.
+_MEMO = {}
+_MEMO_BYTES = [0]
+MEMO_LIMIT = 512 * 2**20
+
+
+def _remember(path, shard, features):
+    size = shard.x.nbytes + shard.labels.nbytes
+    if _MEMO_BYTES[0] + size > MEMO_LIMIT:
+        _MEMO.clear()
+        _MEMO_BYTES[0] = 0
+    _MEMO[path] = (shard, features)
+    _MEMO_BYTES[0] += size
+
+
 class ShardStore:
     """Shard cache: parse a file only when (its digest, the loader config) is new. For image
     folders the label is the file's folder, so the folder is part of the key: moving an image
@@ -358,10 +374,13 @@ class ShardStore:
     def load(self, root, rel, digest, loader, parse=True):
         """(Shard, feature names, parsed?); with parse=False, (None, None, False) on a miss."""
         path = self._path(digest, loader, rel)
+        if path in _MEMO:                         # content-addressed: a hit is always valid
+            return _MEMO[path] + (False,)
         try:
             with np.load(path, allow_pickle=False) as z:
                 shard = Shard(z["x"], z["labels"], z["lines"], z["row_hash"], z["input_hash"])
                 features = [str(f) for f in z["features"]]
+            _remember(path, shard, features)
             return shard, features, False
         except (OSError, KeyError, ValueError, EOFError):
             pass                                  # missing or damaged: parse again
@@ -369,6 +388,7 @@ class ShardStore:
             return None, None, False
         data = _read_verified(root, rel, digest)
         shard, features = FORMATS[loader["format"]](rel, data, loader)
+        _remember(path, shard, features)
         buf = io.BytesIO()
         np.savez(buf, x=shard.x, labels=shard.labels, lines=shard.lines,
                  row_hash=shard.row_hash, input_hash=shard.input_hash,

@@ -37,6 +37,7 @@ MAX_SHARE = 0.75       # give up after this share of a full build's optimizer st
 CHECK_EVERY = 5        # steps between convergence checks
 TOLERANCE = 0.01       # holdout metric may trail the parent's by this much
 REPLAY_SHARE = 0.2     # edited rows per step: all of them, at least this share of a batch
+FINETUNE_LR = 0.25     # fine-tuning learning rate, as a share of train.lr
 WEIGHTS = "weights.pt"
 
 
@@ -153,7 +154,9 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
     net = net.to(device)
     loss_fn = scoring.loss_fn(target)
     metric_fns = scoring.metric_fns(target)
-    opt = train.make_optimizer(net.parameters(), t)
+    # A fresh optimizer at the full rate would first knock a converged network off its minimum
+    # (Adam's first steps are lr-sized whatever the gradient): fine-tune at a fraction of it.
+    opt = train.make_optimizer(net.parameters(), dict(t, lr=t["lr"] * FINETUNE_LR))
     gen = torch.Generator().manual_seed(t["seed"])
     xd, yd = x_all.to(device), y_all.to(device)
     bs = t["batch_size"]

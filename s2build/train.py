@@ -179,7 +179,7 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclud
         order = torch.randperm(n, generator=gen)
         if keep is not None:
             order = order[keep[order]]
-        total = 0.0
+        losses = []                                           # batch losses; summed per epoch
         outs, rows = [], []                                   # this epoch's per-row outputs
         # Checkpoint epochs (and the last) take training rows' factors and outputs from the
         # step that used each row (TracIn's gradient at that step); holdout rows get one pass.
@@ -201,7 +201,7 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclud
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            losses.append(loss.detach() * idx.shape[0])       # no host sync per step
             if dyn is not None:                               # recorded once per epoch below
                 outs.append(out.detach())
                 if per_row is not None:
@@ -210,7 +210,7 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclud
             if rows:
                 dyn.loss[epoch, order] = torch.cat(rows).float().cpu()
             dyn.margin[epoch, order] = scoring.margin(torch.cat(outs), yd[order.to(device)]).float().cpu()
-        epoch_loss = total / len(order)
+        epoch_loss = torch.stack(losses).sum().item() / len(order) if losses else 0.0
         if not math.isfinite(epoch_loss):
             raise BuildError(f"training diverged: loss is {epoch_loss} at epoch {epoch + 1}",
                              target.loc("train", "lr"), "lower train.lr or check the data")
