@@ -37,7 +37,8 @@ MAX_SHARE = 0.75       # give up after this share of a full build's optimizer st
 CHECK_EVERY = 5        # steps between convergence checks
 TOLERANCE = 0.01       # holdout metric may trail the parent's by this much
 REPLAY_SHARE = 0.2     # edited rows per step: all of them, at least this share of a batch
-FINETUNE_LR = 0.25     # fine-tuning learning rate, as a share of train.lr
+FINETUNE_LR = 0.25     # fine-tuning learning rate, as a share of train.lr, for the first
+                       # third of the step budget; then train.lr (edits the data resists)
 WEIGHTS = "weights.pt"
 
 
@@ -193,6 +194,9 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
             break
         if step >= max_steps:
             return None, f"not converged after {step} fine-tuning steps"
+        if step >= max_steps // 3:                # edits the data resists: full rate now
+            for group in opt.param_groups:
+                group["lr"] = t["lr"]
         net.train()
         for _ in range(CHECK_EVERY):
             if cancel is not None and cancel.is_set():
