@@ -275,7 +275,7 @@ def main():
                   f"{med('flagged_precision'):.3f}, recall {med('flagged_recall'):.3f}")
         print("2. planted issues (rule-based checks, digits as CSV)")
         report["planted"] = planted(ds, work / "planted")
-        print(f"3. blame: remove top-20 blamed vs 20 random training rows, retrain")
+        print("3. blame: remove top-20 blamed vs 20 random training rows, retrain")
         report["blame"] = blame_removal(target, ds, args.queries, 20)
         b = report["blame"]
         bound = " (at least: random removal flipped none; counted as 1)" if b["ratio_is_lower_bound"] else ""

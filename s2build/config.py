@@ -481,7 +481,7 @@ def _check_target(name, ty, root, locs):
 def _unknown_name(value, known, what, loc):
     close = difflib.get_close_matches(value, known, n=1)
     hint = f"did you mean '{close[0]}'?" if close else \
-        f"built-in {what}es: " + ", ".join(known) + f"; or path/file.py:function"
+        f"built-in {what}es: " + ", ".join(known) + "; or path/file.py:function"
     if what == "metric":
         hint = hint.replace("metrices", "metrics")
     raise ConfigError(f"unknown {what} '{value}'", loc, hint)

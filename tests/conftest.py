@@ -42,9 +42,16 @@ def cache_listing(project):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
 
 
+def private_copy(src, tmp_path, name):
+    """A copy of a built project (artifact, cache and state included) a test may change."""
+    d = tmp_path / name
+    shutil.copytree(src, d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def built_wine(tmp_path_factory):
-    """The wine example built once (session-wide); copy it with `clone_built` before changing."""
+    """The wine example, built once per session; tests change only a `wine` copy."""
     d = copy_example("wine", tmp_path_factory.mktemp("built") / "wine")
     run(["build"], d, check=0)
     return d
@@ -52,7 +59,18 @@ def built_wine(tmp_path_factory):
 
 @pytest.fixture
 def wine(tmp_path, built_wine):
-    """A private copy of the built wine example: artifact, cache and state included."""
-    d = tmp_path / "wine"
-    shutil.copytree(built_wine, d)
+    return private_copy(built_wine, tmp_path, "wine")
+
+
+@pytest.fixture(scope="session")
+def built_toy(tmp_path_factory):
+    """The toy project of tests/toy.py, built once per session; tests change only a `toy` copy."""
+    from toy import make_project
+    d = make_project(tmp_path_factory.mktemp("built") / "toy")
+    run(["build"], d, check=0)
     return d
+
+
+@pytest.fixture
+def toy(tmp_path, built_toy):
+    return private_copy(built_toy, tmp_path, "toy")

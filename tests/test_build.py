@@ -3,12 +3,10 @@ reproducibility, status/explain/graph/predict/clean."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import onnx
 

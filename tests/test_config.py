@@ -1,7 +1,6 @@
 """config: the documented example parses, and schema errors carry yaml locations."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 

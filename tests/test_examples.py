@@ -3,7 +3,6 @@ checked through onnxruntime (the artifact's real consumer)."""
 
 import importlib.util
 import json
-import sys
 
 import numpy as np
 import onnxruntime as ort

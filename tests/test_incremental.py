@@ -2,24 +2,9 @@
 
 import shutil
 
-import pytest
 
 from conftest import run
-from test_watch import artifact, make_project, predict, relabel
-
-
-@pytest.fixture(scope="module")
-def built_toy(tmp_path_factory):
-    d = make_project(tmp_path_factory.mktemp("incremental") / "toy")
-    run(["build"], d, check=0)
-    return d
-
-
-@pytest.fixture
-def toy(tmp_path, built_toy):
-    d = tmp_path / "toy"
-    shutil.copytree(built_toy, d)
-    return d
+from toy import artifact, predict, relabel
 
 
 def test_dev_build_fine_tunes_the_last_build_and_learns_the_edit(toy):
@@ -28,7 +13,7 @@ def test_dev_build_fine_tunes_the_last_build_and_learns_the_edit(toy):
     line = relabel(toy / "data" / "a.csv", 7)
     assert predict(toy, line) != line[-1]
     r = run(["build", "--dev"], toy, check=0)
-    assert f"toy: built in" in r.stdout
+    assert "toy: built in" in r.stdout
     assert f"(incremental from {parent[:12]}; file changed: data/a.csv)" in r.stdout
     meta = artifact(toy).meta
     assert meta["s2build.mode"] == "incremental"

@@ -4,10 +4,8 @@ its origin, and the previous artifact survives every failure."""
 import io
 import json
 import textwrap
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import cache_listing, run, sha256
 

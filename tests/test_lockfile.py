@@ -3,7 +3,6 @@ branches that change different targets merging without conflict."""
 
 import os
 import subprocess
-import textwrap
 
 import pytest
 

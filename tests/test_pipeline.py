@@ -4,7 +4,6 @@ tampered artifact, a toolchain difference explained in words, and the exit codes
 
 import json
 import re
-import shutil
 
 from junitparser import JUnitXml
 

@@ -2,75 +2,16 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import run
-
-YAML = """\
-version: 1
-targets:
-  toy:
-    sources: [data/*.csv]
-    loader: {{format: csv, label: y, task: classification, classes: 2}}
-    model: {{type: mlp, hidden: [64, 64]}}
-    train: {{epochs: {epochs}, batch_size: 16, lr: 0.01, seed: 0}}
-    holdout: {{sources: [holdout/*.csv]}}
-    export: {{exporter: legacy}}
-    output: build/toy.onnx
-    specs:
-      - name: holdout accuracy
-        gate: accuracy >= 0.5
-"""
-HEADER = "x0,x1,x2,x3,y"
-
-
-def rows(n, seed):
-    """`n` rows of 4 random features, labelled by the sign of x0 + x1."""
-    rnd = random.Random(seed)
-    out = []
-    for _ in range(n):
-        x = [round(rnd.uniform(-1, 1), 3) for _ in range(4)]
-        out.append(",".join(map(str, x)) + f",{int(x[0] + x[1] > 0)}")
-    return out
-
-
-def write_csv(path, lines):
-    path.write_text("\n".join([HEADER, *lines]) + "\n")
-
-
-def make_project(d, epochs=150):
-    (d / "data").mkdir(parents=True)
-    (d / "holdout").mkdir()
-    (d / "s2build.yaml").write_text(YAML.format(epochs=epochs))
-    write_csv(d / "data" / "a.csv", rows(40, 1))
-    write_csv(d / "data" / "b.csv", rows(20, 2))
-    write_csv(d / "holdout" / "h.csv", rows(20, 3))
-    return d
-
-
-@pytest.fixture(scope="module")
-def built_toy(tmp_path_factory):
-    d = make_project(tmp_path_factory.mktemp("watch") / "toy")
-    run(["build"], d, check=0)
-    return d
-
-
-@pytest.fixture
-def toy(tmp_path, built_toy):
-    """A private copy of the built toy project (artifact, cache and state included)."""
-    import shutil
-    d = tmp_path / "toy"
-    shutil.copytree(built_toy, d)
-    return d
-
+from conftest import run, sha256
+from toy import YAML, artifact, make_project, predict, relabel, write_csv
 
 class Watch:
     """`s2build watch` in a subprocess; stdout and stderr lines collected in order."""
@@ -139,35 +80,8 @@ def watching():
             w.p.wait()
 
 
-def artifact(project):
-    from s2build.specs import Artifact
-    return Artifact(str(project / "build" / "toy.onnx"))
-
-
-def predict(project, line):
-    """Class the artifact predicts for one csv line of features and label."""
-    import numpy as np
-    art = artifact(project)
-    x = np.asarray([[float(v) for v in line.split(",")[:4]]], dtype=np.float32)
-    return art.classes[int(art.outputs(x).argmax(axis=1)[0])]
-
-
 def source_digests(project):
     return json.loads(artifact(project).meta["s2build.sources"])
-
-
-def sha(path):
-    import hashlib
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def relabel(path, index):
-    """Flip the label of data row `index` (0-based, after the header); return the new line."""
-    lines = path.read_text().splitlines()
-    feats, label = lines[1 + index].rsplit(",", 1)
-    lines[1 + index] = f"{feats},{1 - int(label)}"
-    path.write_text("\n".join(lines) + "\n")
-    return lines[1 + index]
 
 
 def test_relabelling_one_row_gives_an_artifact_that_predicts_the_new_label(toy, watching):
@@ -207,7 +121,7 @@ def test_twenty_saves_within_a_second_build_at_most_twice(toy, watching):
     w.idle(j)
     time.sleep(1.0)                                # nothing else is coming
     assert w.count("toy: built in", i + 1) <= 2, w.output()
-    assert source_digests(toy)["data/b.csv"] == sha(path)
+    assert source_digests(toy)["data/b.csv"] == sha256(path)
     assert w.stop() == 130
 
 
@@ -234,7 +148,7 @@ def test_atomic_save_builds_but_touch_and_own_writes_do_not(toy, watching):
     k = w.wait_for("toy: built in", j)
     assert "file changed: data/a.csv" in w.lines[k]
     w.idle(k)
-    assert source_digests(toy)["data/a.csv"] == sha(path)
+    assert source_digests(toy)["data/a.csv"] == sha256(path)
     assert w.stop() == 130
 
 
@@ -243,7 +157,7 @@ def test_a_broken_row_prints_file_line_and_fixing_it_rebuilds(toy, watching):
     i = w.idle()
     path = toy / "data" / "a.csv"
     good = path.read_text()
-    before = sha(toy / "build" / "toy.onnx")
+    before = sha256(toy / "build" / "toy.onnx")
     lines = good.splitlines()
     lines[4] = "abc," + lines[4].split(",", 1)[1]   # file line 5
     path.write_text("\n".join(lines) + "\n")
@@ -251,7 +165,7 @@ def test_a_broken_row_prints_file_line_and_fixing_it_rebuilds(toy, watching):
     assert "'abc' is not a number" in w.lines[j]
     k = w.idle(j)
     assert w.p.poll() is None                        # still watching
-    assert sha(toy / "build" / "toy.onnx") == before  # the last good artifact stays
+    assert sha256(toy / "build" / "toy.onnx") == before  # the last good artifact stays
     # a broken yaml: diagnostic at its location, watching goes on
     y = toy / "s2build.yaml"
     good_yaml = y.read_text()
@@ -263,7 +177,7 @@ def test_a_broken_row_prints_file_line_and_fixing_it_rebuilds(toy, watching):
                                  + str(1 - int(lines[5][-1]))))
     n = w.wait_for("toy: built in", m)
     w.idle(n)
-    assert source_digests(toy)["data/a.csv"] == sha(path)
+    assert source_digests(toy)["data/a.csv"] == sha256(path)
     assert w.stop() == 130
     assert "Traceback" not in w.output()
 
@@ -280,7 +194,7 @@ def test_an_edit_during_a_long_build_cancels_it_and_the_restart_includes_it(tmp_
     assert "file changed: data/a.csv" in w.lines[j] or "never built" in w.lines[j]
     w.idle(j)
     meta = artifact(d).meta
-    assert json.loads(meta["s2build.sources"])["data/a.csv"] == sha(d / "data" / "a.csv")
+    assert json.loads(meta["s2build.sources"])["data/a.csv"] == sha256(d / "data" / "a.csv")
     assert json.loads(meta["s2build.config"])["train"]["epochs"] == 150
     assert predict(d, line) == line[-1]
     assert w.stop() == 130
@@ -302,12 +216,12 @@ def test_deleting_a_source_rebuilds_without_it(toy, watching):
 def test_ctrl_c_during_a_build_stops_cleanly_and_keeps_the_last_artifact(toy, watching):
     y = toy / "s2build.yaml"
     y.write_text(y.read_text().replace("epochs: 150", "epochs: 100000"))
-    before = sha(toy / "build" / "toy.onnx")
+    before = sha256(toy / "build" / "toy.onnx")
     w = watching(toy, "-v", after=["--release"])
     w.wait_for("toy: epoch 3/100000")
     assert w.stop() == 130
     assert "s2build: watch stopped" in w.output() and "Traceback" not in w.output()
-    assert sha(toy / "build" / "toy.onnx") == before
+    assert sha256(toy / "build" / "toy.onnx") == before
 
 
 def test_a_yaml_edit_reloads_the_globs_and_a_new_file_builds(toy, watching):
