@@ -4,6 +4,9 @@ Layout:
 
     .s2build/cache/ab/abcdef.../model.onnx     the artifact (byte-exact)
                                dynamics.npz   training dynamics (see train.Dynamics), optional
+                               rows.npz       row hashes and classes (incremental builds)
+                               weights.pt     the trained state_dict (blame, warm starts)
+                               optimizer.pt   the optimizer's final state (warm starts)
                                record.json    provenance + volatile facts; written last
     .s2build/tmp/                             entries being written
 

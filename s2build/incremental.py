@@ -1,7 +1,8 @@
 """Incremental (dev) builds: warm-start from the previous build's weights and fine-tune.
 
 A warm start reads, from the parent's cache entry: `weights.pt` (the trained state_dict),
-the row hashes and class names it was trained on (`dynamics.npz`, or `rows.npz` for an
+`optimizer.pt` (the optimizer's state_dict when training ended: Adam's moment estimates, SGD's
+momentum), the row hashes and class names it was trained on (`dynamics.npz`, or `rows.npz` for an
 incremental build, which records no dynamics) and its holdout metrics or baseline (`record.json`).
 
 `choose(target, release, record, cache)` decides how a dev build proceeds (standard library
@@ -16,8 +17,10 @@ only; it runs on the planning path):
     full                    anything else (first build, config, holdout, user code,
                             dependency or toolchain changed): a release build, said in words
 
-`finetune(...)` trains the parent's network on the new data with the target's optimizer and
-learning rate. Each step is a random batch of training rows (so the rest is not forgotten) plus
+`finetune(...)` resumes the parent's training on the new data: its network and its optimizer
+state, at RESUME_LR times the target's learning rate. (A fresh Adam would take lr-sized first
+steps in every weight and knock the converged network off its minimum; the resumed moment
+estimates keep the steps of weights the edit does not concern small.) Each step is a random batch of training rows (so the rest is not forgotten) plus
 the added or changed rows (replayed: all of them, drawn with repeats up to REPLAY_SHARE of a
 batch when they are few, at most a batch), one mean loss over both.
 Every CHECK_EVERY steps it checks that every changed row is predicted as labelled
@@ -37,9 +40,9 @@ MAX_SHARE = 0.75       # give up after this share of a full build's optimizer st
 CHECK_EVERY = 5        # steps between convergence checks
 TOLERANCE = 0.01       # holdout metric may trail the parent's by this much
 REPLAY_SHARE = 0.2     # edited rows per step: all of them, at least this share of a batch
-FINETUNE_LR = 0.25     # fine-tuning learning rate, as a share of train.lr, for the first
-                       # third of the step budget; then train.lr (edits the data resists)
+RESUME_LR = 2.0        # fine-tuning learning rate, as a multiple of train.lr
 WEIGHTS = "weights.pt"
+OPTIMIZER = "optimizer.pt"
 
 
 def _same_recipe(release, record):
@@ -75,8 +78,9 @@ def choose(target, release, record, cache):
     other = _same_recipe(release, record)
     if other:
         return release, "full build: " + ", ".join(other) + " changed"
-    if not os.path.isfile(os.path.join(cache.entry_dir(record["key"]), WEIGHTS)):
-        return release, "full build: no weights kept for the last build"
+    entry = cache.entry_dir(record["key"])
+    if not all(os.path.isfile(os.path.join(entry, f)) for f in (WEIGHTS, OPTIMIZER)):
+        return release, "full build: the last build kept no weights or optimizer state"
     inc = incremental_inputs(release, record["key"])
     return inc, f"incremental from {record['key'][:12]}"
 
@@ -84,8 +88,8 @@ def choose(target, release, record, cache):
 # --- Training (torch) ----------------------------------------------------------------------
 
 def load_parent(cache, key):
-    """{"state_dict", "row_hash" (set of bytes), "classes", "metrics"} of cached build `key`,
-    or None when its entry lacks what a warm start needs (or is damaged)."""
+    """{"state_dict", "optimizer_state", "row_hash" (set of bytes), "classes", "metrics"} of
+    cached build `key`, or None when its entry lacks what a warm start needs (or is damaged)."""
     import json
 
     import numpy as np
@@ -93,6 +97,7 @@ def load_parent(cache, key):
     d = cache.entry_dir(key)
     try:
         state_dict = torch.load(os.path.join(d, WEIGHTS), map_location="cpu", weights_only=True)
+        opt_state = torch.load(os.path.join(d, OPTIMIZER), map_location="cpu", weights_only=True)
         rows = None
         for name in ("dynamics.npz", "rows.npz"):
             if os.path.isfile(os.path.join(d, name)):
@@ -105,9 +110,9 @@ def load_parent(cache, key):
         metrics = record.get("baseline_metrics") or record.get("metrics") or {}
     except Exception:           # missing or damaged: not a parent
         return None
-    if rows is None or not isinstance(state_dict, dict):
+    if rows is None or not isinstance(state_dict, dict) or not isinstance(opt_state, dict):
         return None
-    return dict(rows, state_dict=state_dict, metrics=metrics)
+    return dict(rows, state_dict=state_dict, optimizer_state=opt_state, metrics=metrics)
 
 
 def _main_metric(metrics):
@@ -155,9 +160,13 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
     net = net.to(device)
     loss_fn = scoring.loss_fn(target)
     metric_fns = scoring.metric_fns(target)
-    # A fresh optimizer at the full rate would first knock a converged network off its minimum
-    # (Adam's first steps are lr-sized whatever the gradient): fine-tune at a fraction of it.
-    opt = train.make_optimizer(net.parameters(), dict(t, lr=t["lr"] * FINETUNE_LR))
+    opt = train.make_optimizer(net.parameters(), t)
+    try:
+        opt.load_state_dict(parent["optimizer_state"])
+    except (ValueError, KeyError) as e:
+        return None, f"the optimizer's state does not fit ({type(e).__name__})"
+    for group in opt.param_groups:
+        group["lr"] = t["lr"] * RESUME_LR
     gen = torch.Generator().manual_seed(t["seed"])
     xd, yd = x_all.to(device), y_all.to(device)
     bs = t["batch_size"]
@@ -194,9 +203,6 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
             break
         if step >= max_steps:
             return None, f"not converged after {step} fine-tuning steps"
-        if step >= max_steps // 3:                # edits the data resists: full rate now
-            for group in opt.param_groups:
-                group["lr"] = t["lr"]
         net.train()
         for _ in range(CHECK_EVERY):
             if cancel is not None and cancel.is_set():
@@ -220,6 +226,7 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
     net = net.to("cpu").eval()
     metrics = train.evaluate(net, x_all[hold], y_all[hold], metric_fns)
     trained = train.Trained(module=net, history=history, metrics=metrics,
-                            seconds=time.perf_counter() - started, device=device, dynamics=None)
+                            seconds=time.perf_counter() - started, device=device, dynamics=None,
+                            optimizer_state=train.cpu_state(opt))
     trained.baseline = parent["metrics"]
     return trained, None

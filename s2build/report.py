@@ -76,7 +76,7 @@ class Console:
         elif r.outcome == "restored":
             line = f"{r.name}: restored from cache ({why}) -> {r.output}"
         elif r.outcome == "built":
-            line = f"{r.name}: built in {r.seconds:.1f}s ({why}): {_fmt_metrics(r.metrics)} -> {r.output}"
+            line = f"{r.name}: built in {_secs(r.seconds)} ({why}): {_fmt_metrics(r.metrics)} -> {r.output}"
             if self.verbose and r.detail:
                 line += f"\n  {r.detail}"
         else:
@@ -123,3 +123,8 @@ class Json(Collect):
         json.dump({"targets": [r.as_dict() for r in self.results], "warnings": self.warnings},
                   self.out, indent=2)
         self.out.write("\n")
+
+
+def _secs(seconds):
+    """0.42s below ten seconds, 12.3s above."""
+    return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"

@@ -211,6 +211,10 @@ def _build_one(step, project, state, cache, reporter, cancel):
     weights = io.BytesIO()
     torch.save(trained.module.state_dict(), weights)
     extra["weights.pt"] = weights.getvalue()      # the trained network, for blame and warm starts
+    if trained.optimizer_state is not None:       # where an incremental build resumes training
+        buf = io.BytesIO()
+        torch.save(trained.optimizer_state, buf)
+        extra["optimizer.pt"] = buf.getvalue()
     cache.put(inputs.key, artifact, dict(rec, facts=facts), extra)
     rec["output"] = t.config["output"]
     rec["output_stat"] = _install(t, artifact, dict(facts, restored_from_cache=False))

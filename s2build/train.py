@@ -29,11 +29,14 @@ class Cancelled(Exception):
 
 class Trained:
     """module: eval mode, CPU; history: mean training loss per epoch; metrics: holdout
-    metrics; dynamics: Dynamics or None."""
+    metrics; dynamics: Dynamics or None; optimizer_state: the optimizer's final state_dict
+    (tensors on CPU), from which an incremental build resumes training."""
 
-    def __init__(self, module, history, metrics, seconds, device, dynamics=None):
+    def __init__(self, module, history, metrics, seconds, device, dynamics=None,
+                 optimizer_state=None):
         self.module, self.history, self.metrics = module, history, metrics
         self.seconds, self.device, self.dynamics = seconds, device, dynamics
+        self.optimizer_state = optimizer_state
 
 
 class Dynamics:
@@ -250,4 +253,16 @@ def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclud
         if dyn is not None:
             dyn.logits, dyn.embedding = forward_all(net, x_all, capture=head)
     return Trained(module=net, history=history, metrics=metrics,
-                   seconds=time.perf_counter() - started, device=device, dynamics=dyn)
+                   seconds=time.perf_counter() - started, device=device, dynamics=dyn,
+                   optimizer_state=cpu_state(opt))
+
+
+def cpu_state(opt):
+    """`opt.state_dict()` with every tensor copied to the CPU."""
+    def cpu(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().to("cpu", copy=True)
+        if isinstance(v, dict):
+            return {k: cpu(x) for k, x in v.items()}
+        return v
+    return cpu(opt.state_dict())

@@ -4,8 +4,10 @@
 
     observer (watchdog)  records the paths that events touch, relative to the project root,
                          keeping only paths that matter (see `Rules`)
-    debouncer            once no such event arrived for `debounce` seconds (one global
-                         window), hashes the touched paths; a path whose SHA-256 (None when
+    debouncer            once no such event arrived for a quiet window (one global window:
+                         `debounce` seconds, or FIRST_WINDOW for a save that follows no other
+                         within BURST_GAP seconds, so that a lone save builds at once while a
+                         burst of saves or a checkout is awaited), hashes the touched paths; a path whose SHA-256 (None when
                          deleted) differs from the last one seen is a change: it marks the
                          project dirty and sets `cancel`, so a running build stops between two
                          training steps (train.Cancelled) and starts again
@@ -13,6 +15,9 @@
                          runner.build (one line per target: what, why, time, metrics), then the
                          targets' specs (counts, and the specs whose verdict changed); builds
                          are dev builds (incremental when they can be) unless mode="release"
+    warm-up              once watching starts, imports torch, onnx and onnxruntime and takes
+                         one optimizer step and one export of a tiny network, so that the first
+                         edit does not pay the ~2-3 s a fresh process pays; a build waits for it
 
 A touch, a save of identical bytes and s2build's own writes (`.s2build/`, outputs, atomic-write
 temporaries) never build. An editor's atomic save (write a temporary, rename it over the file)
@@ -32,6 +37,9 @@ from . import atomic, errors, fingerprint
 from .errors import S2Error
 
 DEBOUNCE = 0.3        # seconds without a relevant event before changes are examined
+FIRST_WINDOW = 0.1    # the quiet window after a lone save (none other within BURST_GAP)
+BURST_GAP = 1.0       # seconds between saves that make them one burst
+SAVE_GAP = 0.05       # events closer than this are one save (an editor's write, rename, ...)
 
 
 class Rules:
@@ -108,6 +116,8 @@ class Watcher:
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.cv = threading.Condition()
         self.pending, self.last_event = set(), 0.0      # touched paths awaiting the debounce
+        self.save_started, self.window = -BURST_GAP, debounce   # the current save; its window
+        self.warm = None                                # the warm-up thread
         self.changes = set()                            # changed paths not yet built
         self.wake = threading.Event()                   # changes is not empty
         self.cancel = threading.Event()                 # stops the running build
@@ -143,8 +153,13 @@ class Watcher:
                 keep.add(rel)
         if keep:
             with self.cv:
+                now = time.monotonic()
+                if now - self.last_event > SAVE_GAP:     # a new save: lone, or in a burst
+                    lone = now - self.save_started > BURST_GAP
+                    self.window = min(FIRST_WINDOW, self.debounce) if lone else self.debounce
+                    self.save_started = now
                 self.pending |= keep
-                self.last_event = time.monotonic()
+                self.last_event = now
                 self.cv.notify_all()
 
     def on_event(self, event):
@@ -170,7 +185,7 @@ class Watcher:
                 while not self.pending and not self.stopping.is_set():
                     self.cv.wait(1.0)
                 while not self.stopping.is_set():
-                    left = self.last_event + self.debounce - time.monotonic()
+                    left = self.last_event + self.window - time.monotonic()
                     if left <= 0:
                         break
                     self.cv.wait(left)
@@ -244,6 +259,8 @@ class Watcher:
                       "watching for changes (Ctrl-C to stop)", err=True)
             return
         rep = _Tracking(report.Console(verbose=self.verbose, stream=self.out, err=self.err))
+        if self.warm is not None:
+            self.warm.join()                # no two threads importing torch at once
         try:
             results = runner.build(self.project, self.names, rep, cancel=self.cancel,
                                    command="watch", mode=self.mode)
@@ -310,6 +327,11 @@ class Watcher:
         debouncer.start()
         try:
             self._cycle([], first=True)
+            exporters = {"legacy"} if self.mode != "release" else \
+                {t.config["export"]["exporter"] for t in self.project.targets.values()}
+            self.warm = threading.Thread(target=_warm_up, args=(exporters,), daemon=True,
+                                         name="s2build-warm-up")
+            self.warm.start()
             while True:
                 while not self.wake.wait(0.5):
                     pass
@@ -329,6 +351,29 @@ class Watcher:
             if self.observer is not None:
                 self.observer.stop()
                 self.observer.join(timeout=5)
+
+
+def _warm_up(exporters):
+    """Pay the one-time costs of a process's first build now: imports, the first optimizer
+    (which imports torch._dynamo), the first run of each exporter in `exporters` and of an
+    onnxruntime session. Best effort and silent: the build itself reports what is wrong."""
+    try:
+        import numpy as np
+        import onnxruntime
+        import torch
+
+        from . import export
+        net = torch.nn.Linear(2, 2)
+        opt = torch.optim.Adam(net.parameters())
+        net(torch.zeros(2, 2)).sum().backward()
+        opt.step()
+        for exporter in sorted(exporters):
+            onnx_bytes = export.export_onnx(net.eval(), torch.zeros(2, 2), output_names=["y"],
+                                            metadata={}, exporter=exporter)
+        session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        session.run(None, {session.get_inputs()[0].name: np.zeros((2, 2), np.float32)})
+    except Exception:
+        pass
 
 
 class _Tracking:

@@ -32,6 +32,29 @@ def test_dev_build_fine_tunes_the_last_build_and_learns_the_edit(toy):
     assert run(["build", "--dev"], toy, check=0).stdout.strip() == "toy: up to date"
 
 
+def test_a_chain_of_dev_builds_resumes_each_parent_training_state(toy):
+    """Each build's cache entry keeps its optimizer state; the next dev build resumes it, and
+    an entry without one (an older s2build's) gets a full build that says why."""
+    import glob
+    import os
+    first = relabel(toy / "data" / "a.csv", 3)
+    run(["build", "--dev"], toy, check=0)
+    parent = artifact(toy).meta["s2build.build_key"]
+    assert os.path.isfile(glob.glob(str(toy / ".s2build" / "cache" / "*" / parent / "optimizer.pt"))[0])
+    second = relabel(toy / "data" / "b.csv", 5)
+    r = run(["build", "--dev"], toy, check=0)
+    assert f"(incremental from {parent[:12]}; file changed: data/b.csv)" in r.stdout
+    assert artifact(toy).meta["s2build.parent"] == parent
+    assert predict(toy, first) == first[-1] and predict(toy, second) == second[-1]
+
+    for f in glob.glob(str(toy / ".s2build" / "cache" / "*" / "*" / "optimizer.pt")):
+        os.remove(f)
+    relabel(toy / "data" / "b.csv", 6)
+    r = run(["build", "--dev"], toy, check=0)
+    assert "(full build: the last build kept no weights or optimizer state;" in r.stdout
+    assert artifact(toy).meta["s2build.mode"] == "release"
+
+
 def test_dev_build_of_a_changed_recipe_is_a_full_build_and_says_why(toy):
     y = toy / "s2build.yaml"
     y.write_text(y.read_text().replace("lr: 0.01", "lr: 0.02"))
