@@ -177,9 +177,11 @@ def _build_one(step, project, state, cache, reporter, cancel):
     timings["verify"] = time.perf_counter() - clock
 
     # Inputs are fingerprinted again: an edit that landed during training is not attributed to
-    # this build (the artifact is recorded under the key of the bytes it was trained on).
-    now, _ = fingerprint.digest_files(list(inputs.sources), t.root, {})
-    changed = sorted(p for p in inputs.sources if now.get(p) != inputs.sources[p])
+    # this build (the artifact is recorded under the key of the bytes it was trained on). Stat
+    # first: an edit changes a file's stat tuple, and racily-clean files are hashed again.
+    seen = dict(inputs.sources, **inputs.holdout)
+    now, _ = fingerprint.digest_files(list(seen), t.root, dict(state.files))
+    changed = sorted(p for p in seen if now.get(p) != seen[p])
 
     rec = _record(t, inputs, trained.metrics, artifact)
     if getattr(trained, "baseline", None):          # incremental: the full build's metrics

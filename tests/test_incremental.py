@@ -104,3 +104,32 @@ def test_moving_an_image_to_another_class_folder_relabels_it(tmp_path):
     (d / moved).rename(d / "data" / "1" / name)
     after = labels()
     assert before[moved] == "0" and after[f"data/1/{name}"] == "1"
+
+
+def test_an_edit_during_training_is_not_attributed_to_the_build(tmp_path):
+    """Inputs are fingerprinted before and after training (stat first, then hash): a source
+    edited while the network trains leaves the artifact recorded under the bytes it was
+    trained on, a warning, and a stale target."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import sha256
+    from toy import make_project
+    d = make_project(tmp_path / "toy", epochs=1500)
+    before = sha256(d / "data" / "a.csv")
+    p = subprocess.Popen([sys.executable, "-m", "s2build", "-v", "build"], cwd=d, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = []
+    for line in p.stdout:                       # the edit lands while training runs
+        seen.append(line)
+        if "toy: epoch 2/1500" in line:
+            break
+    relabel(d / "data" / "a.csv", 0)
+    out = "".join(seen) + p.stdout.read()
+    assert p.wait(timeout=120) == 0, out
+    assert "data/a.csv changed during the build; toy is stale again (run build again)" in out
+    assert json.loads(artifact(d).meta["s2build.sources"])["data/a.csv"] == before
+    assert run(["status"], d).returncode == 1
+    r = run(["build"], d, check=0)
+    assert "file changed: data/a.csv" in r.stdout
