@@ -8,7 +8,8 @@ holding `x` (float32 [rows, *shape]), `labels` (str [rows] for classification, f
 [rows, k] for regression and multilabel), `lines` (int64 [rows]: 1-based line for csv/jsonl,
 index for arrays, 0 for one-file-per-example images) and `row_hash` / `input_hash` (S16 [rows]:
 BLAKE2b-128 of features+label and of features only). An edit re-parses only the files whose
-digest changed. Shards are written atomically; an unreadable shard is parsed again.
+digest changed. Shards are written atomically; an unreadable shard is parsed again. A
+target's shards are also packed into one file (packs.py), so a fresh process reads one file.
 
 Formats (loader.format): csv, jsonl, npz, npy, images (one folder per class, PNG/JPEG).
 Origins: `file:line` (csv, jsonl), `file[index]` (npz, npy), `file` (images). Malformed rows
@@ -28,6 +29,7 @@ from . import atomic
 from .errors import DataError
 
 SHARD_VERSION = 2
+PACK_MIN_READS = 32     # shards read from their own files before a new pack is written
 
 
 class SourcesChanged(Exception):
@@ -362,6 +364,28 @@ class ShardStore:
 
     def __init__(self, state_dir):
         self.root = os.path.join(state_dir, "shards")
+        self.pack_path = None       # set by use_pack: shards are looked up in that pack too
+        self.packed = None          # {shard file name: (fields, features)} once read
+        self.file_reads = 0         # shards that came from their own file or a parse
+        self.loaded = []            # [(shard file name, Shard, features)] in load order
+
+    def use_pack(self, target_name):
+        """Look shards up in `target_name`'s pack (see packs.py) before their own files, and
+        record what is loaded so that `save_pack` can write a new one."""
+        from . import packs
+        self.pack_path = packs.path(self.root, target_name)
+
+    def save_pack(self, min_reads=PACK_MIN_READS):
+        """Write the pack of what was loaded when at least `min_reads` shards came from their
+        own files (a first build, or many edits since the last pack). Best effort."""
+        if self.pack_path is None or self.file_reads < min_reads:
+            return
+        from . import packs
+        try:
+            packs.write(self.pack_path, [(key, vars(shard), feats)
+                                         for key, shard, feats in self.loaded])
+        except OSError:
+            pass                    # a missing pack costs speed, never correctness
 
     def _path(self, digest, loader, rel=""):
         from .fingerprint import canonical_digest
@@ -374,27 +398,44 @@ class ShardStore:
     def load(self, root, rel, digest, loader, parse=True):
         """(Shard, feature names, parsed?); with parse=False, (None, None, False) on a miss."""
         path = self._path(digest, loader, rel)
+        got = self._lookup(path)
+        if got is None and not parse:
+            return None, None, False
+        was_parsed = got is None
+        if got is None:
+            data = _read_verified(root, rel, digest)
+            got = FORMATS[loader["format"]](rel, data, loader)
+            shard, features = got
+            buf = io.BytesIO()
+            np.savez(buf, x=shard.x, labels=shard.labels, lines=shard.lines,
+                     row_hash=shard.row_hash, input_hash=shard.input_hash,
+                     features=np.asarray(features, dtype=np.str_))
+            atomic.write_bytes(path, buf.getvalue())
+            self.file_reads += 1
+        _remember(path, *got)
+        if self.pack_path is not None:
+            self.loaded.append((os.path.basename(path), *got))
+        return got + (was_parsed,)
+
+    def _lookup(self, path):
+        """(Shard, features) from memory, the pack or the shard's file; None on a miss."""
         if path in _MEMO:                         # content-addressed: a hit is always valid
-            return _MEMO[path] + (False,)
+            return _MEMO[path]
+        if self.pack_path is not None:
+            if self.packed is None:
+                from . import packs
+                self.packed = packs.read(self.pack_path)
+            hit = self.packed.get(os.path.basename(path))
+            if hit is not None:
+                return Shard(**hit[0]), hit[1]
         try:
             with np.load(path, allow_pickle=False) as z:
                 shard = Shard(z["x"], z["labels"], z["lines"], z["row_hash"], z["input_hash"])
                 features = [str(f) for f in z["features"]]
-            _remember(path, shard, features)
-            return shard, features, False
         except (OSError, KeyError, ValueError, EOFError):
-            pass                                  # missing or damaged: parse again
-        if not parse:
-            return None, None, False
-        data = _read_verified(root, rel, digest)
-        shard, features = FORMATS[loader["format"]](rel, data, loader)
-        _remember(path, shard, features)
-        buf = io.BytesIO()
-        np.savez(buf, x=shard.x, labels=shard.labels, lines=shard.lines,
-                 row_hash=shard.row_hash, input_hash=shard.input_hash,
-                 features=np.asarray(features, dtype=np.str_))
-        atomic.write_bytes(path, buf.getvalue())
-        return shard, features, True
+            return None                           # missing or damaged: parse again
+        self.file_reads += 1
+        return shard, features
 
 
 def _class_names(loader, shards):
@@ -427,6 +468,7 @@ def load_dataset(target, inputs, store):
     root = target.root
     parsed, parts, features = [], [], None
     holdout_files = set(inputs.holdout)
+    store.use_pack(target.name)
     for rel in list(inputs.sources) + [r for r in inputs.holdout if r not in inputs.sources]:
         digest = inputs.sources.get(rel) or inputs.holdout[rel]
         shard, feats, was_parsed = store.load(root, rel, digest, loader)
@@ -487,6 +529,7 @@ def load_dataset(target, inputs, store):
     if ds.n_train == 0:
         raise DataError("no training rows", target.loc("sources"),
                         "add data, or lower holdout.fraction")
+    store.save_pack()
     return ds
 
 

@@ -40,3 +40,41 @@ def test_editing_one_of_1000_files_reparses_one(tmp_path):
     p = run(["explain", "t"], tmp_path, check=0)
     assert p.stdout.splitlines() == ["t will be built because:", "  file changed: data/0007.csv",
                                      "    row changed: data/0007.csv:2"]
+
+
+def test_a_fresh_process_reads_the_target_pack_not_one_file_per_shard(tmp_path):
+    """The first build packs the target's shards into one file; a later process finds every
+    shard there (its own files deleted: nothing is parsed again), and a damaged pack costs
+    only speed: the shards are parsed again and the build is the same."""
+    import shutil
+    rng = np.random.default_rng(1)
+    (tmp_path / "data").mkdir()
+    for i in range(40):
+        rows = rng.normal(size=(5, 3))
+        (tmp_path / "data" / f"{i:02d}.csv").write_text(
+            "a,b,c,y\n" + "".join(f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{['no', 'yes'][int(r[0] > 0)]}\n"
+                                  for r in rows))
+    yaml = ("targets:\n  t:\n    sources: [data/*.csv]\n    loader: {label: y}\n"
+            "    model: {hidden: [8]}\n    train: {epochs: EPOCHS, batch_size: 64}\n"
+            "    export: {exporter: legacy}\n")
+    (tmp_path / "s2build.yaml").write_text(yaml.replace("EPOCHS", "2"))
+    run(["build"], tmp_path, check=0)
+    shards = tmp_path / ".s2build" / "shards"
+    packs = list((shards / "packs").iterdir())
+    assert len(packs) == 1
+    first = (tmp_path / "build" / "t.onnx").read_bytes()
+    for d in shards.iterdir():                     # only the pack is left
+        if d.name != "packs":
+            shutil.rmtree(d)
+
+    (tmp_path / "s2build.yaml").write_text(yaml.replace("EPOCHS", "3"))
+    p = run(["-v", "build"], tmp_path, check=0)
+    assert "parsed 0 of 40 files" in p.stdout
+
+    (tmp_path / "s2build.yaml").write_text(yaml.replace("EPOCHS", "2"))
+    run(["clean", "--cache"], tmp_path, check=0)       # no shards, no cache: a damaged pack
+    packs[0].parent.mkdir(parents=True)
+    packs[0].write_bytes(b"not a pack")
+    p = run(["-v", "build"], tmp_path, check=0)
+    assert "parsed 40 of 40 files" in p.stdout
+    assert (tmp_path / "build" / "t.onnx").read_bytes() == first
