@@ -138,14 +138,15 @@ class Watch:
 
     def edit(self, do):
         """Run `do()` (the save); wait for the build and the specs after it. Returns (seconds
-        from save to the `built in` line, that line, the lines of this cycle)."""
+        from save to the `built in` line, seconds from save to the specs' verdicts, that line,
+        the lines of this cycle, what `do()` returned)."""
         saved = time.time()
         result = do()
         j = self.wait_for("digits: built in", "digits: restored from cache")
         k = self.wait_for("watching for changes", start=j)
         cycle = [x for _, x in self.lines[self.at + 1:k + 1]]
         self.at = k
-        return self.lines[j][0] - saved, self.lines[j][1], cycle, result
+        return self.lines[j][0] - saved, self.lines[k][0] - saved, self.lines[j][1], cycle, result
 
     def stop(self):
         self.p.terminate()
@@ -171,14 +172,14 @@ def warm_rounds(project, flags, batches, singles, scenario, seed):
     try:
         time.sleep(5)          # watch warms up after its first build; edits come later
         for picked in batches:
-            secs, line, cycle, moved = w.edit(lambda: move(project, picked, scenario, rnd))
-            rounds.append({"latency": secs, "seconds": built_seconds(line),
+            secs, done, line, cycle, moved = w.edit(lambda: move(project, picked, scenario, rnd))
+            rounds.append({"latency": secs, "done": done, "seconds": built_seconds(line),
                            "accuracy": accuracy(line), "learned": learned(project, moved),
                            "fallback": any("full build instead" in x for x in cycle),
                            "line": line})
         for rel in singles:
-            secs, line, _cycle, _ = w.edit(lambda: move(project, [rel], scenario, rnd))
-            lone.append(secs)
+            secs, done, line, _cycle, _ = w.edit(lambda: move(project, [rel], scenario, rnd))
+            lone.append((secs, done))
             if "built in" not in line:
                 print(f"  note: {' '.join(flags) or 'dev'} single edit gave: {line}", flush=True)
     finally:
@@ -254,7 +255,11 @@ def run_scenario(scenario, args, work):
             "dev_learned": med(d["learned"] for d in dev),
             "release_learned": med(r["learned"] for r in rel),
             "fallbacks": sum(d["fallback"] for d in dev),
-            "single_dev_latency": med(dev_lone), "single_release_latency": med(rel_lone),
+            "dev_done": med(d["done"] for d in dev), "release_done": med(r["done"] for r in rel),
+            "single_dev_latency": med(a for a, _ in dev_lone),
+            "single_release_latency": med(a for a, _ in rel_lone),
+            "single_dev_done": med(b for _, b in dev_lone),
+            "single_release_done": med(b for _, b in rel_lone),
             "rounds": {"dev": dev, "release": rel},
         },
     }
@@ -276,12 +281,15 @@ def run_scenario(scenario, args, work):
     print(f"    time ratio               {w['ratio']:.1%}   (aim: <= 20%); "
           f"{w['fallbacks']} of {args.edits} fell back to a full build")
     print(f"    save -> verified artifact {w['dev_latency']:.2f}s vs {w['release_latency']:.2f}s "
-          f"({w['dev_latency'] / w['release_latency']:.1%}, debounce included)")
+          f"({w['dev_latency'] / w['release_latency']:.1%}, debounce included); specs done "
+          f"{w['dev_done']:.2f}s vs {w['release_done']:.2f}s")
     print(f"    holdout accuracy          incremental {w['dev_accuracy']:.4f}, from scratch "
           f"{w['release_accuracy']:.4f}, gap {w['accuracy_gap']:+.4f}   (aim: within 0.01)")
     print(f"    relabelled rows learned   incremental {w['dev_learned']:.0%}, from scratch "
           f"{w['release_learned']:.0%}   (aim: >= 95%)")
-    print(f"    one image, save -> artifact {spread(dev_lone)} vs {spread(rel_lone)}")
+    print(f"    one image, save -> artifact {spread(a for a, _ in dev_lone)} vs "
+          f"{spread(a for a, _ in rel_lone)}; specs done {spread(b for _, b in dev_lone)} vs "
+          f"{spread(b for _, b in rel_lone)}")
     if fresh:
         f = out["fresh"]
         print(f"  fresh processes: build --dev {f['dev_seconds']:.2f}s vs --release "
