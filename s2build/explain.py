@@ -5,6 +5,7 @@ last build (from state.json) and the output file on disk. An empty list means up
 `Reason` has a `kind` (stable, for machines) and a `text` (for people), for example:
 
     file changed: data/part1.csv
+    file moved: data/3/0042.png -> data/8/0042.png
     config changed: train.epochs (30 -> 40)
     output missing: build/wine.onnx
 
@@ -50,9 +51,23 @@ def _short(v):
 
 
 def _files(kind_prefix, label, old, new):
+    """Reasons for files added, removed, changed, or moved (a removed file whose bytes were
+    added under another path: for image folders, a relabelled example)."""
+    added = {}                                     # digest -> added paths, sorted
+    for p in sorted(set(new) - set(old)):
+        added.setdefault(new[p], []).append(p)
+    moved_to = {}
+    for p in sorted(set(old) - set(new)):
+        if added.get(old[p]):
+            moved_to[p] = added[old[p]].pop(0)
+    arrived = set(moved_to.values())
     out = []
     for p in sorted(set(old) | set(new)):
-        if p not in old:
+        if p in moved_to:
+            out.append(Reason(f"{kind_prefix}moved", f"{label} moved: {p} -> {moved_to[p]}"))
+        elif p in arrived:
+            continue
+        elif p not in old:
             out.append(Reason(f"{kind_prefix}added", f"{label} added: {p}"))
         elif p not in new:
             out.append(Reason(f"{kind_prefix}removed", f"{label} removed: {p}"))

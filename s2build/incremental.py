@@ -20,9 +20,10 @@ only; it runs on the planning path):
 `finetune(...)` resumes the parent's training on the new data: its network and its optimizer
 state, at RESUME_LR times the target's learning rate. (A fresh Adam would take lr-sized first
 steps in every weight and knock the converged network off its minimum; the resumed moment
-estimates keep the steps of weights the edit does not concern small.) Each step is a random batch of training rows (so the rest is not forgotten) plus
-the added or changed rows (replayed: all of them, drawn with repeats up to REPLAY_SHARE of a
-batch when they are few, at most a batch), one mean loss over both.
+estimates keep the steps of weights the edit does not concern small.) Each step is a random
+batch of training rows (so the rest is not forgotten) plus the added or changed rows
+(replayed: all of them, drawn with repeats up to REPLAY_SHARE of a batch when they are few, at
+most a batch), one mean loss over both.
 Every CHECK_EVERY steps it checks that every changed row is predicted as labelled
 (classification and multilabel; regression has no such test) and that the first holdout
 metric is back within TOLERANCE of the baseline: the metrics of the last full build in the
@@ -38,7 +39,7 @@ from . import fingerprint
 MAX_CHANGED = 0.2      # larger changes (share of training rows) get a full build
 MAX_SHARE = 0.75       # give up after this share of a full build's optimizer steps
 CHECK_EVERY = 5        # steps between convergence checks
-TOLERANCE = 0.01       # holdout metric may trail the parent's by this much
+TOLERANCE = 0.01       # holdout metric may trail the last full build's by this much
 REPLAY_SHARE = 0.2     # edited rows per step: all of them, at least this share of a batch
 RESUME_LR = 2.0        # fine-tuning learning rate, as a multiple of train.lr
 WEIGHTS = "weights.pt"

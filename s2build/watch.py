@@ -7,10 +7,11 @@
     debouncer            once no such event arrived for a quiet window (one global window:
                          `debounce` seconds, or FIRST_WINDOW for a save that follows no other
                          within BURST_GAP seconds, so that a lone save builds at once while a
-                         burst of saves or a checkout is awaited), hashes the touched paths; a path whose SHA-256 (None when
-                         deleted) differs from the last one seen is a change: it marks the
-                         project dirty and sets `cancel`, so a running build stops between two
-                         training steps (train.Cancelled) and starts again
+                         burst of saves or a checkout is awaited), hashes the touched paths; a
+                         path whose SHA-256 (None when deleted) differs from the last one seen
+                         is a change: it marks the project dirty and sets `cancel`, so a
+                         running build stops between two training steps (train.Cancelled) and
+                         starts again
     main                 builds while dirty: reloads the yaml when it changed, runs
                          runner.build (one line per target: what, why, time, metrics), then the
                          targets' specs (counts, and the specs whose verdict changed); builds

@@ -106,6 +106,15 @@ def test_moving_an_image_to_another_class_folder_relabels_it(tmp_path):
     assert before[moved] == "0" and after[f"data/1/{name}"] == "1"
 
 
+def test_explain_calls_a_file_whose_bytes_reappear_elsewhere_moved():
+    from s2build import explain
+    old = {"data/0/a.png": "d1", "data/0/b.png": "d2", "data/0/c.png": "d3"}
+    new = {"data/1/a.png": "d1", "data/0/b.png": "d2x", "data/2/e.png": "d4"}
+    assert [r.text for r in explain._files("file-", "file", old, new)] == [
+        "file moved: data/0/a.png -> data/1/a.png", "file changed: data/0/b.png",
+        "file removed: data/0/c.png", "file added: data/2/e.png"]
+
+
 def test_an_edit_during_training_is_not_attributed_to_the_build(tmp_path):
     """Inputs are fingerprinted before and after training (stat first, then hash): a source
     edited while the network trains leaves the artifact recorded under the bytes it was
