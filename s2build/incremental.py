@@ -20,10 +20,11 @@ only; it runs on the planning path):
 `finetune(...)` resumes the parent's training on the new data: its network and its optimizer
 state, at RESUME_LR times the target's learning rate. (A fresh Adam would take lr-sized first
 steps in every weight and knock the converged network off its minimum; the resumed moment
-estimates keep the steps of weights the edit does not concern small.) Each step is a random
-batch of training rows (so the rest is not forgotten) plus the added or changed rows
-(replayed: all of them, drawn with repeats up to REPLAY_SHARE of a batch when they are few, at
-most a batch), one mean loss over both.
+estimates keep the steps of weights the edit does not concern small.) It uses up to
+MAX_THREADS threads: byte-for-byte reproducibility is what release builds promise, latency is
+what dev builds are for. Each step is a random batch of training rows (so the rest is not
+forgotten) plus the added or changed rows (replayed: all of them, drawn with repeats up to
+REPLAY_SHARE of a batch when they are few, at most a batch), one mean loss over both.
 Every CHECK_EVERY steps it checks that every changed row is predicted as labelled
 (classification and multilabel; regression has no such test) and that the first holdout
 metric is back within TOLERANCE of the baseline: the metrics of the last full build in the
@@ -42,8 +43,19 @@ CHECK_EVERY = 5        # steps between convergence checks
 TOLERANCE = 0.01       # holdout metric may trail the last full build's by this much
 REPLAY_SHARE = 0.2     # edited rows per step: all of them, at least this share of a batch
 RESUME_LR = 2.0        # fine-tuning learning rate, as a multiple of train.lr
+MAX_THREADS = 4        # a dev build's torch threads: latency first (a release build: one)
 WEIGHTS = "weights.pt"
 OPTIMIZER = "optimizer.pt"
+
+
+def dev_threads():
+    """Threads for a dev build: the CPUs this process may use, at most MAX_THREADS. A dev
+    build is not reproducible byte for byte anyway; a release build trains on one thread."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:          # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(MAX_THREADS, n))
 
 
 def _same_recipe(release, record):
@@ -123,7 +135,7 @@ def _main_metric(metrics):
     return None
 
 
-def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=1):
+def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=None):
     """(train.Trained, None) fine-tuned from build `parent_key`, or (None, why) when an
     incremental build does not apply or did not converge."""
     import time
@@ -139,7 +151,7 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
     if ds.task == "classification" and list(parent["classes"]) != list(ds.classes):
         return None, "the classes changed"
     t = target.config["train"]
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or dev_threads())
     torch.manual_seed(t["seed"])
     device = train.pick_device(t["device"])
 

@@ -150,6 +150,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
         if trained is None:
             reporter.warn(f"{t.name}: {why}; full build instead")
             step.inputs = inputs = inputs.release
+            step.reasons = [explain.Reason("full-build", f"full build: {why}")] + \
+                [r for r in step.reasons if r.kind != "incremental"]
     if trained is None:
         trained = train.train(t, ds, cancel=cancel, progress=progress)
     timings["train"] = trained.seconds

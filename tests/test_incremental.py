@@ -73,6 +73,8 @@ def test_dev_build_of_a_large_change_falls_back_to_a_full_build(toy):
     path.write_text("\n".join(lines) + "\n")
     r = run(["build", "--dev"], toy, check=0)
     assert "40 of 60 training rows changed; full build instead" in r.stderr
+    assert "toy: built in" in r.stdout and "(full build: 40 of 60 training rows changed; " \
+        "file changed: data/a.csv)" in r.stdout                  # not "incremental from"
     assert artifact(toy).meta["s2build.mode"] == "release"
     assert run(["status"], toy, check=0).stdout.strip() == "toy: up to date"
 
