@@ -14,11 +14,12 @@ same edits, for each scenario:
 it measures, as medians over `--edits` rounds:
 
   1. warm process (the loop users live in): `s2build watch` (dev builds) on the copy and
-     `s2build watch --release` (from-scratch builds) on the twin, each edit relabelling
-     `--relabel` images at once: build seconds (the `built in` line), seconds from the save to
-     the `built in` line (debounce included), holdout accuracy, and the share of relabelled
-     images whose new label the artifact predicts; then `--edits` single-image edits: seconds
-     from save to verified artifact;
+     `s2build watch --release` (from-scratch builds) on the twin, both running, the edits
+     interleaved (copy, twin, copy, ...), each edit relabelling `--relabel` images at once:
+     build seconds (the `built in` line), seconds from the save to the `built in` line
+     (debounce included) and to the specs' verdicts, holdout accuracy, and the share of
+     relabelled images whose new label the artifact predicts; then `--edits` single-image
+     edits: seconds from save to verified artifact and to the specs' verdicts;
   2. fresh processes (unless --no-fresh): `build --dev` vs `build --release`, each a new
      process that imports torch: the target's build seconds and the whole process's.
 
@@ -163,28 +164,37 @@ def accuracy(line):
     return float(m.group(1)) if m else float("nan")
 
 
-def warm_rounds(project, flags, batches, singles, scenario, seed):
-    """Watch `project`; apply each batch of images, then each single image. Returns
-    ([per-batch dict], [single-edit latency])."""
-    rnd = random.Random(seed)
-    w = Watch(project, *flags)
-    rounds, lone = [], []
+def warm_rounds(copies, batches, singles, scenario, seed):
+    """Watch each project of `copies` [(project, watch flags)] at once; apply each batch of
+    images, then each single image, to every copy in turn (interleaved, so that the machine's
+    load falls on both alike). Returns, per copy, ([per-batch dict], [(save -> artifact,
+    save -> specs done)] of the single edits)."""
+    rnds = [random.Random(seed) for _ in copies]
+    watches = []
     try:
-        time.sleep(5)          # watch warms up after its first build; edits come later
+        for project, flags in copies:
+            watches.append(Watch(project, *flags))
+        time.sleep(10)          # watch warms up after its first build; edits come later
+        out = [([], []) for _ in copies]
         for picked in batches:
-            secs, done, line, cycle, moved = w.edit(lambda: move(project, picked, scenario, rnd))
-            rounds.append({"latency": secs, "done": done, "seconds": built_seconds(line),
-                           "accuracy": accuracy(line), "learned": learned(project, moved),
-                           "fallback": any("full build instead" in x for x in cycle),
-                           "line": line})
+            for (project, _), w, rnd, (rounds, _) in zip(copies, watches, rnds, out):
+                secs, done, line, cycle, moved = w.edit(
+                    lambda: move(project, picked, scenario, rnd))
+                rounds.append({"latency": secs, "done": done, "seconds": built_seconds(line),
+                               "accuracy": accuracy(line), "learned": learned(project, moved),
+                               "fallback": any("full build instead" in x for x in cycle),
+                               "line": line})
         for rel in singles:
-            secs, done, line, _cycle, _ = w.edit(lambda: move(project, [rel], scenario, rnd))
-            lone.append((secs, done))
-            if "built in" not in line:
-                print(f"  note: {' '.join(flags) or 'dev'} single edit gave: {line}", flush=True)
+            for (project, flags), w, rnd, (_, lone) in zip(copies, watches, rnds, out):
+                secs, done, line, _cycle, _ = w.edit(lambda: move(project, [rel], scenario, rnd))
+                lone.append((secs, done))
+                if "built in" not in line:
+                    print(f"  note: {' '.join(flags) or 'dev'} single edit gave: {line}",
+                          flush=True)
     finally:
-        w.stop()
-    return rounds, lone
+        for w in watches:
+            w.stop()
+    return out
 
 
 def med(xs):
@@ -220,8 +230,8 @@ def run_scenario(scenario, args, work):
 
     batches = [[pool.pop() for _ in range(args.relabel)] for _ in range(args.edits)]
     singles = [pool.pop() for _ in range(args.edits)]
-    dev, dev_lone = warm_rounds(project, [], batches, singles, scenario, args.seed)
-    rel, rel_lone = warm_rounds(twin, ["--release"], batches, singles, scenario, args.seed)
+    (dev, dev_lone), (rel, rel_lone) = warm_rounds([(project, []), (twin, ["--release"])],
+                                                   batches, singles, scenario, args.seed)
     for k, (d, r) in enumerate(zip(dev, rel)):
         print(f"[{scenario}] watch edit {k + 1}: dev {d['seconds']:.2f}s acc={d['accuracy']:.4f} "
               f"learned={d['learned']:.0%}{' (fell back)' if d['fallback'] else ''} | release "
