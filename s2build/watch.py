@@ -344,6 +344,9 @@ class Watcher:
         except KeyboardInterrupt:
             self._say("s2build: watch stopped", err=True)
             return errors.INTERRUPTED
+        except errors.Interrupted as e:         # SIGTERM: a build in flight records nothing
+            self._say("s2build: watch stopped", err=True)
+            return e.code
         finally:
             self.stopping.set()
             self.cancel.set()

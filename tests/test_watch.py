@@ -201,6 +201,16 @@ def test_an_edit_during_a_long_build_cancels_it_and_the_restart_includes_it(tmp_
     assert "Traceback" not in w.output()
 
 
+def test_sigterm_stops_watch_with_exit_143(toy, watching):
+    w = watching(toy)
+    w.idle()
+    w.p.send_signal(signal.SIGTERM)
+    assert w.p.wait(timeout=30) == 143
+    time.sleep(0.2)                                # the reader thread takes the last lines
+    assert "s2build: watch stopped" in w.output() and "Traceback" not in w.output()
+    assert "nothing was recorded" not in w.output()   # nothing was being built
+
+
 def test_deleting_a_source_rebuilds_without_it(toy, watching):
     w = watching(toy)
     i = w.idle()
