@@ -19,6 +19,7 @@ raise DataError at their origin. Imported lazily (numpy): not on the no-op path.
 import csv
 import hashlib
 import io
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -368,6 +369,7 @@ class ShardStore:
         self.packed = None          # {shard file name: (fields, features)} once read
         self.file_reads = 0         # shards that came from their own file or a parse
         self.loaded = []            # [(shard file name, Shard, features)] in load order
+        self._loader, self._loader_json = None, ""
 
     def use_pack(self, target_name):
         """Look shards up in `target_name`'s pack (see packs.py) before their own files, and
@@ -388,11 +390,18 @@ class ShardStore:
             pass                    # a missing pack costs speed, never correctness
 
     def _path(self, digest, loader, rel=""):
-        from .fingerprint import canonical_digest
-        fields = {"file": digest, "loader": loader, "v": SHARD_VERSION}
+        """The shard file of `rel`: SHA-256 of the canonical JSON of {"file": digest,
+        "label": folder (images only), "loader": loader, "v": SHARD_VERSION}. The loader's
+        JSON is made once per loader object, not once per file (1,797 files: 35 ms)."""
+        if self._loader is not loader:
+            self._loader = loader
+            self._loader_json = json.dumps(loader, sort_keys=True, separators=(",", ":"))
+        label = ""
         if loader["format"] == "images":
-            fields["label"] = os.path.basename(os.path.dirname(rel)) or "."
-        key = canonical_digest(fields)
+            label = ',"label":' + json.dumps(os.path.basename(os.path.dirname(rel)) or ".")
+        blob = f'{{"file":{json.dumps(digest)}{label},"loader":{self._loader_json},' \
+               f'"v":{SHARD_VERSION}}}'
+        key = hashlib.sha256(blob.encode()).hexdigest()
         return os.path.join(self.root, key[:2], key + ".npz")
 
     def load(self, root, rel, digest, loader, parse=True):

@@ -203,10 +203,11 @@ def _build_one(step, project, state, cache, reporter, cancel):
     extra = {}
     if trained.dynamics is not None:
         buf = io.BytesIO()
-        np.savez_compressed(buf, origins=np.asarray(ds.origins, dtype=np.str_),
-                            row_hash=ds.row_hash, holdout=ds.holdout, y=ds.y,
-                            classes=np.asarray(ds.classes, dtype=np.str_),
-                            **trained.dynamics.arrays())
+        # uncompressed: float dynamics shrink only ~25% under zlib, which took 0.6 s of a 2.6 s
+        # digits build; np.savez takes 0.02 s
+        np.savez(buf, origins=np.asarray(ds.origins, dtype=np.str_),
+                 row_hash=ds.row_hash, holdout=ds.holdout, y=ds.y,
+                 classes=np.asarray(ds.classes, dtype=np.str_), **trained.dynamics.arrays())
         extra["dynamics.npz"] = buf.getvalue()
     else:                       # incremental builds: the rows a later warm start compares with
         buf = io.BytesIO()

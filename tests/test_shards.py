@@ -78,3 +78,17 @@ def test_a_fresh_process_reads_the_target_pack_not_one_file_per_shard(tmp_path):
     p = run(["-v", "build"], tmp_path, check=0)
     assert "parsed 40 of 40 files" in p.stdout
     assert (tmp_path / "build" / "t.onnx").read_bytes() == first
+
+
+def test_shard_keys_are_the_canonical_digest_of_file_label_loader_and_version(tmp_path):
+    """The shard path is built from strings for speed; it must equal the documented key."""
+    from s2build import data
+    from s2build.fingerprint import canonical_digest
+    store = data.ShardStore(str(tmp_path))
+    for loader, rel, label in [({"format": "csv", "label": "y", "classes": ["a", "ü"]}, "d/x.csv", None),
+                               ({"format": "images", "channels": 1, "size": [8, 8]}, "data/7/a.png", "7")]:
+        fields = {"file": "ab" * 32, "loader": loader, "v": data.SHARD_VERSION}
+        if label:
+            fields["label"] = label
+        key = canonical_digest(fields)
+        assert store._path("ab" * 32, loader, rel) == str(tmp_path / "shards" / key[:2] / f"{key}.npz")
