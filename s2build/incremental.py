@@ -26,11 +26,11 @@ what dev builds are for. Each step is a random batch of training rows (so the re
 forgotten) plus the added or changed rows (replayed: all of them, drawn with repeats up to
 REPLAY_SHARE of a batch when they are few, at most a batch), one mean loss over both.
 Every CHECK_EVERY steps it checks that every changed row is predicted as labelled
-(classification and multilabel; regression has no such test) and that the first holdout
-metric is back within TOLERANCE of the baseline: the metrics of the last full build in the
-chain of incremental builds (recorded as `baseline_metrics`), so drift cannot accumulate. It gives up, for a full build, when the change
-is larger than MAX_CHANGED of the training rows or when it has not converged after MAX_SHARE of
-a full build's steps.
+(classification and multilabel; regression has no such test) and that the first holdout metric
+is back within TOLERANCE of the baseline: the metrics of the last full build in the chain of
+incremental builds (recorded as `baseline_metrics`), so drift cannot accumulate. It gives up,
+for a full build, when the change is larger than MAX_CHANGED of the training rows or when it
+has not converged after MAX_SHARE of a full build's steps.
 """
 
 import os
@@ -187,6 +187,7 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
     max_steps = max(CHECK_EVERY, int(MAX_SHARE * full_steps))
     want = _main_metric(parent.get("metrics") or {})
     changed_t = torch.from_numpy(changed)
+    x_hold, y_hold = x_all[hold], y_all[hold]             # the check's rows, copied once
     rest = torch.from_numpy(train_rows)
 
     def converged():
@@ -201,9 +202,9 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
                 if not bool(((out > 0).float() == yc).all()):
                     return False
         if want is not None:
-            got = train.evaluate(net.cpu(), x_all[hold], y_all[hold], metric_fns)
-            net.to(device)
             name, before, higher = want
+            got = train.evaluate(net.cpu(), x_hold, y_hold, [m for m in metric_fns if m[0] == name])
+            net.to(device)
             now = got.get(name)
             if now is None:
                 return True
@@ -237,7 +238,7 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
         if progress:
             progress(min(step, max_steps), max_steps, history[-1])
     net = net.to("cpu").eval()
-    metrics = train.evaluate(net, x_all[hold], y_all[hold], metric_fns)
+    metrics = train.evaluate(net, x_hold, y_hold, metric_fns)
     trained = train.Trained(module=net, history=history, metrics=metrics,
                             seconds=time.perf_counter() - started, device=device, dynamics=None,
                             optimizer_state=train.cpu_state(opt))
