@@ -33,7 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from s2build import blame, config, data, fingerprint, lint, train  # noqa: E402
+from s2build.debug import blame  # noqa: E402
+from s2build.project import config
+from s2build.data import dataset as data
+from s2build.engine import fingerprint
+from s2build.debug import lint
+from s2build.compile import train
 
 S2 = [sys.executable, "-m", "s2build"]
 

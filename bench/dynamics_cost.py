@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import throughput as tp  # noqa: E402  (bench/throughput.py: cases, timing, machine facts)
-from s2build import train as s2train  # noqa: E402
+from s2build.compile import train as s2train  # noqa: E402
 
 
 def record_off(case):

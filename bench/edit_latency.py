@@ -99,8 +99,9 @@ def learned(project, moved):
     """Share of `moved` images whose new class the current artifact predicts."""
     import numpy as np
 
-    from s2build import config, data
-    from s2build.specs import Artifact
+    from s2build.project import config
+    from s2build.data import dataset as data
+    from s2build.specs.specs import Artifact
     loader = config.load(str(project / "s2build.yaml")).targets["digits"].config["loader"]
     art = Artifact(str(project / "build" / "digits.onnx"))
     x = np.concatenate([data.parse_image(rel, (project / rel).read_bytes(), loader)[0].x

@@ -49,9 +49,12 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from s2build import config, fingerprint, models, scoring  # noqa: E402
-from s2build import train as s2train  # noqa: E402
-from s2build.data import ShardStore, load_dataset  # noqa: E402
+from s2build.project import config  # noqa: E402
+from s2build.engine import fingerprint
+from s2build.compile import models
+from s2build.compile import scoring
+from s2build.compile import train as s2train  # noqa: E402
+from s2build.data.dataset import ShardStore, load_dataset  # noqa: E402
 
 SYNTH_ROWS, SYNTH_FEATURES, SYNTH_CLASSES = 50_000, 32, 4
 

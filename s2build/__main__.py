@@ -1,6 +1,6 @@
 """`python -m s2build` entry point."""
 import sys
 
-from .cli import main
+from s2build.cli.main import main
 
 sys.exit(main())

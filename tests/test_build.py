@@ -50,7 +50,7 @@ def test_metadata_carries_build_key_and_source_digests(built_wine):
 
 NOOP_PROBE = textwrap.dedent("""
     import sys
-    from s2build.cli import main
+    from s2build.cli.main import main
     rc = main(["build"])
     heavy = [m for m in ("torch", "onnx", "onnxruntime", "numpy") if m in sys.modules]
     print("HEAVY=" + ",".join(heavy), "RC=%d" % rc)

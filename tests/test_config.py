@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from s2build import config
+from s2build.project import config
 from s2build.errors import ConfigError
 
 from conftest import ROOT
@@ -57,7 +57,7 @@ def test_schema_errors(tmp_path, monkeypatch, text, message):
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, text)
     if message is None:                       # graph errors come later, from graph.check
-        from s2build import graph
+        from s2build.project import graph
         with pytest.raises(ConfigError) as e:
             graph.check(config.load(path))
         assert str(e.value) == "s2build.yaml:5:12: target 't' depends on unknown target 'u' " \

@@ -39,7 +39,9 @@ def digits(tmp_path_factory):
 def test_digits_reaches_95_percent_on_its_holdout(digits):
     d = digits
     # recompute the holdout through the real loader, then score it with onnxruntime
-    from s2build import config, data, fingerprint
+    from s2build.project import config
+    from s2build.data import dataset as data
+    from s2build.engine import fingerprint
     target = config.load(str(d / "s2build.yaml")).targets["digits"]
     inputs, _ = fingerprint.target_inputs(target, {}, {})
     ds = data.load_dataset(target, inputs, data.ShardStore(str(d / ".s2build")))

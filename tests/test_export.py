@@ -19,8 +19,8 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from s2build.errors import BuildError  # noqa: E402
-from s2build.export import export_onnx  # noqa: E402
-from s2build.verify import assert_no_leaks, verify_onnx  # noqa: E402
+from s2build.compile.export import export_onnx  # noqa: E402
+from s2build.compile.verify import assert_no_leaks, verify_onnx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = {"s2build.target": "demo", "s2build.key": "abc123", "a.first": "1"}
@@ -29,7 +29,7 @@ METADATA = {"s2build.target": "demo", "s2build.key": "abc123", "a.first": "1"}
 SCRIPT = """\
 import hashlib, json, os, sys
 import torch
-from s2build.export import export_onnx
+from s2build.compile.export import export_onnx
 
 
 class Net(torch.nn.Module):  # forward() defined here, so raw stack traces name this file
@@ -182,7 +182,7 @@ def test_exporter_failure_becomes_build_error():
 
 
 def test_importing_is_cheap():
-    code = ("import sys, s2build.export, s2build.verify; "
+    code = ("import sys, s2build.compile.export, s2build.compile.verify; "
             "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -83,7 +83,9 @@ def test_moving_an_image_to_another_class_folder_relabels_it(tmp_path):
     """The shard cache keys an image by its bytes and its folder: a moved file is relabelled
     (before, a shard-cache hit kept the old folder's label)."""
     from conftest import EXAMPLES
-    from s2build import config, data, fingerprint
+    from s2build.project import config
+    from s2build.data import dataset as data
+    from s2build.engine import fingerprint
     d = tmp_path / "img"
     for c in ("0", "1"):
         (d / "data" / c).mkdir(parents=True)
@@ -109,7 +111,7 @@ def test_moving_an_image_to_another_class_folder_relabels_it(tmp_path):
 
 
 def test_explain_calls_a_file_whose_bytes_reappear_elsewhere_moved():
-    from s2build import explain
+    from s2build.engine import explain
     old = {"data/0/a.png": "d1", "data/0/b.png": "d2", "data/0/c.png": "d3"}
     new = {"data/1/a.png": "d1", "data/0/b.png": "d2x", "data/2/e.png": "d4"}
     assert [r.text for r in explain._files("file-", "file", old, new)] == [

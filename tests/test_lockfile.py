@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import run
-from s2build import lockfile
+from s2build.release import lockfile
 from s2build.errors import LOCK_STALE, LockStaleError
 
 ENTRY = {

@@ -4,10 +4,11 @@ import json
 import os
 import time
 
-from s2build import fingerprint, graph
-from s2build.cache import Cache
-from s2build.config import Project, Target
-from s2build.state import State
+from s2build.engine import fingerprint
+from s2build.project import graph
+from s2build.store.local import Cache
+from s2build.project.config import Project, Target
+from s2build.engine.state import State
 
 
 def test_truncated_state_at_every_length_loads_as_empty_with_a_warning(tmp_path):
@@ -72,7 +73,7 @@ def test_build_key_ignores_description_and_output_but_not_epochs(tmp_path):
                "holdout": {"sources": []}}
         cfg.update(changes)
         t = Target("t", cfg, {}, str(tmp_path))
-        from s2build import config
+        from s2build.project import config
         return fingerprint.Inputs({}, {}, config.key_config(t), {}, {}, {}).key
     assert key() == key(description="x") == key(output="elsewhere.onnx")
     assert key() != key(train={"epochs": 4})

@@ -8,8 +8,8 @@ np = pytest.importorskip("numpy")
 pytest.importorskip("onnxruntime")
 
 from s2build.errors import VerificationError  # noqa: E402
-from s2build.export import export_onnx  # noqa: E402
-from s2build.verify import VerifyReport, assert_no_leaks, verify_onnx  # noqa: E402
+from s2build.compile.export import export_onnx  # noqa: E402
+from s2build.compile.verify import VerifyReport, assert_no_leaks, verify_onnx  # noqa: E402
 
 
 class Scores(torch.nn.Module):

@@ -1,0 +1,1 @@
+"""The compiler: user code, models, scoring, the trainer, ONNX export and verification."""

@@ -1,0 +1,155 @@
+"""Models: built-in architectures by name, user models as `path/file.py:Name`.
+
+`build(target, in_shape, n_outputs, x_train)` returns a torch module mapping a float32 batch
+[batch, *in_shape] to [batch, n_outputs] (logits for classification and multilabel, values for
+regression). Standardisation statistics of the training rows live inside the network as
+buffers, so the exported ONNX file takes raw features.
+
+    mlp   hidden: [64, 64]   widths of hidden layers
+          activation: relu   relu | tanh | gelu | silu
+          dropout: 0.0       dropout after each hidden layer (training only)
+          normalize: true    standardise inputs inside the network
+
+    cnn   channels: [16, 32] conv layers (kernel x kernel, 'same' padding: zeros | circular)
+          pool: 2            max-pool factor after the convs (1: none)
+          head: dense        dense: flatten + `hidden` linear layers; conv: 1x1 convs, one
+                             output per cell (for board-to-board programs such as Life)
+          normalize: false   standardise inputs with one mean/std
+
+A user model class is called as `Name(in_features=..., in_shape=[...], out_features=..., **args)`.
+"""
+
+import torch
+from torch import nn
+
+from s2build.compile import usercode
+from s2build.errors import BuildError
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+class Standardize(nn.Module):
+    """x -> (x - mean) / std with statistics frozen from the training rows."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def mlp(n_features, n_outputs, hidden, activation, dropout):
+    layers, width = [], n_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, n_outputs))
+    return nn.Sequential(*layers)
+
+
+class CNN(nn.Module):
+    """Convolutions [batch, C, H, W] -> [batch, n_outputs]. head 'dense': flatten + linear
+    layers; head 'conv': 1x1 convolutions giving n_outputs / (H*W) values per cell, flattened
+    cell-major (row-major over the board for one value per cell)."""
+
+    def __init__(self, in_shape, n_outputs, channels, kernel, padding, pool, head, hidden,
+                 activation, dropout):
+        super().__init__()
+        c, h, w = in_shape
+        act = ACTIVATIONS[activation]
+        layers = []
+        for ch in channels:
+            layers += [nn.Conv2d(c, ch, kernel, padding=kernel // 2, padding_mode=padding), act()]
+            c = ch
+        if pool > 1:
+            layers.append(nn.MaxPool2d(pool))
+            h, w = h // pool, w // pool
+        self.features = nn.Sequential(*layers)
+        if head == "dense":
+            out, width = [nn.Flatten()], c * h * w
+            for hd in hidden:
+                out += [nn.Linear(width, hd), act()] + ([nn.Dropout(dropout)] if dropout else [])
+                width = hd
+            out.append(nn.Linear(width, n_outputs))
+        else:
+            if n_outputs % (h * w):
+                raise BuildError(f"model.head conv gives one output per cell of a {h}x{w} map, but "
+                                 f"the target has {n_outputs} outputs")
+            out = []
+            for hd in hidden:
+                out += [nn.Conv2d(c, hd, 1), act()]
+                c = hd
+            out += [nn.Conv2d(c, n_outputs // (h * w), 1), nn.Flatten()]
+        self.head = nn.Sequential(*out)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def build(target, in_shape, n_outputs, x_train):
+    """The network for `target`: input [batch, *in_shape] -> [batch, n_outputs]."""
+    m = target.config["model"]
+    if m["type"] == "mlp":
+        n_features = int(torch.tensor(in_shape).prod()) if in_shape else 1
+        net = mlp(n_features, n_outputs, m["hidden"], m["activation"], m["dropout"])
+        pre = [nn.Flatten()] if len(in_shape) > 1 else []
+        if m["normalize"]:
+            flat = x_train.reshape(len(x_train), -1)
+            mean = flat.mean(dim=0)
+            std = flat.std(dim=0, unbiased=False)
+            std = torch.where(std > 1e-8, std, torch.ones_like(std))
+            pre.append(Standardize(mean, std))
+        return nn.Sequential(*pre, net) if pre else net
+    if m["type"] == "cnn":
+        if len(in_shape) != 3:
+            raise BuildError(f"model cnn needs rows shaped [channels, height, width], got "
+                             f"{list(in_shape)}", target.loc("model", "type"),
+                             "set loader.shape, e.g. [1, 8, 8]")
+        net = CNN(in_shape, n_outputs, m["channels"], m["kernel"], m["padding"], m["pool"],
+                  m["head"], m["hidden"], m["activation"], m["dropout"])
+        if m["normalize"]:
+            std = x_train.std().clamp_min(1e-8)
+            net = nn.Sequential(Standardize(x_train.mean(), std), net)
+        return net
+    cls, path = usercode.load(target, ("model", "type"))
+    net = usercode.call(cls, path, f"model {m['type']}", in_features=int(torch.tensor(in_shape).prod()),
+                        in_shape=list(in_shape), out_features=n_outputs, **m["args"])
+    if not isinstance(net, nn.Module):
+        raise BuildError(f"model {m['type']} returned {type(net).__name__}, not a torch.nn.Module",
+                         target.loc("model", "type"))
+    return net
+
+
+def last_linear(module):
+    """The last nn.Linear in `module` (its input is the penultimate embedding), or None."""
+    found = None
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            found = sub
+    return found
+
+
+class Exported(nn.Module):
+    """What goes into the ONNX file: classification -> (logits, probabilities) with softmax;
+    multilabel -> (logits, probabilities) with a sigmoid per output; regression -> output."""
+
+    def __init__(self, net, task):
+        super().__init__()
+        self.net = net
+        self.task = task
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.task == "classification":
+            return out, torch.softmax(out, dim=-1)
+        if self.task == "multilabel":
+            return out, torch.sigmoid(out)
+        return out
+
+    @property
+    def output_names(self):
+        return ["output"] if self.task == "regression" else ["logits", "probabilities"]

@@ -1,0 +1,106 @@
+"""Verify an exported ONNX model before it is recorded.
+
+`verify_onnx` runs, in order:
+  1. `onnx.checker.check_model(full_check=True)` (structure plus shape inference);
+  2. parity: onnxruntime (CPUExecutionProvider, one intra-op thread, model loaded from bytes)
+     against the torch module (CPU, no_grad) on a held-out batch; every output must satisfy
+     `max|onnx - torch| <= 1e-4 * max(1, max|torch|)`.
+It returns a `VerifyReport`, or raises VerificationError naming the check and the output.
+`assert_no_leaks` checks that none of the given strings (project path, home dir) is in the bytes.
+torch, onnx and onnxruntime are imported lazily.
+"""
+
+import copy
+import time
+from dataclasses import dataclass
+
+from s2build.errors import VerificationError
+
+RELATIVE_TOLERANCE = 1e-4  # allowed max|diff| per unit of max(1, max|reference|)
+
+
+@dataclass
+class VerifyReport:
+    max_abs_diff: float  # worst |onnx - torch| over all outputs
+    tolerance: float  # the bound max_abs_diff was held to (the tightest over outputs)
+    argmax_agreement: float | None  # share of rows whose first-output argmax matches; None if n/a
+    n_rows: int  # rows in the verification batch
+    seconds: float  # wall time of the whole verification
+
+
+def verify_onnx(onnx_bytes, module, inputs):
+    """Check `onnx_bytes` and compare it with `module` on `inputs` (float32 tensor [n, ...]).
+
+    The model's single input is fed `inputs`; its outputs are compared, in order, with the
+    module's output (a tensor or a tuple of tensors); a module on another device is compared
+    through a CPU copy. Raises VerificationError on a checker failure, a torch or onnxruntime failure,
+    an output count or shape mismatch, or a parity failure.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    start = time.perf_counter()
+    try:
+        model = onnx.load_model_from_string(onnx_bytes)
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise VerificationError(f"ONNX checker: {_summary(exc)}") from exc
+
+    x = inputs.detach().to("cpu", torch.float32)
+    if any(t.device.type != "cpu" for t in (*module.parameters(), *module.buffers())):
+        module = copy.deepcopy(module).to("cpu")  # never move the caller's module
+    try:
+        with torch.no_grad():
+            ref = module(x)
+    except Exception as exc:
+        raise VerificationError(f"torch module failed on the verification batch: {_summary(exc)}") from exc
+    refs = [t.detach().numpy() for t in (ref if isinstance(ref, (tuple, list)) else (ref,))]
+
+    try:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        outs = session.run(None, {name: x.numpy()})
+    except Exception as exc:
+        raise VerificationError(f"onnxruntime could not run the model: {_summary(exc)}") from exc
+    names = [o.name for o in session.get_outputs()]
+    if len(outs) != len(refs):
+        raise VerificationError(
+            f"ONNX model has {len(outs)} outputs {names}, torch module returns {len(refs)}")
+
+    worst, tightest = 0.0, float("inf")
+    for out_name, got, want in zip(names, outs, refs):
+        if got.shape != want.shape:
+            raise VerificationError(f"output {out_name!r}: shape {got.shape} in ONNX, {want.shape} in torch")
+        diff = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+        bound = RELATIVE_TOLERANCE * max(1.0, float(np.max(np.abs(want))) if want.size else 0.0)
+        if not diff <= bound:  # also catches NaN
+            raise VerificationError(
+                f"output {out_name!r}: max|onnx - torch| = {diff:.3g} exceeds tolerance {bound:.3g}")
+        worst, tightest = max(worst, diff), min(tightest, bound)
+
+    agreement = None
+    first_got, first_want = outs[0], refs[0]
+    if first_want.ndim == 2 and first_want.shape[1] > 1 and first_want.shape[0] > 0:
+        agreement = float(np.mean(first_got.argmax(axis=1) == first_want.argmax(axis=1)))
+    return VerifyReport(max_abs_diff=worst, tolerance=tightest, argmax_agreement=agreement,
+                        n_rows=int(x.shape[0]), seconds=time.perf_counter() - start)
+
+
+def assert_no_leaks(onnx_bytes, forbidden):
+    """Raise VerificationError if any non-empty string in `forbidden` occurs in `onnx_bytes`."""
+    for text in forbidden:
+        if text and text.encode("utf-8") in onnx_bytes:
+            raise VerificationError(f"ONNX file leaks {text!r}",
+                                    hint="exporter metadata was not stripped")
+
+
+def _summary(exc, limit=300):
+    """The exception's message on one line, at most `limit` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

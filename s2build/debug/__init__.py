@@ -1,0 +1,1 @@
+"""The data debugger: lint, blame, seeds, and predict."""

@@ -1,0 +1,279 @@
+"""Data diagnostics, like a compiler's: `ORIGIN: SEVERITY[CHECK]: MESSAGE`.
+
+    data/train.csv:212: warning[label-error]: labelled 3, the model says 8 (p=0.97)
+
+Checks (each a `check` name, for `--json` and for filtering):
+
+    non-finite         error    a NaN or inf cell (csv/jsonl), found by scanning the sources
+    conflicting-label  error    same input as an earlier row, with a different label
+    leakage            error    a holdout row whose input is also a training row
+    duplicate          warning  same input and label as an earlier row
+    label-error        warning  the label disagrees with what the data teaches, from the recorded
+                                training dynamics (mean margin of the label over the second half
+                                of training; out of sample for holdout rows), or with --folds K
+                                from out-of-sample probabilities through cleanlab
+    outlier            warning  far from every other row (distance to its 5th neighbour over 3x
+                                the 90th percentile of that distance)
+    near-duplicate     note     almost the same input as an earlier row
+    class-imbalance    warning  a class with under a tenth of the rows of the largest one
+
+Each diagnostic has a `confidence` in [0, 1]; output is sorted by severity, then confidence.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+SEVERITIES = ("note", "warning", "error")
+
+
+class Diagnostic:
+    def __init__(self, origin, severity, check, message, confidence=1.0):
+        self.origin, self.severity, self.check = origin, severity, check
+        self.message, self.confidence = message, float(confidence)
+
+    def __str__(self):
+        return f"{self.origin}: {self.severity}[{self.check}]: {self.message}"
+
+    def as_dict(self):
+        return {"origin": self.origin, "severity": self.severity, "check": self.check,
+                "message": self.message, "confidence": round(self.confidence, 4)}
+
+
+def sort(diags):
+    return sorted(diags, key=lambda d: (-SEVERITIES.index(d.severity), -d.confidence, d.origin))
+
+
+# --- Checks that need no model ---------------------------------------------------------------
+
+def scan_nonfinite(target, relpaths):
+    """Every NaN/inf cell of csv/jsonl sources (the loader stops at the first one)."""
+    loader = target.config["loader"]
+    fmt = loader["format"]
+    out = []
+    for rel in relpaths:
+        with open(os.path.join(target.root, rel), "rb") as f:
+            text = f.read().decode("utf-8-sig", errors="replace")
+        if fmt == "csv":
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=loader["delimiter"])
+            header = next(reader, [])
+            header = [h.strip() for h in header]
+            cols = [i for i, h in enumerate(header) if h != loader["label"] and
+                    (not loader["features"] or h in loader["features"])]
+            line = reader.line_num
+            for row in reader:
+                start, line = line + 1, reader.line_num
+                for i in cols:
+                    if i < len(row) and _nonfinite(row[i]):
+                        out.append(Diagnostic(f"{rel}:{start}", "error", "non-finite",
+                                              f"column '{header[i]}' is {row[i].strip()}"))
+        elif fmt == "jsonl":
+            for lineno, line in enumerate(text.splitlines(), 1):
+                try:
+                    obj = json.loads(line) if line.strip() else {}
+                except ValueError:
+                    continue
+                for fld in loader["features"]:
+                    v = obj.get(fld)
+                    vals = v if isinstance(v, list) else [v]
+                    if any(isinstance(x, float) and not math.isfinite(x) for x in vals):
+                        out.append(Diagnostic(f"{rel}:{lineno}", "error", "non-finite",
+                                              f"field '{fld}' holds NaN or inf"))
+    return out
+
+
+def _nonfinite(text):
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _label(ds, i):
+    return ds.classes[int(ds.y[i])] if ds.classes else str(ds.y[i].tolist())
+
+
+def duplicates(ds):
+    """Exact duplicates (same input and label) and conflicting labels (same input)."""
+    out, first_by_input, first_by_row = [], {}, {}
+    for i, (ih, rh) in enumerate(zip(ds.input_hash.tolist(), ds.row_hash.tolist())):
+        if rh in first_by_row:
+            j = first_by_row[rh]
+            out.append(Diagnostic(ds.origins[i], "warning", "duplicate",
+                                  f"duplicate of {ds.origins[j]}"))
+        elif ih in first_by_input:
+            j = first_by_input[ih]
+            out.append(Diagnostic(ds.origins[i], "error", "conflicting-label",
+                                  f"same input as {ds.origins[j]}, labelled '{_label(ds, j)}' "
+                                  f"there and '{_label(ds, i)}' here"))
+        first_by_input.setdefault(ih, i)
+        first_by_row.setdefault(rh, i)
+    return out
+
+
+def leakage(ds):
+    """Holdout rows whose input is also a training row: their metric is inflated."""
+    train = {}
+    for i in np.flatnonzero(~ds.holdout):
+        train.setdefault(ds.input_hash[i], i)
+    return [Diagnostic(ds.origins[i], "error", "leakage",
+                       f"holdout row is also a training row ({ds.origins[train[ds.input_hash[i]]]})",
+                       1.0)
+            for i in np.flatnonzero(ds.holdout) if ds.input_hash[i] in train]
+
+
+def _neighbours(x, k, chunk=2048):
+    """(distances [n, k], indices [n, k]) of each row's k nearest other rows (euclidean)."""
+    import torch
+    xt = torch.from_numpy(x)
+    dists, idx = [], []
+    for s in range(0, len(xt), chunk):
+        d = torch.cdist(xt[s:s + chunk], xt)
+        d[torch.arange(d.shape[0]), torch.arange(s, s + d.shape[0])] = float("inf")
+        v, i = d.topk(min(k, len(xt) - 1), dim=1, largest=False)
+        dists.append(v)
+        idx.append(i)
+    return torch.cat(dists).numpy(), torch.cat(idx).numpy()
+
+
+def geometry(ds, max_rows=50_000):
+    """Near duplicates and outliers, in standardised feature space."""
+    n = len(ds.x)
+    if n < 8 or n > max_rows:
+        return []
+    x = ds.x.reshape(n, -1).astype(np.float32)
+    std = x.std(axis=0)
+    std = np.maximum(std, 0.1 * std.mean() + 1e-12)   # a nearly constant feature (a corner pixel)
+    x = (x - x.mean(axis=0)) / std                     # must not make one rare value look far
+    k = min(5, n - 1)
+    d, idx = _neighbours(x, k)
+    out = []
+    nn = d[:, 0]
+    typical = float(np.median(nn)) or 1e-12
+    for i in range(n):
+        j = int(idx[i, 0])
+        same = ds.input_hash[i] == ds.input_hash[j]
+        if not same and nn[i] < 0.05 * typical and j < i:
+            out.append(Diagnostic(ds.origins[i], "note", "near-duplicate",
+                                  f"nearly the same input as {ds.origins[j]} (distance "
+                                  f"{nn[i]:.3g}; typical nearest row {typical:.3g})",
+                                  1 - nn[i] / (0.05 * typical)))
+    far = d[:, -1]
+    med = float(np.median(far))
+    limit = 3 * float(np.percentile(far, 90))     # robust even when 2% of rows are outliers
+    for i in np.flatnonzero(far > limit):
+        out.append(Diagnostic(ds.origins[i], "warning", "outlier",
+                              f"far from every other row (distance to its {k}th nearest "
+                              f"{far[i]:.3g}; typical {med:.3g})",
+                              min(1.0, (far[i] - limit) / (limit + 1e-12))))
+    return out
+
+
+def imbalance(ds, where):
+    if not ds.classes:
+        return []
+    counts = np.bincount(ds.y[~ds.holdout], minlength=len(ds.classes))
+    top = int(counts.max())
+    out = []
+    for c, n in enumerate(counts.tolist()):
+        if n < top / 10:
+            out.append(Diagnostic(where, "warning", "class-imbalance",
+                                  f"class '{ds.classes[c]}' has {n} training rows; the largest "
+                                  f"has {top}", 1 - n / top))
+    return out
+
+
+# --- Label errors ------------------------------------------------------------------------
+
+def label_scores(ds, dyn):
+    """(score [n], predicted [n], p_pred [n]): score in (0, 1), above 0.5 when the data teaches
+    another class than the label, higher = more likely mislabelled.
+
+    score = sigmoid(-margin), where margin is the label's logit minus the best other logit:
+    for training rows its mean over the second half of the epochs (area under the margin, after
+    the easy signal is learned and before everything is memorised); for holdout rows the final
+    network's margin (out of sample)."""
+    logits = dyn["logits"].astype(np.float32)
+    n = len(ds.y)
+    true = logits[np.arange(n), ds.y]
+    other = logits.copy()
+    other[np.arange(n), ds.y] = -np.inf
+    margin = true - other.max(axis=1)
+    epochs = len(dyn["margin"])
+    margin[dyn["train_rows"]] = dyn["margin"][epochs // 2:].astype(np.float32).mean(axis=0)
+    score = 1 / (1 + np.exp(np.clip(margin, -50, 50)))
+    probs = _softmax(logits)
+    masked = probs.copy()
+    masked[np.arange(n), ds.y] = -1
+    pred = masked.argmax(1)                 # the best class other than the label
+    return score, pred, probs[np.arange(n), pred]
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def label_errors(ds, dyn, threshold=0.5):
+    if ds.task != "classification" or "logits" not in dyn:
+        return []
+    score, pred, p = label_scores(ds, dyn)
+    out = []
+    for i in np.flatnonzero(score >= threshold):
+        out.append(Diagnostic(ds.origins[i], "warning", "label-error",
+                              f"labelled {_label(ds, i)}, the data says {ds.classes[pred[i]]} "
+                              f"(confidence {score[i]:.2f})", score[i]))
+    return out
+
+
+def fold_probabilities(target, ds, k, progress=None):
+    """Out-of-sample class probabilities [n, classes] from k models, each trained without one
+    fold (folds by row index modulo k after a seeded shuffle)."""
+    import torch
+
+    from s2build.data import dataset as datamod
+    from s2build.compile import train
+    rng = np.random.default_rng(target.config["train"]["seed"])
+    fold = rng.permutation(len(ds.y)) % k
+    probs = np.zeros((len(ds.y), len(ds.classes)), dtype=np.float32)
+    for f in range(k):
+        sub = datamod.Dataset(x=ds.x, y=ds.y, origins=ds.origins, row_hash=ds.row_hash,
+                              input_hash=ds.input_hash, holdout=fold == f, features=ds.features,
+                              classes=ds.classes, task=ds.task, parsed_files=[])
+        trained = train.train(target, sub, record=False)
+        out, _ = train.forward_all(trained.module, torch.from_numpy(ds.x[fold == f]))
+        probs[fold == f] = torch.softmax(out, dim=1).numpy()
+        if progress:
+            progress(f + 1, k)
+    return probs
+
+
+def label_errors_cleanlab(ds, probs):
+    """Confident learning (cleanlab) on out-of-sample probabilities."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    quality = get_label_quality_scores(ds.y, probs)
+    issues = find_label_issues(ds.y, probs)
+    out = []
+    for i in np.flatnonzero(issues):
+        pred = int(probs[i].argmax())
+        out.append(Diagnostic(ds.origins[i], "warning", "label-error",
+                              f"labelled {_label(ds, i)}, the model says {ds.classes[pred]} "
+                              f"(p={probs[i, pred]:.2f}, out of sample)", 1 - quality[i]))
+    return out
+
+
+def run(target, ds, dyn, where, folds=0, progress=None):
+    """Every model-aware check on a loaded dataset; `dyn` is the loaded dynamics.npz."""
+    diags = duplicates(ds) + leakage(ds) + geometry(ds) + imbalance(ds, where)
+    if ds.task == "classification":
+        if folds:
+            diags += label_errors_cleanlab(ds, fold_probabilities(target, ds, folds, progress))
+        elif dyn is not None:
+            diags += label_errors(ds, dyn)
+    return sort(diags)

@@ -1,0 +1,73 @@
+"""Seed variance: build a target under K seeds and report what flips between them.
+
+Variant i is the target with `train.seed` = seed + i and output
+`build/seeds/NAME.seedS.onnx`; it is an ordinary target for the runner, so each variant is
+fingerprinted, cached and restored like any build (the seed is part of the build key).
+
+The report (`compare`): the holdout error rate of each seed, the rows whose prediction differs
+between seeds (with their origins), and the disagreement rate beside the mean error rate: when
+disagreement is comparable to error, which rows a model gets right is largely luck.
+"""
+
+import copy
+import os
+
+import numpy as np
+
+from s2build.project.config import Project, Target
+
+
+def variants(target, k):
+    """K Targets differing from `target` only in seed and output path."""
+    out = []
+    base = target.config["train"]["seed"]
+    for i in range(k):
+        cfg = copy.deepcopy(target.config)
+        cfg["train"]["seed"] = base + i
+        stem = os.path.splitext(os.path.basename(target.config["output"]))[0]
+        cfg["output"] = os.path.join(os.path.dirname(target.config["output"]) or ".", "seeds",
+                                     f"{stem}.seed{base + i}.onnx")
+        out.append(Target(f"{target.name}.seed{base + i}", cfg, target.locs, target.root))
+    return out
+
+
+def build(project, target, k, reporter):
+    """Build the K variants (dependencies included); returns [(variant, build key)]."""
+    from s2build.engine import runner
+    vs = variants(target, k)
+    sub = Project(project.path, project.root)
+    sub.targets = dict(project.targets)
+    for v in vs:
+        sub.targets[v.name] = v
+    runner.build(sub, [v.name for v in vs], reporter, command="seeds")
+    steps, _state = runner.status(sub, [v.name for v in vs])
+    keys = {s.target.name: s.inputs.key for s in steps}
+    return [(v, keys[v.name]) for v in vs]
+
+
+def load_dynamics(project, key):
+    from s2build.store.local import Cache
+    path = os.path.join(Cache(project.state_dir).entry_dir(key), "dynamics.npz")
+    return dict(np.load(path, allow_pickle=False))
+
+
+def compare(dyns, seeds):
+    """Holdout predictions per seed -> report dict (classification targets)."""
+    first = dyns[0]
+    hold = np.flatnonzero(first["holdout"])
+    y = first["y"][hold]
+    preds = np.stack([d["logits"][hold].argmax(axis=1) for d in dyns])      # [k, n_hold]
+    errors = (preds != y).mean(axis=1)
+    flips = np.flatnonzero((preds != preds[0]).any(axis=0))
+    classes = [str(c) for c in first["classes"]]
+    return {
+        "seeds": seeds,
+        "holdout_rows": int(len(hold)),
+        "error_rate": {str(s): float(e) for s, e in zip(seeds, errors)},
+        "mean_error_rate": float(errors.mean()),
+        "disagreement_rate": float(len(flips) / max(1, len(hold))),
+        "flipping_rows": [{"origin": str(first["origins"][hold[j]]),
+                           "label": classes[int(y[j])],
+                           "predictions": {str(s): classes[int(p)] for s, p in zip(seeds, preds[:, j])}}
+                          for j in flips],
+    }

@@ -1,0 +1,56 @@
+"""The inter-process build lock: `.s2build/lock` (an OS file lock) and `.s2build/lock.owner`.
+
+The OS releases the lock when its holder dies, even by SIGKILL, so a crash never leaves a held
+lock behind. `lock.owner` says who holds it (pid, command, start time), for the message a second
+process prints while it waits; it is informational only. Uses the `filelock` library
+(cross-platform, well kept), imported lazily because the no-op path never locks.
+"""
+
+import os
+import time
+
+from s2build import atomic
+from s2build.errors import LockedError
+
+
+class BuildLock:
+    def __init__(self, state_dir, command, wait=True, on_wait=None):
+        self.path = os.path.join(state_dir, "lock")
+        self.owner_path = self.path + ".owner"
+        self.command = command
+        self.wait = wait
+        self.on_wait = on_wait
+        self._lock = None
+
+    def owner(self):
+        try:
+            with open(self.owner_path) as f:
+                return f.read().strip() or "another s2build process"
+        except OSError:
+            return "another s2build process"
+
+    def __enter__(self):
+        from filelock import FileLock, Timeout
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._lock = FileLock(self.path)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            holder = self.owner()
+            if not self.wait:
+                raise LockedError(f"{os.path.relpath(self.path)} is held by {holder}",
+                                  hint="wait for it to finish, or run without --no-wait") from None
+            if self.on_wait:
+                self.on_wait(f"waiting for {os.path.relpath(self.path)}, held by {holder}")
+            self._lock.acquire()
+        atomic.write_text(self.owner_path, f"pid {os.getpid()} ({self.command}, since "
+                                           f"{time.strftime('%H:%M:%S')})")
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.unlink(self.owner_path)
+        except OSError:
+            pass
+        self._lock.release()
+        return False

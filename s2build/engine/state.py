@@ -1,0 +1,67 @@
+"""`.s2build/state.json`: the stat cache and the last build of each target.
+
+Format (JSON, written atomically):
+
+    {"version": 1,
+     "files":   {"data/a.csv": [size, mtime_ns, inode, "sha256hex"], ...},
+     "targets": {"NAME": {"key": ..., "artifact_sha256": ..., "output": "build/NAME.onnx",
+                          "output_stat": [size, mtime_ns, inode], "sources": {path: sha},
+                          "holdout": {path: sha}, "user_code": {path: sha},
+                          "deps": {name: key}, "config": {...}, "toolchain": {...},
+                          "mode": "release", "metrics": {...}}}}
+
+A missing file is an empty state. A corrupt file, or one of another version, is an empty state
+plus a warning: it costs a rebuild (or a cache restore), never a crash.
+"""
+
+import json
+import os
+
+from s2build import atomic
+
+VERSION = 1
+FILE = "state.json"
+
+
+class State:
+    def __init__(self, path):
+        self.path = path
+        self.files = {}
+        self.targets = {}
+        self.warning = None
+        self.dirty = False
+
+    @classmethod
+    def load(cls, state_dir):
+        st = cls(os.path.join(state_dir, FILE))
+        try:
+            with open(st.path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return st
+        except OSError as e:
+            st.warning = f"cannot read {st.path}: {e.strerror}; starting over"
+            return st
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("version") != VERSION:
+                raise ValueError(f"unknown version {data.get('version') if isinstance(data, dict) else '?'}")
+            files, targets = data["files"], data["targets"]
+            if not isinstance(files, dict) or not isinstance(targets, dict):
+                raise ValueError("bad layout")
+            for k, v in files.items():
+                if not (isinstance(v, list) and len(v) == 4 and isinstance(v[3], str)):
+                    raise ValueError(f"bad entry for {k}")
+            for k, v in targets.items():
+                if not (isinstance(v, dict) and isinstance(v.get("key"), str)):
+                    raise ValueError(f"bad record for {k}")
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            st.warning = f"{os.path.relpath(st.path)} is corrupt ({e}); starting over"
+            return st
+        st.files, st.targets = files, targets
+        return st
+
+    def save(self):
+        data = {"version": VERSION, "files": self.files, "targets": self.targets}
+        atomic.write_text(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")))
+        self.dirty = False

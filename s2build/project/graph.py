@@ -1,0 +1,82 @@
+"""The target graph: dependencies between targets, build order, cycles.
+
+Plain data and pure functions: `order(project, wanted)` returns the targets to consider, each
+after its dependencies; unknown dependencies and cycles are ConfigErrors (GraphError) that name
+the yaml location and the whole cycle (`a -> b -> a`).
+"""
+
+import difflib
+
+from s2build.errors import GraphError, UsageError
+
+
+def check(project):
+    """Validate every dependency edge and the absence of cycles."""
+    names = list(project.targets)
+    for t in project.targets.values():
+        for i, dep in enumerate(t.config["deps"]):
+            if dep not in project.targets:
+                close = difflib.get_close_matches(dep, names, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "known targets: " + ", ".join(names)
+                raise GraphError(f"target '{t.name}' depends on unknown target '{dep}'",
+                                 t.loc("deps", i), hint)
+            if dep == t.name:
+                raise GraphError(f"dependency cycle: {t.name} -> {t.name}", t.loc("deps", i))
+    _topo(project, names)
+
+
+def _topo(project, roots):
+    """Post-order DFS from `roots`; raise GraphError on a cycle, naming it in full."""
+    done, stack, out = set(), [], []
+
+    def visit(name):
+        if name in done:
+            return
+        if name in stack:
+            cycle = stack[stack.index(name):] + [name]
+            first = project.targets[cycle[0]]
+            raise GraphError("dependency cycle: " + " -> ".join(cycle),
+                             first.loc("deps", first.config["deps"].index(cycle[1])))
+        stack.append(name)
+        for dep in project.targets[name].config["deps"]:
+            visit(dep)
+        stack.pop()
+        done.add(name)
+        out.append(name)
+
+    for r in roots:
+        visit(r)
+    return out
+
+
+def order(project, wanted=None):
+    """Names of `wanted` targets (default: all) and their dependencies, dependencies first."""
+    names = list(project.targets)
+    wanted = list(wanted or names)
+    for w in wanted:
+        if w not in project.targets:
+            close = difflib.get_close_matches(w, names, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "known targets: " + ", ".join(names)
+            raise UsageError(f"unknown target '{w}'", hint=hint)
+    return _topo(project, wanted)
+
+
+def dependents(project, name):
+    """Names of targets that depend on `name`, directly or not."""
+    out, frontier = set(), {name}
+    while frontier:
+        frontier = {t.name for t in project.targets.values()
+                    if set(t.config["deps"]) & frontier and t.name not in out}
+        out |= frontier
+    return out
+
+
+def to_dot(project):
+    """Graphviz text of the graph (edges point from a dependency to its dependent)."""
+    lines = ["digraph s2build {", "  rankdir=LR;"]
+    for t in project.targets.values():
+        lines.append(f'  "{t.name}" [shape=box, label="{t.name}\\n{t.config["output"]}"];')
+        for dep in t.config["deps"]:
+            lines.append(f'  "{dep}" -> "{t.name}";')
+    lines.append("}")
+    return "\n".join(lines)

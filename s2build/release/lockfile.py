@@ -1,0 +1,210 @@
+"""s2build.lock: what a release build of each target was made from and what it gave.
+
+The file sits next to s2build.yaml and is meant to be committed. One fact per line, sorted by
+target then fact, a blank line between targets, and a constant first line:
+
+    # s2build.lock v1: written by `s2build lock`; one fact per line, sorted; do not edit
+
+    wine artifact c3dd1354...            SHA-256 of build/wine.onnx
+    wine code models/net.py 9f2c...      user code the yaml names
+    wine config 5be0...                  digest of the resolved config that enters the key
+    wine dep base 77aa...                build key of a dependency
+    wine holdout data/test.csv 1c2d...   holdout.sources files
+    wine key fa78...                     build key
+    wine metric accuracy 0.981818        holdout metrics (6 significant digits)
+    wine mode release
+    wine source data/wine-1.csv 4e1b...  every source file
+    wine specdata data/extra.csv 0a0b... files the specs read
+    wine toolchain cpu=AVX2 device=cpu machine=x86_64 onnx=1.17.0 ... torch=2.5.1
+
+Nothing in it changes unless the target changes (no timestamps, no host), and each target's
+block is separated from the next by an unchanged blank line, so two git branches that change
+different targets merge without conflict. Paths with whitespace-free names are written as is;
+other paths are JSON strings.
+
+Only the standard library.
+"""
+
+import json
+import os
+
+from s2build import atomic
+from s2build.errors import LockStaleError as LockError
+
+LOCK_NAME = "s2build.lock"
+HEADER = "# s2build.lock v1: written by `s2build lock`; one fact per line, sorted; do not edit"
+PATH_FACTS = ("code", "holdout", "source", "specdata")
+
+
+def path_of(project):
+    return os.path.join(project.root, LOCK_NAME)
+
+
+def _quote(path):
+    if path and not any(c.isspace() for c in path) and not path.startswith('"') \
+            and path.isprintable():
+        return path
+    return json.dumps(path)
+
+
+def _split_path(rest):
+    """(path, remainder) from 'PATH VALUE' where PATH may be a JSON string."""
+    if rest.startswith('"'):
+        dec = json.JSONDecoder()
+        path, end = dec.raw_decode(rest)
+        return path, rest[end:].strip()
+    path, _, value = rest.rpartition(" ")
+    return path, value
+
+
+def _fmt_metric(v):
+    return f"{float(v):.6g}"
+
+
+def entry(record, inputs, spec_files):
+    """The lock facts of one target: a dict, from its state record (after a release build),
+    its current fingerprint inputs and {relpath: sha256} of the files its specs read."""
+    from s2build.engine.fingerprint import canonical_digest
+    return {
+        "artifact": record["artifact_sha256"],
+        "key": record["key"],
+        "mode": record.get("mode", "release"),
+        "config": canonical_digest(inputs.config),
+        "metrics": {k: _fmt_metric(v) for k, v in (record.get("metrics") or {}).items()},
+        "source": dict(inputs.sources),
+        "holdout": dict(inputs.holdout),
+        "code": dict(inputs.user_code),
+        "dep": dict(inputs.deps),
+        "specdata": dict(spec_files),
+        "toolchain": dict(inputs.toolchain),
+    }
+
+
+def format_lock(entries):
+    """Text of the lock for {target: entry}."""
+    blocks = []
+    for name in sorted(entries):
+        e = entries[name]
+        lines = [f"{name} artifact {e['artifact']}", f"{name} config {e['config']}",
+                 f"{name} key {e['key']}", f"{name} mode {e['mode']}"]
+        lines += [f"{name} metric {k} {v}" for k, v in e["metrics"].items()]
+        lines += [f"{name} dep {d} {k}" for d, k in e["dep"].items()]
+        for fact in PATH_FACTS:
+            lines += [f"{name} {fact} {_quote(p)} {d}" for p, d in e[fact].items()]
+        tc = " ".join(f"{k}={str(v).replace(' ', '_')}" for k, v in sorted(e["toolchain"].items()))
+        lines.append(f"{name} toolchain {tc}")
+        blocks.append("\n".join(sorted(lines)) + "\n")
+    return HEADER + "\n\n" + "\n".join(blocks)
+
+
+def parse_lock(text, fname=LOCK_NAME):
+    """{target: entry} from lock text; raises LockError at `fname:LINE` when malformed."""
+    entries = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith(("<<<<<<<", "=======", ">>>>>>>", "|||||||")):
+            raise LockError("merge conflict marker", f"{fname}:{n}",
+                            "run `s2build lock` to write it again from the builds")
+        parts = line.split(" ", 2)
+        if len(parts) < 3:
+            raise LockError(f"cannot read '{line[:60]}'", f"{fname}:{n}",
+                            "run `s2build lock` to write it again")
+        name, fact, rest = parts
+        e = entries.setdefault(name, {"artifact": None, "key": None, "mode": None,
+                                      "config": None, "metrics": {}, "source": {},
+                                      "holdout": {}, "code": {}, "dep": {}, "specdata": {},
+                                      "toolchain": {}})
+        try:
+            if fact in ("artifact", "key", "mode", "config"):
+                e[fact] = rest
+            elif fact == "metric":
+                k, v = rest.split(" ")
+                float(v)
+                e["metrics"][k] = v
+            elif fact == "dep":
+                d, k = rest.split(" ")
+                e["dep"][d] = k
+            elif fact in PATH_FACTS:
+                p, d = _split_path(rest)
+                if not p or not d:
+                    raise ValueError(rest)
+                e[fact][p] = d
+            elif fact == "toolchain":
+                e["toolchain"] = dict(kv.split("=", 1) for kv in rest.split(" "))
+            else:
+                raise LockError(f"unknown fact '{fact}'", f"{fname}:{n}",
+                                "written by a newer s2build? run `s2build lock` to write it again")
+        except (ValueError, json.JSONDecodeError):
+            raise LockError(f"cannot read '{line[:60]}'", f"{fname}:{n}",
+                            "run `s2build lock` to write it again") from None
+    return entries
+
+
+def read(project):
+    """{target: entry}, or None when there is no lock file."""
+    path = path_of(project)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LockError(f"cannot read: {e}", LOCK_NAME) from None
+    return parse_lock(text)
+
+
+def write(project, entries):
+    """Write the lock atomically if its text changed; returns True when it did."""
+    path = path_of(project)
+    text = format_lock(entries)
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic.write_text(path, text)
+    return True
+
+
+def _file_diffs(label, old, new):
+    out = []
+    for p in sorted(set(old) | set(new)):
+        if p not in old:
+            out.append(f"{label} added: {p}")
+        elif p not in new:
+            out.append(f"{label} removed: {p}")
+        elif old[p] != new[p]:
+            out.append(f"{label} changed: {p}")
+    return out
+
+
+def source_differences(locked, current):
+    """In words, how the inputs of `current` (an entry, or the parts of one) differ from
+    `locked`: files added, removed or changed, the config, dependencies. [] when they match.
+    The toolchain, artifact and metrics are not sources and are compared elsewhere."""
+    out = []
+    out += _file_diffs("file", locked["source"], current["source"])
+    out += _file_diffs("holdout file", locked["holdout"], current["holdout"])
+    out += _file_diffs("user code", locked["code"], current["code"])
+    out += _file_diffs("spec file", locked["specdata"], current["specdata"])
+    if locked["config"] != current["config"]:
+        out.append("config changed")
+    for d in sorted(set(locked["dep"]) | set(current["dep"])):
+        if d not in current["dep"]:
+            out.append(f"dependency removed: {d}")
+        elif d not in locked["dep"]:
+            out.append(f"dependency added: {d}")
+    return out
+
+
+def toolchain_differences(locked, current):
+    """['torch 2.5.1 -> 2.6.0', ...] between two toolchain dicts (values compared as text)."""
+    out = []
+    for k in sorted(set(locked) | set(current)):
+        a, b = locked.get(k), current.get(k)
+        if str(a).replace(" ", "_") != str(b).replace(" ", "_"):
+            out.append(f"{k} {a if a is not None else '<none>'} -> "
+                       f"{b if b is not None else '<none>'}")
+    return out

@@ -1,0 +1,1 @@
+"""Reporters: console, collecting and JSON (and the CI report formats)."""
