@@ -1,6 +1,7 @@
 """No-op and mtime-only rebuild benchmark (see /work/shared/BENCHMARKS.md).
 
     .venv/bin/python bench/noop.py [--sizes 100,1000,10000] [--runs 7] [--rows 100] [--json FILE]
+                                   [--baseline DIR]
 
 For each N it makes a temporary project with N small CSV files and one tiny target, runs one
 real `s2build build` to set it up, then times whole-process wall time (subprocess, perf_counter
@@ -12,6 +13,11 @@ around it) of:
 
 and, in the same run, the interpreter baselines `python -c pass` and `python -c "import yaml"`,
 so the ratio of s2build's no-op to bare interpreter start is measured on the same noisy machine.
+
+With `--baseline DIR` (a checkout of another commit, e.g. `git worktree add /tmp/old fe5d0ce`), each
+N gets a second, identical project built and timed with DIR's code (`python -m s2build` with
+PYTHONPATH=DIR for both trees), the runs of the two trees interleaved, so old and new are compared
+in the same run under the same load; the table then has a `ratio` column (this tree / baseline).
 Exits non-zero if a timed build printed anything other than "NAME: up to date" lines.
 """
 
@@ -111,11 +117,13 @@ def set_bytecode(mode, tmp):
         ENV["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
 
 
-def run(cmd, cwd):
-    """(seconds, returncode, stdout+stderr) of one whole process."""
+def run(cmd, cwd, tree=None):
+    """(seconds, returncode, stdout+stderr) of one whole process; `tree`: the code tree put
+    first on PYTHONPATH (None: the installed s2build)."""
+    env = ENV if tree is None else dict(ENV, PYTHONPATH=tree)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       stdin=subprocess.DEVNULL, env=ENV)
+                       stdin=subprocess.DEVNULL, env=env)
     dt = time.perf_counter() - t0
     return dt, p.returncode, p.stdout.decode(errors="replace")
 
@@ -130,49 +138,69 @@ def stats(xs):
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": xs}
 
 
-def bench_size(n, rows, runs, keep):
+def bench_size(n, rows, runs, keep, trees):
+    """Figures for N files, one project per code tree in `trees` ({label: dir or None}), the
+    timed runs of the trees interleaved."""
     tmp = tempfile.mkdtemp(prefix=f"s2build-noop-{n}-")
     try:
-        files = make_project(tmp, n, rows)
-        setup_s, rc, out = run([S2BUILD, "build"], tmp)
-        if rc != 0:
-            fail(f"setup build for N={n} failed (exit {rc}):\n{out}")
+        projects = {}
+        for label, tree in trees.items():
+            proj = os.path.join(tmp, label)
+            os.makedirs(proj)
+            files = make_project(proj, n, rows)
+            projects[label] = (proj, files, tree)
+        res = {"n_files": n, "rows_per_file": rows}
+        for label, (proj, files, tree) in projects.items():
+            setup_s, rc, out = run(cmd_for(tree), proj, tree)
+            if rc != 0:
+                fail(f"{label}: setup build for N={n} failed (exit {rc}):\n{out}")
+            res.setdefault("setup_build_s", {})[label] = setup_s
         # Let the data files age past the "racy" window, then one untimed no-op so the stat
         # cache holds trusted entries (the setup build stored racy files with mtime 0).
-        time.sleep(max(0.0, RACY_S - (time.time() - os.stat(files[-1]).st_mtime)))
-        _, rc, out = run([S2BUILD, "build"], tmp)
-        check_noop(out, rc, f"N={n} warm-up no-op")
+        last = max(os.stat(files[-1]).st_mtime for _p, files, _t in projects.values())
+        time.sleep(max(0.0, RACY_S - (time.time() - last)))
+        for label, (proj, files, tree) in projects.items():
+            _, rc, out = run(cmd_for(tree), proj, tree)
+            check_noop(out, rc, f"{label}: N={n} warm-up no-op")
 
-        res = {"n_files": n, "rows_per_file": rows, "setup_build_s": setup_s}
-        noop = []
+        noop = {label: [] for label in projects}
         for i in range(runs):
-            dt, rc, out = run([S2BUILD, "build"], tmp)
-            check_noop(out, rc, f"N={n} no-op run {i + 1}")
-            noop.append(dt)
-        res["noop"] = stats(noop)
+            for label, (proj, files, tree) in projects.items():
+                dt, rc, out = run(cmd_for(tree), proj, tree)
+                check_noop(out, rc, f"{label}: N={n} no-op run {i + 1}")
+                noop[label].append(dt)
+        res["noop"] = {label: stats(xs) for label, xs in noop.items()}
 
-        touched = []
+        touched = {label: [] for label in projects}
         for i in range(runs):
-            now = time.time_ns()        # a new mtime each round, as `touch` would set
-            for p in files:
-                os.utime(p, ns=(now, now))
-            dt, rc, out = run([S2BUILD, "build"], tmp)
-            check_noop(out, rc, f"N={n} mtime-only rebuild {i + 1}")
-            touched.append(dt)
-        res["mtime_only"] = stats(touched)
+            for label, (proj, files, tree) in projects.items():
+                now = time.time_ns()        # a new mtime each round, as `touch` would set
+                for p in files:
+                    os.utime(p, ns=(now, now))
+                dt, rc, out = run(cmd_for(tree), proj, tree)
+                check_noop(out, rc, f"{label}: N={n} mtime-only rebuild {i + 1}")
+                touched[label].append(dt)
+        res["mtime_only"] = {label: stats(xs) for label, xs in touched.items()}
         # The rebuild after a touch stored "racy" entries; the next no-op re-hashes once more.
         time.sleep(RACY_S)
-        dt, rc, out = run([S2BUILD, "build"], tmp)
-        check_noop(out, rc, f"N={n} no-op after touches")
-        res["noop_after_touch_first_s"] = dt
-        st = os.path.join(tmp, ".s2build", "state.json")
-        res["state_json_bytes"] = os.path.getsize(st) if os.path.exists(st) else None
+        for label, (proj, files, tree) in projects.items():
+            dt, rc, out = run(cmd_for(tree), proj, tree)
+            check_noop(out, rc, f"{label}: N={n} no-op after touches")
+            res.setdefault("noop_after_touch_first_s", {})[label] = dt
+            st = os.path.join(proj, ".s2build", "state.json")
+            res.setdefault("state_json_bytes", {})[label] = \
+                os.path.getsize(st) if os.path.exists(st) else None
         return res
     finally:
         if keep:
             print(f"  (kept {tmp})")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cmd_for(tree):
+    """The build command: the installed `s2build` script, or `python -m s2build` for a tree."""
+    return [S2BUILD, "build"] if tree is None else [PYTHON, "-m", "s2build", "build"]
 
 
 def baselines(runs):
@@ -203,6 +231,8 @@ def main():
                          "as is (PYTHONDONTWRITEBYTECODE=1 means compiling every run)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temporary projects")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time a checkout of another commit in the same run, interleaved")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not os.path.exists(S2BUILD):
@@ -228,14 +258,20 @@ def main():
 
 def run_all(args, sizes, m):
     results = []
+    trees = {"this": None}
+    if args.baseline:
+        trees = {"this": ROOT, "baseline": os.path.abspath(args.baseline)}
+        print(f"baseline: {trees['baseline']} (git {git_head(trees['baseline'])}); this tree: "
+              f"{ROOT} (git {git_head(ROOT)}); both run as `python -m s2build`\n")
     base_before = baselines(args.runs)
     for n in sizes:
         rows = args.rows
         print(f"N={n}: {rows} rows per file; setting up ...", flush=True)
-        r = bench_size(n, rows, args.runs, args.keep)
-        print(f"  setup build {r['setup_build_s']:.1f} s; no-op median "
-              f"{r['noop']['median'] * 1000:.1f} ms; mtime-only median "
-              f"{r['mtime_only']['median'] * 1000:.1f} ms", flush=True)
+        r = bench_size(n, rows, args.runs, args.keep, trees)
+        for label in trees:
+            print(f"  {label}: setup build {r['setup_build_s'][label]:.1f} s; no-op median "
+                  f"{r['noop'][label]['median'] * 1000:.1f} ms; mtime-only median "
+                  f"{r['mtime_only'][label]['median'] * 1000:.1f} ms", flush=True)
         results.append(r)
     base_after = baselines(args.runs)
     # Baselines measured before and after the builds, pooled: the machine is shared and noisy.
@@ -245,7 +281,7 @@ def run_all(args, sizes, m):
 
     print()
     hdr = f"{'N files':>8} {'rows':>5} {'scenario':<24} {'median':>9} {'min':>9} {'max':>9} " \
-          f"{'x python':>9} {'x +yaml':>8}"
+          f"{'x python':>9} {'x +yaml':>8}" + (f" {'ratio':>7}" if args.baseline else "")
     print(hdr)
     print("-" * len(hdr))
     for k, s in base.items():
@@ -254,22 +290,37 @@ def run_all(args, sizes, m):
               f"{s['median'] / py:>8.1f}x {s['median'] / yml:>7.2f}x")
     for r in results:
         for name, key in (("no-op", "noop"), ("mtime-only", "mtime_only")):
-            s = r[key]
-            print(f"{r['n_files']:>8} {r['rows_per_file']:>5} {name:<24} "
-                  f"{s['median'] * 1000:>7.1f}ms {s['min'] * 1000:>7.1f}ms "
-                  f"{s['max'] * 1000:>7.1f}ms {s['median'] / py:>8.1f}x {s['median'] / yml:>7.2f}x")
+            for label in trees:
+                s = r[key][label]
+                shown = name if not args.baseline else f"{name} ({label})"
+                ratio = ""
+                if args.baseline and label == "this":
+                    ratio = f" {s['median'] / r[key]['baseline']['median']:>6.2f}x"
+                print(f"{r['n_files']:>8} {r['rows_per_file']:>5} {shown:<24} "
+                      f"{s['median'] * 1000:>7.1f}ms {s['min'] * 1000:>7.1f}ms "
+                      f"{s['max'] * 1000:>7.1f}ms {s['median'] / py:>8.1f}x "
+                      f"{s['median'] / yml:>7.2f}x{ratio}")
     print("\n(x python / x +yaml: median divided by the median of `python -c pass` / "
-          "`python -c 'import yaml'`, same run; baselines pooled from before and after)")
+          "`python -c 'import yaml'`, same run; baselines pooled from before and after"
+          + ("; ratio: this tree's median / the baseline's" if args.baseline else "") + ")")
     for r in results:
-        print(f"N={r['n_files']}: setup build {r['setup_build_s']:.1f} s, first no-op after the "
-              f"touches (re-hashes racy entries) {r['noop_after_touch_first_s'] * 1000:.1f} ms, "
-              f"state.json {r['state_json_bytes']} bytes")
+        for label in trees:
+            print(f"N={r['n_files']} ({label}): setup build {r['setup_build_s'][label]:.1f} s, "
+                  f"first no-op after the touches (re-hashes racy entries) "
+                  f"{r['noop_after_touch_first_s'][label] * 1000:.1f} ms, "
+                  f"state.json {r['state_json_bytes'][label]} bytes")
 
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": m, "runs": args.runs, "baselines": base, "results": results},
                       f, indent=1)
         print(f"\nwrote {args.json}")
+
+
+def git_head(tree):
+    p = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
+                       text=True)
+    return p.stdout.strip() or "?"
 
 
 if __name__ == "__main__":
