@@ -2,9 +2,9 @@
 
 - Sources: each glob is expanded (sorted); each file's SHA-256 comes from the stat cache when
   (size, mtime_ns, ctime_ns, inode) is unchanged, else from reading the file ("stat before
-  hash"). A file whose mtime is not older than the filesystem's clock when it was read (a probe
-  file's mtime, as git compares with the index file's) is "racily clean": stored so that it is
-  hashed again next time.
+  hash"). A file whose mtime or ctime is not older than the filesystem's clock when it was read
+  (a probe file's mtime, as git compares with the index file's) is "racily clean": stored so
+  that it is hashed again next time.
 - Toolchain: versions of s2build, torch, onnx, onnxscript, the Python minor version, machine,
   CPU capability class, training threads and device; read without importing torch.
 - Build key = SHA-256 of canonical JSON (sorted keys) of: source and holdout digests (sorted by
@@ -123,9 +123,10 @@ def digest_files(relpaths, root, stat_cache, probe_dir=None):
     """{relpath: sha256} using `stat_cache` ({relpath: [size, mtime_ns, ctime_ns, inode, sha]}),
     updated in place. Returns (digests, n_hashed). A cached entry is trusted when its stat tuple
     matches. After hashing, the filesystem's clock is read once (a probe file in `probe_dir`,
-    default ROOT/.s2build or ROOT): a file whose mtime is not older than that clock at the time
-    it was read may change again within the same timestamp tick, so it is stored with mtime 0
-    and hashed again next time (git's "racy clean" rule)."""
+    default ROOT/.s2build or ROOT): a file whose mtime or ctime is not older than that clock at
+    the time it was read may change again within the same timestamp tick (a rewrite that puts
+    the mtime back and lands in the same ctime tick would keep the whole tuple), so it is stored
+    with mtime 0 and hashed again next time (git's "racy clean" rule)."""
     out, fresh = {}, []
     for rel in relpaths:
         path = os.path.join(root, rel)
@@ -149,7 +150,7 @@ def digest_files(relpaths, root, stat_cache, probe_dir=None):
         clock, mono = fs_clock_ns(probe_dir), time.monotonic_ns()
         for rel, key, read_at in fresh:
             # the filesystem's clock when the file was read: the probe's, less the time since
-            if clock is None or key[1] >= clock - (mono - read_at):
+            if clock is None or max(key[1], key[2]) >= clock - (mono - read_at):
                 stat_cache[rel][1] = 0
     return out, len(fresh)
 

@@ -369,8 +369,9 @@ def _execute(steps, project, state, cache, reporter, cancel):
 
 def _save_if_free(project, state):
     """Persist a refreshed stat cache, but only if no build holds the lock right now. Stat
-    entries validate themselves (size, mtime, inode), so merging them into the newest state is
-    safe; refreshed output stats apply only to records with the same build key."""
+    entries validate themselves (size, mtime, ctime, inode), so merging them into the newest
+    state is safe; refreshed output stats and metric selections apply only to records with the
+    same build key."""
     from s2build.errors import LockedError
     from s2build.engine.locking import BuildLock
     try:
@@ -383,6 +384,7 @@ def _save_if_free(project, state):
                 cur = fresh.targets.get(name)
                 if cur and cur.get("key") == rec.get("key"):
                     cur["output_stat"] = rec.get("output_stat")
+                    cur["metrics"] = rec.get("metrics", cur.get("metrics"))
             fresh.save()
     except LockedError:
         pass
