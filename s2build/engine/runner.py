@@ -338,7 +338,10 @@ def _execute(steps, project, state, cache, reporter, cancel):
         if step.action == "up-to-date":
             r = Result(t.name, "up-to-date", output=t.config["output"], key=step.inputs.key)
         else:
-            rec = _restore(step, state, cache) if step.action == "restore" else None
+            # a target with the same recipe built earlier in this run made it restorable
+            restorable = step.action == "restore" or (step.action == "build"
+                                                      and cache.has(step.inputs.key))
+            rec = _restore(step, state, cache) if restorable else None
             if rec is not None:
                 r = Result(t.name, "restored", reasons=step.reasons, output=t.config["output"],
                            metrics=rec.get("metrics", {}), key=step.inputs.key,
