@@ -1,15 +1,17 @@
 """Plan and run builds: the make of s2build.
 
-`plan(project, names, state, cache)` fingerprints each wanted target (dependencies first) and
-decides, through `explain.reasons`, one action per target:
+`plan(project, names, state, cache)` fingerprints each wanted target (dependencies first, which
+is all a dependency does: its key is not in its dependents') and asks `plan.decide`, the one
+place that decides, for one action per target and its reasons in words:
 
     up-to-date   the output is the artifact of the current build key
     restore      the build key is in the cache: copy it out, no training
     build        train, export, verify, then record (cache entry, output, state)
+    incremental  (mode="dev": `build --dev`, `watch`) fine-tune the last build: its own key,
+                 mode=incremental; when only source files changed a little
 
-With mode="dev" (`build --dev`, `watch`), `incremental.choose` picks the inputs: an
-incremental build (fine-tune the last build; mode=incremental, its own key) when only sources
-changed a little, else a release build; the first reason says which.
+The cache entry and the ONNX file are shared by every target with the same key: they name no
+target. The target's name, output and selected metrics are in state.json and the sidecar.
 
 `build(...)` plans without the lock first: a no-op build never locks, never imports torch and
 answers in milliseconds. Otherwise it takes `.s2build/lock`, plans again (another process may
@@ -151,7 +153,9 @@ def provenance(target, inputs, ds, metrics):
 
 
 def _install(target, artifact, sidecar):
-    """Write the output file and its sidecar atomically; return the output's stat tuple."""
+    """Write the output file and its sidecar `NAME.onnx.json` atomically (the sidecar, unlike
+    the shared artifact and cache entry, names the target and its selected metrics); return the
+    output's stat tuple."""
     atomic.remove_leftovers(os.path.dirname(target.output) or ".")
     atomic.write_bytes(target.output, artifact)
     atomic.write_text(target.output + ".json", json.dumps(sidecar, sort_keys=True, indent=1))
@@ -163,7 +167,9 @@ def _restore(step, state, cache):
     if got is None:
         return None
     artifact, record = got
-    sidecar = dict(record.get("facts", {}), target=step.target.name, restored_from_cache=True,
+    facts = record.get("facts", {})
+    sidecar = dict(facts, target=step.target.name, restored_from_cache=True,
+                   metrics=selected_metrics(step.target, facts.get("metrics") or {}),
                    restored_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     rec = _local(step.target, record, _install(step.target, artifact, sidecar))
     state.targets[step.target.name] = rec
@@ -282,8 +288,9 @@ def _build_one(step, project, state, cache, reporter, cancel):
         torch.save(trained.optimizer_state, buf)
         extra["optimizer.pt"] = buf.getvalue()
     cache.put(inputs.key, artifact, dict(rec, facts=facts), extra)
-    rec = _local(t, rec, _install(t, artifact, dict(facts, target=t.name,
-                                                     restored_from_cache=False)))
+    sidecar = dict(facts, target=t.name, restored_from_cache=False,
+                   metrics=selected_metrics(t, trained.metrics))
+    rec = _local(t, rec, _install(t, artifact, sidecar))
     state.targets[t.name] = rec
     state.save()
     detail = ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()) + \
