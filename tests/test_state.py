@@ -13,7 +13,7 @@ from s2build.engine.state import State
 
 def test_truncated_state_at_every_length_loads_as_empty_with_a_warning(tmp_path):
     st = State(str(tmp_path / "state.json"))
-    st.files = {"data/a.csv": [10, 123, 4, "ab" * 32]}
+    st.files = {"data/a.csv": [10, 123, 124, 4, "ab" * 32]}
     st.targets = {"t": {"key": "k" * 64, "sources": {"data/a.csv": "ab" * 32}}}
     st.save()
     full = (tmp_path / "state.json").read_bytes()
@@ -49,21 +49,65 @@ def test_cache_round_trip_and_damage(tmp_path):
     assert not c.has("cd" * 32) and c.get("cd" * 32) is None
 
 
+def _wait_for_next_tick(path):
+    """Until the filesystem's clock (a probe file's mtime) is past `path`'s ctime."""
+    ctime = os.stat(path).st_ctime_ns
+    probe = os.path.join(os.path.dirname(path), ".probe")
+    while True:
+        with open(probe, "w"):
+            pass
+        if os.stat(probe).st_mtime_ns > ctime:
+            os.unlink(probe)
+            return
+        time.sleep(0.01)
+
+
+def _rewrite_keeping_mtime(path, text):
+    """Same size, other bytes, the old mtime_ns put back (what cp -p / touch -r / rsync -t do)."""
+    st = os.stat(path)
+    assert len(text) == st.st_size
+    path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_mtime_ns == st.st_mtime_ns and os.stat(path).st_size == st.st_size
+
+
 def test_stat_before_hash_and_racy_files(tmp_path):
-    (tmp_path / "a.csv").write_text("x\n1\n")
+    a = tmp_path / "a.csv"
+    a.write_text("x\n1\n")
     old = time.time() - 100
-    os.utime(tmp_path / "a.csv", (old, old))
+    os.utime(a, (old, old))
+    _wait_for_next_tick(a)
     stat_cache = {}
     d1, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 1
     d2, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 0 and d1 == d2                     # unchanged stat: not read
-    (tmp_path / "a.csv").write_text("x\n2\n")          # fresh mtime: racily clean
+    # A same-size rewrite with the old mtime put back: only ctime tells.
+    _rewrite_keeping_mtime(a, "x\n2\n")
     d3, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 1 and d3 != d1
-    assert stat_cache["a.csv"][1] == 0                 # not trusted next time
+    # Hashed within the tick of its change (ctime): racily clean, not trusted next time, so a
+    # second rewrite within the same timestamp tick is seen even if ctime did not move.
+    assert stat_cache["a.csv"][1] == 0
+    _rewrite_keeping_mtime(a, "x\n3\n")
+    d4, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
+    assert hashed == 1 and d4 not in (d1, d3)
+    # A fresh write (mtime now) is racy too; once the tick has passed it is trusted.
+    a.write_text("x\n4\n")
     _, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
-    assert hashed == 1
+    assert hashed == 1 and stat_cache["a.csv"][1] == 0
+    _wait_for_next_tick(a)
+    _, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
+    assert hashed == 1 and stat_cache["a.csv"][1] == os.stat(a).st_mtime_ns
+    _, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
+    assert hashed == 0
+
+
+def test_state_of_version_1_without_ctime_starts_over(tmp_path):
+    (tmp_path / "state.json").write_text(json.dumps(
+        {"version": 1, "files": {"a.csv": [4, 123, 9, "ab" * 32]}, "targets": {}}))
+    st = State.load(str(tmp_path))
+    assert st.files == {} and "unknown version 1" in st.warning and "starting over" in st.warning
 
 
 def test_build_key_ignores_description_and_output_but_not_epochs(tmp_path):
@@ -74,7 +118,7 @@ def test_build_key_ignores_description_and_output_but_not_epochs(tmp_path):
         cfg.update(changes)
         t = Target("t", cfg, {}, str(tmp_path))
         from s2build.project import config
-        return fingerprint.Inputs({}, {}, config.key_config(t), {}, {}, {}).key
+        return fingerprint.Inputs({}, {}, config.key_config(t), {}, {}).key
     assert key() == key(description="x") == key(output="elsewhere.onnx")
     assert key() != key(train={"epochs": 4})
 

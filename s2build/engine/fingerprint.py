@@ -1,12 +1,17 @@
 """Fingerprints: what a target's artifact is a function of, and its build key.
 
 - Sources: each glob is expanded (sorted); each file's SHA-256 comes from the stat cache when
-  (size, mtime_ns, inode) is unchanged, else from reading the file ("stat before hash").
+  (size, mtime_ns, ctime_ns, inode) is unchanged, else from reading the file ("stat before
+  hash"). A file whose mtime or ctime is not older than the filesystem's clock when it was read
+  (a probe file's mtime, as git compares with the index file's) is "racily clean": stored so
+  that it is hashed again next time.
 - Toolchain: versions of s2build, torch, onnx, onnxscript, the Python minor version, machine,
   CPU capability class, training threads and device; read without importing torch.
 - Build key = SHA-256 of canonical JSON (sorted keys) of: source and holdout digests (sorted by
-  path), the resolved config minus keys that cannot change the artifact, digests of user code,
-  the build keys of dependencies, the toolchain and the build mode.
+  path), the resolved config minus keys that cannot change the artifact (config.NOT_IN_KEY:
+  description, output, specs, deps, the glob patterns, the built-in metrics), digests of user
+  code, the toolchain and the build mode. Dependencies only order the build: until targets
+  consume each other's artifacts, a dependency's key is not part of its dependent's.
 
 Only the standard library: this module is on the no-op path.
 """
@@ -23,9 +28,7 @@ from s2build import __version__
 from s2build.project import config as cfgmod
 from s2build.errors import ConfigError
 
-# A file hashed this soon after its mtime may change again within the same timestamp tick.
-RACY_NS = 100_000_000
-COARSE_RACY_NS = 2_000_000_000
+PROBE_PREFIX = ".s2build-clock-"
 
 
 def sha256_file(path):
@@ -92,20 +95,39 @@ def expand(target, which="sources"):
     return sorted(found)
 
 
-def _racy(st, now_ns):
-    """True when the file may change again within its current mtime tick: its stat tuple will
-    not be trusted next time (git's "racy clean" problem). Whole-second mtimes mean a coarse
-    filesystem, so the window is wider there."""
-    window = COARSE_RACY_NS if st.st_mtime_ns % 1_000_000_000 == 0 else RACY_NS
-    return now_ns - st.st_mtime_ns < window
+def fs_clock_ns(folder):
+    """The filesystem's clock now: the mtime of a probe file created (and removed) in `folder`,
+    or None when `folder` is not writable. Coarse filesystems give whole seconds here, too."""
+    import tempfile
+    try:
+        fd, path = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
-def digest_files(relpaths, root, stat_cache):
-    """{relpath: sha256} using `stat_cache` ({relpath: [size, mtime_ns, inode, sha]}), updated
-    in place. Returns (digests, n_hashed). A cached entry is trusted when its stat tuple matches;
-    racily-clean files are stored with mtime 0 so they are hashed again next time."""
-    out, hashed = {}, 0
-    now_ns = time.time_ns()
+def stat_key(st):
+    """The stat tuple a stat-cache entry is trusted by: [size, mtime_ns, ctime_ns, inode].
+    ctime catches a same-size rewrite whose mtime was put back (cp -p, touch -r, rsync -t)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def digest_files(relpaths, root, stat_cache, probe_dir=None):
+    """{relpath: sha256} using `stat_cache` ({relpath: [size, mtime_ns, ctime_ns, inode, sha]}),
+    updated in place. Returns (digests, n_hashed). A cached entry is trusted when its stat tuple
+    matches. After hashing, the filesystem's clock is read once (a probe file in `probe_dir`,
+    default ROOT/.s2build or ROOT): a file whose mtime or ctime is not older than that clock at
+    the time it was read may change again within the same timestamp tick (a rewrite that puts
+    the mtime back and lands in the same ctime tick would keep the whole tuple), so it is stored
+    with mtime 0 and hashed again next time (git's "racy clean" rule)."""
+    out, fresh = {}, []
     for rel in relpaths:
         path = os.path.join(root, rel)
         try:
@@ -113,14 +135,24 @@ def digest_files(relpaths, root, stat_cache):
         except FileNotFoundError:
             raise ConfigError(f"source file '{rel}' disappeared while reading", rel) from None
         entry = stat_cache.get(rel)
-        if entry and entry[1] == st.st_mtime_ns and entry[0] == st.st_size and entry[2] == st.st_ino:
-            out[rel] = entry[3]
+        key = stat_key(st)
+        if entry and entry[:4] == key:
+            out[rel] = entry[4]
             continue
         digest = sha256_file(path)
-        hashed += 1
-        stat_cache[rel] = [st.st_size, 0 if _racy(st, now_ns) else st.st_mtime_ns, st.st_ino, digest]
+        fresh.append((rel, key, time.monotonic_ns()))
+        stat_cache[rel] = key + [digest]
         out[rel] = digest
-    return out, hashed
+    if fresh:
+        if probe_dir is None:
+            probe_dir = os.path.join(root, ".s2build")
+            probe_dir = probe_dir if os.path.isdir(probe_dir) else root
+        clock, mono = fs_clock_ns(probe_dir), time.monotonic_ns()
+        for rel, key, read_at in fresh:
+            # the filesystem's clock when the file was read: the probe's, less the time since
+            if clock is None or max(key[1], key[2]) >= clock - (mono - read_at):
+                stat_cache[rel][1] = 0
+    return out, len(fresh)
 
 
 # --- Toolchain -----------------------------------------------------------------------------
@@ -196,20 +228,21 @@ def toolchain(device="cpu", threads=1):
 class Inputs:
     """Everything a target's artifact depends on, and the key derived from it.
 
-    sources / holdout / user_code: relpath -> sha256; config: resolved config minus NOT_IN_KEY;
-    deps: dependency name -> its build key; toolchain: see toolchain(); mode: release | dev."""
+    sources / holdout / user_code: relpath -> sha256; config: config.key_config(target);
+    toolchain: see toolchain(); mode: release | incremental. No dependency keys, no target
+    name: two targets with the same recipe share one key (and one cached artifact)."""
 
-    def __init__(self, sources, holdout, config, user_code, deps, toolchain, mode="release"):
+    def __init__(self, sources, holdout, config, user_code, toolchain, mode="release"):
         self.sources, self.holdout, self.config = sources, holdout, config
-        self.user_code, self.deps, self.toolchain, self.mode = user_code, deps, toolchain, mode
+        self.user_code, self.toolchain, self.mode = user_code, toolchain, mode
         self.key = canonical_digest({"sources": sources, "holdout": holdout, "config": config,
-                                     "user_code": user_code, "deps": deps,
-                                     "toolchain": toolchain, "mode": mode})
+                                     "user_code": user_code, "toolchain": toolchain,
+                                     "mode": mode})
 
 
-def target_inputs(target, stat_cache, dep_keys, mode="release"):
-    """Fingerprint `target` now. `dep_keys` maps each dependency to its current build key.
-    Returns (Inputs, number of files hashed)."""
+def target_inputs(target, stat_cache, dep_keys=None, mode="release"):
+    """Fingerprint `target` now. Returns (Inputs, number of files hashed). `dep_keys` is
+    accepted for callers that still pass it and ignored: dependencies are not in the key."""
     root = target.root
     sources = expand(target, "sources")
     holdout = expand(target, "holdout") if target.config["holdout"]["sources"] else []
@@ -220,6 +253,5 @@ def target_inputs(target, stat_cache, dep_keys, mode="release"):
     threads = 1
     tc = toolchain(target.config["train"]["device"], threads)
     inputs = Inputs(sources=src_d, holdout=hold_d, config=cfgmod.key_config(target),
-                    user_code=user_d, deps={d: dep_keys[d] for d in target.config["deps"]},
-                    toolchain=tc, mode=mode)
+                    user_code=user_d, toolchain=tc, mode=mode)
     return inputs, n1 + n2 + n3

@@ -5,8 +5,8 @@ A warm start reads, from the parent's cache entry: `weights.pt` (the trained sta
 momentum), the row hashes and class names it was trained on (`dynamics.npz`, or `rows.npz` for an
 incremental build, which records no dynamics) and its holdout metrics or baseline (`record.json`).
 
-`choose(target, release, record, cache)` decides how a dev build proceeds (standard library
-only; it runs on the planning path):
+`choose(target, release, record, cache)` says how a dev build proceeds; the decision is
+`plan.decide`'s (standard library only; it runs on the planning path):
 
     restore or up to date   the release key of these inputs is cached, or the current
                             artifact is an incremental build of exactly these inputs
@@ -14,8 +14,8 @@ only; it runs on the planning path):
                             Inputs with mode=incremental, `parent` = its key and key =
                             SHA-256 of (release key, mode, parent key); never equal to a
                             release key, so release builds and `ci` never reuse it
-    full                    anything else (first build, config, holdout, user code,
-                            dependency or toolchain changed): a release build, said in words
+    full                    anything else (first build, config, holdout, user code or
+                            toolchain changed): a release build, said in words
 
 `finetune(...)` resumes the parent's training on the new data: its network and its optimizer
 state, at RESUME_LR times the target's learning rate. (A fresh Adam would take lr-sized first
@@ -36,6 +36,7 @@ has not converged after MAX_SHARE of a full build's steps.
 import os
 
 from s2build.engine import fingerprint
+from s2build.engine import plan
 
 MAX_CHANGED = 0.2      # larger changes (share of training rows) get a full build
 MAX_SHARE = 0.75       # give up after this share of a full build's optimizer steps
@@ -58,44 +59,38 @@ def dev_threads():
     return max(1, min(MAX_THREADS, n))
 
 
-def _same_recipe(release, record):
-    """Words for what differs besides source files, or [] when only sources changed."""
-    what = []
-    for field, label in (("holdout", "holdout files"), ("config", "config"),
-                         ("user_code", "user code"), ("deps", "dependencies"),
-                         ("toolchain", "toolchain")):
-        if record.get(field) != getattr(release, field):
-            what.append(label)
-    return what
-
-
 def incremental_inputs(release, parent):
-    """`release` Inputs re-keyed as an incremental build on top of build `parent`."""
+    """`release` Inputs re-keyed as an incremental build on top of build `parent`
+    (key: plan.incremental_key)."""
     inc = fingerprint.Inputs(release.sources, release.holdout, release.config,
-                             release.user_code, release.deps, release.toolchain,
-                             mode="incremental")
-    inc.key = fingerprint.canonical_digest({"inputs": release.key, "mode": "incremental",
-                                            "parent": parent})
+                             release.user_code, release.toolchain, mode="incremental")
+    inc.key = plan.incremental_key(release.key, parent)
     inc.parent, inc.release = parent, release
     return inc
 
 
+def kept_state(cache, key):
+    """True when cached build `key` kept what a warm start needs (weights, optimizer state)."""
+    entry = cache.entry_dir(key)
+    return all(os.path.isfile(os.path.join(entry, f)) for f in (WEIGHTS, OPTIMIZER))
+
+
 def choose(target, release, record, cache):
     """(inputs, note): the Inputs a dev build of `target` uses and, for a build, a note in
-    words saying whether it is incremental or full and why."""
-    if cache.has(release.key) or not record or record.get("key") == release.key:
-        return release, "full build" if not record else None
-    if record.get("mode") == "incremental" and record.get("inputs_key") == release.key:
-        inc = incremental_inputs(release, record.get("parent"))
-        return inc, None
-    other = _same_recipe(release, record)
-    if other:
-        return release, "full build: " + ", ".join(other) + " changed"
-    entry = cache.entry_dir(record["key"])
-    if not all(os.path.isfile(os.path.join(entry, f)) for f in (WEIGHTS, OPTIMIZER)):
-        return release, "full build: the last build kept no weights or optimizer state"
-    inc = incremental_inputs(release, record["key"])
-    return inc, f"incremental from {record['key'][:12]}"
+    words saying whether it is incremental or full and why. The decision is plan.decide's."""
+    kept = bool(record) and record.get("key") != release.key and kept_state(cache, record["key"])
+    d = plan.decide(release, record, _Has(cache), None, "dev", kept)
+    inputs = incremental_inputs(release, d.parent) if d.parent is not None else release
+    note = next((r.text for r in d.reasons if r.kind in ("full-build", "incremental")), None)
+    return inputs, note if d.action in ("build", "incremental") else None
+
+
+class _Has:
+    def __init__(self, cache):
+        self.cache = cache
+
+    def __contains__(self, key):
+        return self.cache.has(key)
 
 
 # --- Training (torch) ----------------------------------------------------------------------
@@ -187,7 +182,9 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
     bs = t["batch_size"]
     full_steps = t["epochs"] * -(-len(train_rows) // bs)
     max_steps = max(CHECK_EVERY, int(MAX_SHARE * full_steps))
-    want = _main_metric(parent.get("metrics") or {})
+    recorded = parent.get("metrics") or {}          # all the parent's artifact records
+    chosen = [m.rpartition(":")[2] for m in target.config["metrics"]]
+    want = _main_metric({n: recorded[n] for n in chosen if n in recorded} or recorded)
     changed_t = torch.from_numpy(changed)
     x_hold, y_hold = x_all[hold], y_all[hold]             # the check's rows, copied once
     rest = torch.from_numpy(train_rows)

@@ -1,15 +1,17 @@
 """Plan and run builds: the make of s2build.
 
-`plan(project, names, state, cache)` fingerprints each wanted target (dependencies first) and
-decides, through `explain.reasons`, one action per target:
+`plan(project, names, state, cache)` fingerprints each wanted target (dependencies first, which
+is all a dependency does: its key is not in its dependents') and asks `plan.decide`, the one
+place that decides, for one action per target and its reasons in words:
 
     up-to-date   the output is the artifact of the current build key
     restore      the build key is in the cache: copy it out, no training
     build        train, export, verify, then record (cache entry, output, state)
+    incremental  (mode="dev": `build --dev`, `watch`) fine-tune the last build: its own key,
+                 mode=incremental; when only source files changed a little
 
-With mode="dev" (`build --dev`, `watch`), `incremental.choose` picks the inputs: an
-incremental build (fine-tune the last build; mode=incremental, its own key) when only sources
-changed a little, else a release build; the first reason says which.
+The cache entry and the ONNX file are shared by every target with the same key: they name no
+target. The target's name, output and selected metrics are in state.json and the sidecar.
 
 `build(...)` plans without the lock first: a no-op build never locks, never imports torch and
 answers in milliseconds. Otherwise it takes `.s2build/lock`, plans again (another process may
@@ -41,62 +43,101 @@ class Step:
         self.target, self.inputs, self.reasons, self.action = target, inputs, reasons, action
 
 
+class _Cached:
+    """`key in cached` asks the cache (plan.decide takes any container of keys)."""
+
+    def __init__(self, cache):
+        self.cache = cache
+
+    def __contains__(self, key):
+        return self.cache.has(key)
+
+
 def plan(project, names, state, cache, mode="release"):
-    """[Step] for `names` (default all) and their dependencies, dependencies first.
-    Updates state's stat cache in place and sets `state.dirty` when it learned something."""
+    """[Step] for `names` (default all) and their dependencies, dependencies first; each
+    decided by `plan.decide`. Updates state's stat cache in place (and refreshes a current
+    record's `metrics` selection) and sets `state.dirty` when it learned something."""
+    from s2build.engine import plan as decide_mod
     graph.check(project)
-    keys, steps = {}, []
+    steps, cached = [], _Cached(cache)
     for name in graph.order(project, names):
         t = project.targets[name]
-        inputs, hashed = fingerprint.target_inputs(t, state.files, keys,
-                                                   "release" if mode == "dev" else mode)
+        inputs, hashed = fingerprint.target_inputs(t, state.files)
         record = state.targets.get(name)
-        note = None
-        if mode == "dev":               # incremental when it applies, else a release build
-            from s2build.engine import incremental
-            inputs, note = incremental.choose(t, inputs, record, cache)
-        keys[name] = inputs.key
         before = record.get("output_stat") if record else None
-        rs = explain.reasons(t, inputs, record)
+        status = explain.output_status(t, record) if record else None
+        kept = False
+        if mode == "dev" and record and record.get("key") != inputs.key:
+            from s2build.engine import incremental
+            kept = incremental.kept_state(cache, record["key"])
+        d = decide_mod.decide(inputs, record, cached, status, mode, kept,
+                              output_path=t.config["output"])
+        if d.parent is not None:
+            from s2build.engine import incremental
+            inputs = incremental.incremental_inputs(inputs, d.parent)
         if hashed or (record and record.get("output_stat") != before):
             state.dirty = True
-        if not rs:
-            action = "up-to-date"
-        elif cache.has(inputs.key):
-            action = "restore"
-        else:
-            action = "build"
-        if mode == "dev":
-            rs = [r for r in rs if r.kind != "mode-changed"] or rs
-            if note and action == "build":
-                kind = "incremental" if note.startswith("incremental") else "full-build"
-                rs = [explain.Reason(kind, note)] + rs
-        steps.append(Step(t, inputs, rs, action))
+        if d.action == "up-to-date" and _reselect(t, record):
+            state.dirty = True
+        steps.append(Step(t, inputs, d.reasons, d.action))
     return steps
 
 
-def _record(target, inputs, metrics, artifact):
-    """The facts that identify a build; stored in the cache entry and in state.json."""
-    return {"key": inputs.key, "target": target.name, "mode": inputs.mode,
+def selected_metrics(target, metrics):
+    """The metrics `target`'s `metrics:` list selects from all that its artifact records
+    (user metrics `file.py:fn` are named `fn`), in the list's order."""
+    names = [m.rpartition(":")[2] if ":" in m else m for m in target.config["metrics"]]
+    return {n: metrics[n] for n in names if n in metrics}
+
+
+def _reselect(target, record):
+    """Refresh a current record's reported metrics after the `metrics:` list changed (no
+    retraining: the artifact records every built-in metric). True when it changed."""
+    every = record.get("artifact_metrics")
+    if not isinstance(every, dict):
+        return False
+    chosen = selected_metrics(target, every)
+    if chosen == record.get("metrics"):
+        return False
+    record["metrics"] = chosen
+    return True
+
+
+def _record(inputs, metrics, artifact):
+    """The facts that identify a build, shared by every target with the same key (the cache
+    entry's record.json): no target name, no output path. `metrics`: all the artifact records."""
+    return {"key": inputs.key, "mode": inputs.mode,
             "sources": inputs.sources, "holdout": inputs.holdout, "user_code": inputs.user_code,
-            "deps": inputs.deps, "config": inputs.config, "toolchain": inputs.toolchain,
+            "config": inputs.config, "toolchain": inputs.toolchain,
             "metrics": metrics, "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
             "artifact_size": len(artifact),
             **({"parent": inputs.parent, "inputs_key": inputs.release.key}
                if getattr(inputs, "parent", None) else {})}
 
 
+def _local(target, shared, output_stat):
+    """state.json's record of `target`: the shared record plus its name, output and the
+    metrics its `metrics:` list selects (`artifact_metrics`: all the artifact records)."""
+    rec = {k: v for k, v in shared.items() if k != "facts"}
+    every = rec.get("metrics") or {}
+    rec.update(target=target.name, output=target.config["output"], output_stat=output_stat,
+               artifact_metrics=every, metrics=selected_metrics(target, every))
+    return rec
+
+
 def provenance(target, inputs, ds, metrics):
-    """ONNX metadata_props: identify the build; no timestamps, no absolute paths."""
-    compact = lambda o: json.dumps(o, sort_keys=True, separators=(",", ":"))
+    """ONNX metadata_props: identify the build; no timestamps, no absolute paths, and nothing
+    the build key does not cover: no target name (targets with the same recipe share the
+    artifact; the name is in state.json and the sidecar), no dependency keys. `metrics`: every
+    built-in metric of the task and the user metrics (so the `metrics:` list cannot change
+    the bytes)."""
+    compact = lambda o: json.dumps(o, sort_keys=True, separators=(",", ":"))  # noqa: E731
     return {
-        "s2build.target": target.name,
         "s2build.build_key": inputs.key,
         "s2build.mode": inputs.mode,
         "s2build.sources": compact(inputs.sources),
         "s2build.holdout_sources": compact(inputs.holdout),
         "s2build.user_code": compact(inputs.user_code),
-        "s2build.deps": compact(inputs.deps),
         "s2build.config": compact(inputs.config),
         "s2build.config_digest": fingerprint.canonical_digest(inputs.config),
         "s2build.toolchain": compact(inputs.toolchain),
@@ -112,12 +153,13 @@ def provenance(target, inputs, ds, metrics):
 
 
 def _install(target, artifact, sidecar):
-    """Write the output file and its sidecar atomically; return the output's stat tuple."""
+    """Write the output file and its sidecar `NAME.onnx.json` atomically (the sidecar, unlike
+    the shared artifact and cache entry, names the target and its selected metrics); return the
+    output's stat tuple."""
     atomic.remove_leftovers(os.path.dirname(target.output) or ".")
     atomic.write_bytes(target.output, artifact)
     atomic.write_text(target.output + ".json", json.dumps(sidecar, sort_keys=True, indent=1))
-    st = os.stat(target.output)
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return fingerprint.stat_key(os.stat(target.output))
 
 
 def _restore(step, state, cache):
@@ -125,14 +167,31 @@ def _restore(step, state, cache):
     if got is None:
         return None
     artifact, record = got
-    sidecar = dict(record.get("facts", {}), restored_from_cache=True,
+    facts = record.get("facts", {})
+    sidecar = dict(facts, target=step.target.name, restored_from_cache=True,
+                   metrics=selected_metrics(step.target, facts.get("metrics") or {}),
                    restored_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    rec = {k: v for k, v in record.items() if k != "facts"}
-    rec["output"] = step.target.config["output"]
-    rec["output_stat"] = _install(step.target, artifact, sidecar)
+    rec = _local(step.target, record, _install(step.target, artifact, sidecar))
     state.targets[step.target.name] = rec
     state.save()
     return rec
+
+
+def _artifact_metrics(target, ds, trained):
+    """Every built-in metric of the task, computed here whatever the `metrics:` list says (the
+    artifact records them all, so the list cannot change its bytes), plus the user metrics
+    training computed; on the holdout rows, as training's metrics without holdout rows."""
+    import torch
+
+    from s2build.compile import scoring
+    from s2build.compile import train
+    held = torch.from_numpy(ds.holdout)
+    if not int(held.sum()):
+        return dict(trained.metrics)
+    builtin = [(n, fn) for n, fn in scoring.METRICS.items() if ds.task in scoring.METRIC_TASKS[n]]
+    every = train.evaluate(trained.module.cpu(), torch.from_numpy(ds.x)[held],
+                           torch.from_numpy(ds.y)[held], builtin)
+    return dict({k: v for k, v in trained.metrics.items() if k not in scoring.METRICS}, **every)
 
 
 def _build_one(step, project, state, cache, reporter, cancel):
@@ -164,6 +223,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     timings["train"] = trained.seconds
 
     import torch
+    trained.metrics = _artifact_metrics(t, ds, trained)
     clock = time.perf_counter()
     wrapper = models.Exported(trained.module, ds.task).eval()
     x = torch.from_numpy(ds.x)
@@ -192,10 +252,10 @@ def _build_one(step, project, state, cache, reporter, cancel):
     now, _ = fingerprint.digest_files(list(seen), t.root, dict(state.files))
     changed = sorted(p for p in seen if now.get(p) != seen[p])
 
-    rec = _record(t, inputs, trained.metrics, artifact)
+    rec = _record(inputs, trained.metrics, artifact)
     if getattr(trained, "baseline", None):          # incremental: the full build's metrics
         rec["baseline_metrics"] = trained.baseline
-    facts = {"target": t.name, "build_key": inputs.key, "artifact_sha256": rec["artifact_sha256"],
+    facts = {"build_key": inputs.key, "artifact_sha256": rec["artifact_sha256"],
              "mode": inputs.mode, "metrics": trained.metrics, "history": trained.history,
              "timings": {k: round(v, 4) for k, v in timings.items()},
              "rows": {"train": ds.n_train, "holdout": int(ds.holdout.sum())},
@@ -228,8 +288,9 @@ def _build_one(step, project, state, cache, reporter, cancel):
         torch.save(trained.optimizer_state, buf)
         extra["optimizer.pt"] = buf.getvalue()
     cache.put(inputs.key, artifact, dict(rec, facts=facts), extra)
-    rec["output"] = t.config["output"]
-    rec["output_stat"] = _install(t, artifact, dict(facts, restored_from_cache=False))
+    sidecar = dict(facts, target=t.name, restored_from_cache=False,
+                   metrics=selected_metrics(t, trained.metrics))
+    rec = _local(t, rec, _install(t, artifact, sidecar))
     state.targets[t.name] = rec
     state.save()
     detail = ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()) + \
@@ -284,7 +345,10 @@ def _execute(steps, project, state, cache, reporter, cancel):
         if step.action == "up-to-date":
             r = Result(t.name, "up-to-date", output=t.config["output"], key=step.inputs.key)
         else:
-            rec = _restore(step, state, cache) if step.action == "restore" else None
+            # a target with the same recipe built earlier in this run made it restorable
+            restorable = step.action == "restore" or (step.action == "build"
+                                                      and cache.has(step.inputs.key))
+            rec = _restore(step, state, cache) if restorable else None
             if rec is not None:
                 r = Result(t.name, "restored", reasons=step.reasons, output=t.config["output"],
                            metrics=rec.get("metrics", {}), key=step.inputs.key,
@@ -315,8 +379,9 @@ def _execute(steps, project, state, cache, reporter, cancel):
 
 def _save_if_free(project, state):
     """Persist a refreshed stat cache, but only if no build holds the lock right now. Stat
-    entries validate themselves (size, mtime, inode), so merging them into the newest state is
-    safe; refreshed output stats apply only to records with the same build key."""
+    entries validate themselves (size, mtime, ctime, inode), so merging them into the newest
+    state is safe; refreshed output stats and metric selections apply only to records with the
+    same build key."""
     from s2build.errors import LockedError
     from s2build.engine.locking import BuildLock
     try:
@@ -329,6 +394,7 @@ def _save_if_free(project, state):
                 cur = fresh.targets.get(name)
                 if cur and cur.get("key") == rec.get("key"):
                     cur["output_stat"] = rec.get("output_stat")
+                    cur["metrics"] = rec.get("metrics", cur.get("metrics"))
             fresh.save()
     except LockedError:
         pass

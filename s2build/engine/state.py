@@ -2,13 +2,19 @@
 
 Format (JSON, written atomically):
 
-    {"version": 1,
-     "files":   {"data/a.csv": [size, mtime_ns, inode, "sha256hex"], ...},
-     "targets": {"NAME": {"key": ..., "artifact_sha256": ..., "output": "build/NAME.onnx",
-                          "output_stat": [size, mtime_ns, inode], "sources": {path: sha},
-                          "holdout": {path: sha}, "user_code": {path: sha},
-                          "deps": {name: key}, "config": {...}, "toolchain": {...},
-                          "mode": "release", "metrics": {...}}}}
+    {"version": 2,
+     "files":   {"data/a.csv": [size, mtime_ns, ctime_ns, inode, "sha256hex"], ...},
+     "targets": {"NAME": {"key": ..., "target": "NAME", "artifact_sha256": ...,
+                          "artifact_size": N, "output": "build/NAME.onnx",
+                          "output_stat": [size, mtime_ns, ctime_ns, inode],
+                          "sources": {path: sha}, "holdout": {path: sha},
+                          "user_code": {path: sha}, "config": {...}, "toolchain": {...},
+                          "mode": "release", "metrics": {...}, "artifact_metrics": {...}}}}
+
+A stat entry whose mtime_ns is 0 was racily clean when hashed (fingerprint.digest_files): it
+never matches, so the file is hashed again. `metrics` are the ones the target's `metrics:`
+selects; `artifact_metrics` all that the artifact records. Version 1 (no ctime) is read as
+another version: a warning and starting over.
 
 A missing file is an empty state. A corrupt file, or one of another version, is an empty state
 plus a warning: it costs a rebuild (or a cache restore), never a crash.
@@ -19,7 +25,7 @@ import os
 
 from s2build import atomic
 
-VERSION = 1
+VERSION = 2
 FILE = "state.json"
 
 
@@ -50,7 +56,7 @@ class State:
             if not isinstance(files, dict) or not isinstance(targets, dict):
                 raise ValueError("bad layout")
             for k, v in files.items():
-                if not (isinstance(v, list) and len(v) == 4 and isinstance(v[3], str)):
+                if not (isinstance(v, list) and len(v) == 5 and isinstance(v[4], str)):
                     raise ValueError(f"bad entry for {k}")
             for k, v in targets.items():
                 if not (isinstance(v, dict) and isinstance(v.get("key"), str)):

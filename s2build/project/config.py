@@ -160,7 +160,11 @@ TARGET = {
 TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED)}
 
 # Keys of the resolved config that cannot change the artifact's bytes: not in the build key.
-NOT_IN_KEY = ("description", "output", "specs")
+# `deps` only orders the build (no target reads another's artifact yet). Glob patterns
+# (`sources`, `holdout.sources`) are replaced by the digests of the files they match; the
+# built-in `metrics` by the artifact recording every built-in metric of its task (see
+# key_config), so the list only selects what is reported and gated.
+NOT_IN_KEY = ("description", "output", "specs", "deps", "sources")
 
 
 class Target:
@@ -552,5 +556,13 @@ def find(start=None):
 
 
 def key_config(target):
-    """The part of the resolved config that determines the artifact (input to the build key)."""
-    return {k: v for k, v in target.config.items() if k not in NOT_IN_KEY}
+    """The part of the resolved config that determines the artifact (input to the build key):
+    everything but NOT_IN_KEY, `holdout` without its glob patterns, and `metrics` reduced to
+    the user-code metrics (`file.py:function`, in order: the artifact records each of them,
+    besides every built-in metric of the task)."""
+    out = {k: v for k, v in target.config.items() if k not in NOT_IN_KEY}
+    if isinstance(out.get("holdout"), dict):
+        out["holdout"] = {k: v for k, v in out["holdout"].items() if k != "sources"}
+    if isinstance(out.get("metrics"), list):
+        out["metrics"] = [m for m in out["metrics"] if USER_REF.match(m or "")]
+    return out
