@@ -8,7 +8,11 @@ Format (JSON, written atomically):
                           "output_stat": [size, mtime_ns, inode], "sources": {path: sha},
                           "holdout": {path: sha}, "user_code": {path: sha},
                           "deps": {name: key}, "config": {...}, "toolchain": {...},
-                          "mode": "release", "metrics": {...}}}}
+                          "mode": "release", "metrics": {...},
+                          "user_scan": {path: [sha, imports]}, "user_deps": [path]}}}
+
+`user_scan` caches the import scan of each user file by digest; `user_deps` are project files
+user code imported at run time that the scan missed (fingerprint.user_code).
 
 A missing file is an empty state. A corrupt file, or one of another version, is an empty state
 plus a warning: it costs a rebuild (or a cache restore), never a crash.
