@@ -115,3 +115,15 @@ def test_the_import_scan_is_reused_on_a_no_op(tmp_path, monkeypatch):
     assert parsed == [] and hashed == 0
     assert sorted(inputs.user_code) == ["helpers.py", "losses.py"]
     assert inputs.key == st.targets["toy"]["key"]
+
+
+def test_watch_watches_the_imported_helpers(tmp_path):
+    from s2build.engine.watch import Rules
+    from s2build.project import config
+    d = project(tmp_path / "p", "code/losses.py", "from helpers import scale\nimport lib.k\n")
+    helper(d / "code" / "helpers.py", 1.0)
+    (d / "lib").mkdir()
+    (d / "lib" / "k.py").write_text("K = 1\n")
+    rules = Rules(config.load(str(d / "s2build.yaml")), None)
+    assert rules.matters("code/helpers.py") and rules.matters("lib/k.py")
+    assert str(d / "lib") in rules.folders()
