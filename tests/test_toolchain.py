@@ -67,7 +67,7 @@ def test_the_code_digest_is_cheap_and_cached_once_per_process():
     t0 = time.perf_counter()
     assert toolchain.code_digest() == first
     warm = time.perf_counter() - t0
-    assert cold < 0.05 and warm < 0.001, (cold, warm)
+    assert cold < 0.25 and warm < 0.001, (cold, warm)     # ~2 ms on an idle machine
     assert toolchain.code_digest("data") != first
 
 

@@ -50,9 +50,14 @@ def _local_modules(root):
     """{module name: relpath} of sys.modules entries that are project code (not user files
     loaded by this module: those are named s2build_user_*)."""
     out = {}
+    prefixes = (os.path.abspath(root) + os.sep, os.path.realpath(root) + os.sep)
     for name, mod in list(sys.modules.items()):
-        rel = _project_file(root, getattr(mod, "__file__", None))
-        if rel and not name.startswith("s2build_user_"):
+        path = getattr(mod, "__file__", None)
+        if not isinstance(path, str) or not path.startswith(prefixes) \
+                or name.startswith("s2build_user_"):
+            continue                    # a quick test first: torch alone has ~2,000 modules
+        rel = _project_file(root, path)
+        if rel:
             out[name] = rel
     return out
 
