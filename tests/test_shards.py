@@ -83,11 +83,13 @@ def test_a_fresh_process_reads_the_target_pack_not_one_file_per_shard(tmp_path):
 def test_shard_keys_are_the_canonical_digest_of_file_label_loader_and_version(tmp_path):
     """The shard path is built from strings for speed; it must equal the documented key."""
     from s2build.data import dataset as data
+    from s2build.engine import toolchain
     from s2build.engine.fingerprint import canonical_digest
     store = data.ShardStore(str(tmp_path))
     for loader, rel, label in [({"format": "csv", "label": "y", "classes": ["a", "ü"]}, "d/x.csv", None),
                                ({"format": "images", "channels": 1, "size": [8, 8]}, "data/7/a.png", "7")]:
-        fields = {"file": "ab" * 32, "loader": loader, "v": data.SHARD_VERSION}
+        fields = {"file": "ab" * 32, "loader": loader, "v": data.SHARD_VERSION,
+                  "salt": toolchain.shard_salt()}
         if label:
             fields["label"] = label
         key = canonical_digest(fields)

@@ -1,7 +1,8 @@
 """The compiler: a plain, seeded training loop on in-memory tensors.
 
 Release builds are deterministic: one training thread, `torch.manual_seed(seed)`, and a data
-order drawn from a generator seeded with the same seed. Batches are index slices of tensors held
+order drawn from a generator seeded with the same seed; on CUDA, deterministic kernels
+(pick_device). Batches are index slices of tensors held
 in memory (no DataLoader workers). The loop checks `cancel` (a threading.Event) between steps.
 
 Training dynamics are recorded as a by-product (`Dynamics`): per-row loss and margin of every
@@ -11,6 +12,7 @@ embeddings of every row; last-layer gradient factors at a few checkpoints. They 
 """
 
 import math
+import os
 import time
 
 import numpy as np
@@ -83,15 +85,28 @@ class Dynamics:
         return out
 
 
-def pick_device(requested):
-    if requested == "cpu":
+def pick_device(requested, deterministic=True):
+    """The device to train on: toolchain.resolve_device, the resolution the build key uses.
+    'cuda' without a usable CUDA device is a BuildError. On cuda with `deterministic` (release
+    builds), the determinism switches are set: CUBLAS_WORKSPACE_CONFIG (before CUDA starts),
+    torch.use_deterministic_algorithms, cuDNN deterministic and no cuDNN benchmarking."""
+    from s2build.engine import toolchain
+    device = toolchain.resolve_device(requested)
+    if device != "cuda":
         return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if requested == "cuda":
-        raise BuildError("train.device is 'cuda' but no CUDA device is available",
-                         hint="use device: auto or cpu")
-    return "cpu"
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if not torch.cuda.is_available():
+        forced = requested == "auto" and os.environ.get(toolchain.DEVICE_ENV)
+        raise BuildError("train.device resolves to 'cuda' but no CUDA device is available"
+                         + (f" ({toolchain.DEVICE_ENV}={forced})" if forced else ""),
+                         hint=f"unset {toolchain.DEVICE_ENV}" if forced
+                         else "use device: auto or cpu")
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return "cuda"
 
 
 def make_optimizer(params, t):

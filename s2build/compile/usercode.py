@@ -3,6 +3,15 @@
 User code is trusted like a Makefile, but loaded only from files the yaml names (their digests
 are in the build key). Errors raised while loading or calling it become BuildErrors located at
 the user's own `file:line`, with the yaml location of the reference as a hint.
+
+User code may import its own project modules (`from helpers import scale`): while a file is
+loaded, its folder and then the project root are first on sys.path (restored after), whatever
+the start directory. Project-local modules already in sys.modules are dropped first, so an
+edited helper is executed afresh. The project files the load imported (modules whose __file__
+is inside the project, not under .s2build/ or an installed-package folder) are recorded, like a
+Ninja depfile: `imported_files(target)` gives them to the runner, which records the ones the
+static import scan (fingerprint.user_code) missed, so the next build key includes them.
+A loaded module is reused only while its file and every file it imported keep their digests.
 """
 
 import hashlib
@@ -13,7 +22,84 @@ import traceback
 
 from s2build.errors import BuildError, ConfigError
 
-_LOADED = {}
+_LOADED = {}        # abs path -> (file digest, module, {abs path of imported file: digest})
+_USED = {}          # (root, abs path of a user file) -> [relpaths it imported], latest load
+
+
+def _digest(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _project_file(root, path):
+    """`path` relative to `root` when it is project code (see the module docstring), else None."""
+    if not path:
+        return None
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+    parts = rel.split(os.sep)
+    if parts[0] in ("..", ".s2build", "s2build") or "site-packages" in parts \
+            or "dist-packages" in parts or not rel.endswith(".py"):
+        return None
+    return rel.replace(os.sep, "/")
+
+
+def _local_modules(root):
+    """{module name: relpath} of sys.modules entries that are project code (not user files
+    loaded by this module: those are named s2build_user_*)."""
+    out = {}
+    prefixes = (os.path.abspath(root) + os.sep, os.path.realpath(root) + os.sep)
+    for name, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None)
+        if not isinstance(path, str) or not path.startswith(prefixes) \
+                or name.startswith("s2build_user_"):
+            continue                    # a quick test first: torch alone has ~2,000 modules
+        rel = _project_file(root, path)
+        if rel:
+            out[name] = rel
+    return out
+
+
+def imported_files(target):
+    """Sorted project files the target's user code imported when it was last loaded in this
+    process; None when none of its user files was loaded here."""
+    seen, any_loaded = set(), False
+    for _role, _path, rel, _name in target.user_refs():
+        got = _USED.get((target.root, os.path.abspath(os.path.join(target.root, rel))))
+        if got is not None:
+            any_loaded = True
+            seen.update(got)
+    return sorted(seen) if any_loaded else None
+
+
+def _exec(target, path, rel, yaml_loc, digest):
+    """Execute user file `path` as a fresh module with its folder and the project root first
+    on sys.path; returns (module, {abs path of imported project file: digest})."""
+    root = target.root
+    for name in _local_modules(root):          # stale helpers: import them again
+        sys.modules.pop(name, None)
+    mod_name = f"s2build_user_{digest[:16]}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    saved = list(sys.path)
+    sys.path[:0] = [os.path.dirname(os.path.abspath(path)), os.path.abspath(root)]
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(mod_name, None)
+        raise BuildError(f"loading {rel} raised {type(e).__name__}: {e}",
+                         user_location(e, path) or rel, f"referenced at {yaml_loc}") from e
+    finally:
+        sys.path[:] = saved
+    deps = {}
+    for dep in sorted(set(_local_modules(root).values())):
+        full = os.path.join(root, dep)
+        if os.path.abspath(full) != os.path.abspath(path):
+            deps[full] = _digest(full)
+    return module, deps
 
 
 def user_location(exc, path):
@@ -37,24 +123,17 @@ def load(target, ref_path):
     rel, _, name = value.rpartition(":")
     path = os.path.join(target.root, rel)
     yaml_loc = target.loc(*ref_path)
-    try:
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        raise ConfigError(f"user file '{rel}' not found", yaml_loc) from None
-    module = _LOADED.get(digest)
-    if module is None:
-        mod_name = f"s2build_user_{digest[:16]}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            sys.modules.pop(mod_name, None)
-            raise BuildError(f"loading {rel} raised {type(e).__name__}: {e}",
-                             user_location(e, path) or rel, f"referenced at {yaml_loc}") from e
-        _LOADED[digest] = module
+    digest = _digest(path)
+    if digest is None:
+        raise ConfigError(f"user file '{rel}' not found", yaml_loc)
+    cached = _LOADED.get(os.path.abspath(path))
+    if cached and cached[0] == digest and all(_digest(p) == d for p, d in cached[2].items()):
+        module, deps = cached[1], cached[2]
+    else:
+        module, deps = _exec(target, path, rel, yaml_loc, digest)
+        _LOADED[os.path.abspath(path)] = (digest, module, deps)
+    _USED[(target.root, os.path.abspath(path))] = sorted(
+        _project_file(target.root, p) for p in deps)
     obj = getattr(module, name, None)
     if obj is None:
         raise ConfigError(f"'{rel}' has no '{name}'", yaml_loc,

@@ -2,7 +2,7 @@
 
 Each source file is parsed once into a *shard* (the object file of software 2.0), cached under
 
-    .s2build/shards/ab/<sha256(file digest, loader config, SHARD_VERSION)>.npz
+    .s2build/shards/ab/<sha256(file digest, loader config, SHARD_VERSION, toolchain.shard_salt())>.npz
 
 holding `x` (float32 [rows, *shape]), `labels` (str [rows] for classification, float32
 [rows, k] for regression and multilabel), `lines` (int64 [rows]: 1-based line for csv/jsonl,
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2build import atomic
+from s2build.engine import toolchain
 from s2build.errors import DataError
 
 SHARD_VERSION = 2
@@ -391,7 +392,8 @@ class ShardStore:
 
     def _path(self, digest, loader, rel=""):
         """The shard file of `rel`: SHA-256 of the canonical JSON of {"file": digest,
-        "label": folder (images only), "loader": loader, "v": SHARD_VERSION}. The loader's
+        "label": folder (images only), "loader": loader, "v": SHARD_VERSION, "salt":
+        toolchain.shard_salt()} (data code digest, numpy and pillow versions). The loader's
         JSON is made once per loader object, not once per file (1,797 files: 35 ms)."""
         if self._loader is not loader:
             self._loader = loader
@@ -400,7 +402,7 @@ class ShardStore:
         if loader["format"] == "images":
             label = ',"label":' + json.dumps(os.path.basename(os.path.dirname(rel)) or ".")
         blob = f'{{"file":{json.dumps(digest)}{label},"loader":{self._loader_json},' \
-               f'"v":{SHARD_VERSION}}}'
+               f'"salt":{json.dumps(toolchain.shard_salt())},"v":{SHARD_VERSION}}}'
         key = hashlib.sha256(blob.encode()).hexdigest()
         return os.path.join(self.root, key[:2], key + ".npz")
 

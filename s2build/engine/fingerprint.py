@@ -5,8 +5,11 @@
   hash"). A file whose mtime or ctime is not older than the filesystem's clock when it was read
   (a probe file's mtime, as git compares with the index file's) is "racily clean": stored so
   that it is hashed again next time.
-- Toolchain: versions of s2build, torch, onnx, onnxscript, the Python minor version, machine,
-  CPU capability class, training threads and device; read without importing torch.
+- User code: the files the yaml names (`file.py:name`) and the project files they import,
+  found by an `ast` scan of their import statements (transitively; cached in the build record
+  by file digest, so a no-op parses nothing), plus files the last build saw imported at run
+  time that the scan missed (usercode.py records them, Ninja's depfile idea).
+- Toolchain: see toolchain.py (s2build's code digest, library versions, device, ...).
 - Build key = SHA-256 of canonical JSON (sorted keys) of: source and holdout digests (sorted by
   path), the resolved config minus keys that cannot change the artifact (config.NOT_IN_KEY:
   description, output, specs, deps, the glob patterns, the built-in metrics), digests of user
@@ -16,15 +19,15 @@
 Only the standard library: this module is on the no-op path.
 """
 
+import ast
 import fnmatch
 import glob
 import hashlib
 import json
 import os
-import sys
 import time
 
-from s2build import __version__
+from s2build.engine import toolchain as toolchain_mod
 from s2build.project import config as cfgmod
 from s2build.errors import ConfigError
 
@@ -155,72 +158,130 @@ def digest_files(relpaths, root, stat_cache, probe_dir=None):
     return out, len(fresh)
 
 
-# --- Toolchain -----------------------------------------------------------------------------
+# --- User code and its project-local imports -------------------------------------------
 
-_TOOL_PACKAGES = ("torch", "onnx", "onnxscript")
-
-
-def _installed_versions(names):
-    """{name: version} from `NAME-VERSION.dist-info` folders on sys.path (no imports)."""
-    found = {}
-    for entry in sys.path:
-        try:
-            listing = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for item in listing:
-            if item.endswith(".dist-info"):
-                base = item[: -len(".dist-info")]
-                name, _, version = base.partition("-")
-                name = name.lower().replace("_", "-")
-                if name in names and name not in found:
-                    found[name] = version
-        if len(found) == len(names):
-            break
-    return found
-
-
-def cpu_capability():
-    """The CPU class that selects torch's kernels (AVX512 / AVX2 / DEFAULT on x86)."""
-    machine = os.uname().machine.lower()
-    if machine not in ("x86_64", "amd64"):
-        return machine
+def _raw_imports(path):
+    """[[level, module, [names]]] of every import statement in the file (anywhere in it:
+    imports inside functions and try blocks count). A file that does not parse has none."""
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-                        return "AVX512"
-                    if "avx2" in flags:
-                        return "AVX2"
-                    return "DEFAULT"
-    except OSError:
-        pass
-    return "unknown"
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [[0, a.name, []] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append([node.level, node.module or "", [a.name for a in node.names]])
+    return out
 
 
-def resolve_device(device):
-    """'auto' -> 'cuda' when an NVIDIA device node is present, else 'cpu' (no torch import)."""
-    if device != "auto":
-        return device
-    return "cuda" if os.path.exists("/dev/nvidia0") else "cpu"
+def _local(rel):
+    """True for a relative path that user code may import as project code: inside the project,
+    not under .s2build/, not in a virtualenv or an installed package folder, not s2build."""
+    parts = rel.split("/")
+    return not (parts[0] in ("..", ".s2build", "s2build") or "site-packages" in parts
+                or "dist-packages" in parts or os.path.isabs(rel))
 
 
-_TOOLCHAIN = None
+def _module_files(root, base, parts, names):
+    """Project files (relative) that importing `parts` (then `names` from it) from folder
+    `base` (relative to root) executes: each package's __init__.py, the module, and any of
+    `names` that is itself a submodule."""
+    out, folder = [], base
+    for i, part in enumerate(parts):
+        folder = os.path.normpath(os.path.join(folder, part))
+        init = os.path.join(folder, "__init__.py")
+        if os.path.isfile(os.path.join(root, init)):
+            out.append(init)
+        elif i == len(parts) - 1 and os.path.isfile(os.path.join(root, folder + ".py")):
+            return out + [folder + ".py"]
+    for name in names:
+        sub = os.path.normpath(os.path.join(folder, name)) + ".py"
+        if os.path.isfile(os.path.join(root, sub)):
+            out.append(sub)
+    return out
 
 
-def toolchain(device="cpu", threads=1):
-    """The toolchain facts that can change an artifact's bytes."""
-    global _TOOLCHAIN
-    if _TOOLCHAIN is None:
-        versions = _installed_versions(_TOOL_PACKAGES)
-        _TOOLCHAIN = {"s2build": __version__,
-                      "python": "%d.%d" % sys.version_info[:2],
-                      "machine": os.uname().machine,
-                      "cpu": cpu_capability(),
-                      **{p: versions.get(p, "missing") for p in _TOOL_PACKAGES}}
-    return dict(_TOOLCHAIN, device=resolve_device(device), threads=threads)
+def _resolve(root, rel, dirs, imp):
+    """Project files (relative) that import `imp` (from _raw_imports) in file `rel` loads, where
+    absolute imports search `dirs` (relative folders, in sys.path order)."""
+    level, module, names = imp
+    parts = [p for p in module.split(".") if p]
+    if level:
+        base = os.path.dirname(rel)
+        for _ in range(level - 1):
+            base = os.path.dirname(base)
+        found = _module_files(root, base, parts, names)
+    else:
+        found = []
+        for base in dirs:
+            top = os.path.normpath(os.path.join(base, parts[0])) if parts else None
+            if top and (os.path.isfile(os.path.join(root, top + ".py"))
+                        or os.path.isdir(os.path.join(root, top))):
+                found = _module_files(root, base, parts, names)
+                break
+    return [f.replace(os.sep, "/") for f in found if _local(f.replace(os.sep, "/"))]
+
+
+def user_code(target, stat_cache, record=None):
+    """The user files a target's artifact depends on: the files the yaml names, the project
+    files they import (found by an `ast` scan of the import statements, transitively, as
+    the loader resolves them: the user file's folder first, then the project root), and the
+    files the last build saw imported at run time that the scan missed (record["user_deps"]).
+
+    Returns ({relpath: sha256}, scan, static, n_hashed): static is the set of files the yaml
+    names or the scan found; scan is {relpath: [sha256, raw imports]},
+    recorded with the build so the next plan parses only files whose digest changed."""
+    root = target.root
+    old_scan = (record or {}).get("user_scan") or {}
+    digests, scan, hashed = {}, {}, 0
+
+    def walk(todo):
+        nonlocal hashed
+        while todo:
+            rel, dirs = todo.pop()
+            if rel not in digests:
+                d, n = digest_files([rel], root, stat_cache)
+                digests[rel], hashed = d[rel], hashed + n
+            if rel in scan:
+                continue
+            cached = old_scan.get(rel)
+            raw = cached[1] if isinstance(cached, list) and len(cached) == 2 \
+                and cached[0] == digests[rel] else _raw_imports(os.path.join(root, rel))
+            scan[rel] = [digests[rel], raw]
+            for imp in raw:
+                try:
+                    todo += [(f, dirs) for f in _resolve(root, rel, dirs, imp) if f not in scan]
+                except (ValueError, TypeError, IndexError, AttributeError):
+                    continue            # a malformed cached entry: the file is parsed next time
+
+    refs = sorted({rel for _r, _p, rel, _n in target.user_refs()})
+    walk([(rel, [os.path.dirname(rel) or ".", "."]) for rel in refs])
+    static = set(scan)
+    walk([(rel, ["."]) for rel in (record or {}).get("user_deps") or []
+          if isinstance(rel, str) and _local(rel) and os.path.isfile(os.path.join(root, rel))])
+    return dict(sorted(digests.items())), scan, static, hashed
+
+
+def note_runtime_deps(inputs, imported):
+    """After a build: keep in `inputs` (its release inputs for an incremental build) the files
+    user code imported at run time that the static scan did not find, to be recorded as
+    user_deps; return those the build key missed (sorted). `imported` is
+    usercode.imported_files(target): None when no user code was loaded in this build."""
+    src = getattr(inputs, "release", None) or inputs
+    if imported is None:
+        return []
+    src.user_deps = sorted(set(imported) - src.user_static)
+    return sorted(set(imported) - set(src.user_code))
+
+
+def user_record(inputs):
+    """The user-code facts a build record keeps besides the key: the import scan and the
+    run-time discovered dependencies (the release inputs' for an incremental build)."""
+    src = getattr(inputs, "release", None) or inputs
+    return {"user_scan": src.user_scan, "user_deps": src.user_deps}
 
 
 # --- Inputs and the build key --------------------------------------------------------------
@@ -229,8 +290,12 @@ class Inputs:
     """Everything a target's artifact depends on, and the key derived from it.
 
     sources / holdout / user_code: relpath -> sha256; config: config.key_config(target);
-    toolchain: see toolchain(); mode: release | incremental. No dependency keys, no target
-    name: two targets with the same recipe share one key (and one cached artifact)."""
+    toolchain: see toolchain.toolchain(); mode: release | incremental. No dependency keys, no
+    target name: two targets with the same recipe share one key (and one cached artifact).
+    Not in the key: user_scan (see user_code()) and user_deps (files the last build saw user
+    code import at run time that the static scan did not find)."""
+
+    user_scan, user_deps, user_static = {}, [], frozenset()
 
     def __init__(self, sources, holdout, config, user_code, toolchain, mode="release"):
         self.sources, self.holdout, self.config = sources, holdout, config
@@ -240,18 +305,20 @@ class Inputs:
                                      "mode": mode})
 
 
-def target_inputs(target, stat_cache, dep_keys=None, mode="release"):
-    """Fingerprint `target` now. Returns (Inputs, number of files hashed). `dep_keys` is
-    accepted for callers that still pass it and ignored: dependencies are not in the key."""
+def target_inputs(target, stat_cache, dep_keys=None, mode="release", record=None):
+    """Fingerprint `target` now. Returns (Inputs, number of files hashed). `record` is its last
+    build record (for the user-code import scan and recorded imports). `dep_keys` is accepted
+    for callers that still pass it and ignored: dependencies are not in the key."""
     root = target.root
     sources = expand(target, "sources")
     holdout = expand(target, "holdout") if target.config["holdout"]["sources"] else []
     src_d, n1 = digest_files(sources, root, stat_cache)
     hold_d, n2 = digest_files(holdout, root, stat_cache)
-    user_files = sorted({rel for _r, _p, rel, _n in target.user_refs()})
-    user_d, n3 = digest_files(user_files, root, stat_cache)
+    user_d, scan, static, n3 = user_code(target, stat_cache, record)
     threads = 1
-    tc = toolchain(target.config["train"]["device"], threads)
+    tc = toolchain_mod.toolchain(target.config["train"]["device"], threads)
     inputs = Inputs(sources=src_d, holdout=hold_d, config=cfgmod.key_config(target),
                     user_code=user_d, toolchain=tc, mode=mode)
+    inputs.user_scan, inputs.user_static = scan, static
+    inputs.user_deps = sorted(set((record or {}).get("user_deps") or []) & set(user_d))
     return inputs, n1 + n2 + n3

@@ -62,8 +62,8 @@ def plan(project, names, state, cache, mode="release"):
     steps, cached = [], _Cached(cache)
     for name in graph.order(project, names):
         t = project.targets[name]
-        inputs, hashed = fingerprint.target_inputs(t, state.files)
         record = state.targets.get(name)
+        inputs, hashed = fingerprint.target_inputs(t, state.files, record=record)
         before = record.get("output_stat") if record else None
         status = explain.output_status(t, record) if record else None
         kept = False
@@ -110,7 +110,7 @@ def _record(inputs, metrics, artifact):
             "sources": inputs.sources, "holdout": inputs.holdout, "user_code": inputs.user_code,
             "config": inputs.config, "toolchain": inputs.toolchain,
             "metrics": metrics, "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
-            "artifact_size": len(artifact),
+            "artifact_size": len(artifact), **fingerprint.user_record(inputs),
             **({"parent": inputs.parent, "inputs_key": inputs.release.key}
                if getattr(inputs, "parent", None) else {})}
 
@@ -221,6 +221,11 @@ def _build_one(step, project, state, cache, reporter, cancel):
     if trained is None:
         trained = train.train(t, ds, cancel=cancel, progress=progress)
     timings["train"] = trained.seconds
+    from s2build.compile import usercode
+    missed = fingerprint.note_runtime_deps(inputs, usercode.imported_files(t))
+    if missed:
+        reporter.warn(f"{t.name}: user code imported {', '.join(missed)} at run time, which the "
+                      "import scan did not find; the next build includes it in the key")
 
     import torch
     trained.metrics = _artifact_metrics(t, ds, trained)

@@ -9,12 +9,15 @@ Format (JSON, written atomically):
                           "output_stat": [size, mtime_ns, ctime_ns, inode],
                           "sources": {path: sha}, "holdout": {path: sha},
                           "user_code": {path: sha}, "config": {...}, "toolchain": {...},
-                          "mode": "release", "metrics": {...}, "artifact_metrics": {...}}}}
+                          "mode": "release", "metrics": {...}, "artifact_metrics": {...},
+                          "user_scan": {path: [sha, imports]}, "user_deps": [path]}}}
 
 A stat entry whose mtime_ns is 0 was racily clean when hashed (fingerprint.digest_files): it
 never matches, so the file is hashed again. `metrics` are the ones the target's `metrics:`
 selects; `artifact_metrics` all that the artifact records. Version 1 (no ctime) is read as
-another version: a warning and starting over.
+another version: a warning and starting over. `user_scan` caches the import scan of each user
+file by digest; `user_deps` are project files user code imported at run time that the scan
+missed (fingerprint.user_code).
 
 A missing file is an empty state. A corrupt file, or one of another version, is an empty state
 plus a warning: it costs a rebuild (or a cache restore), never a crash.

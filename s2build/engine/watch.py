@@ -47,7 +47,8 @@ SAVE_GAP = 0.05       # events closer than this are one save (an editor's write,
 
 class Rules:
     """Which paths (relative to the project root) matter to `names` (default all) and their
-    dependencies: the yaml, user code files and anything a source or holdout glob matches."""
+    dependencies: the yaml, user code files (and the project modules they import, as found
+    when the rules are made) and anything a source or holdout glob matches."""
 
     def __init__(self, project, names):
         from s2build.project import graph
@@ -64,6 +65,10 @@ class Rules:
                 self.patterns.append(os.path.normpath(pat))
             for _role, _path, rel, _name in t.user_refs():
                 self.user.add(os.path.normpath(rel))
+            try:                            # and the project modules the user code imports
+                self.user.update(os.path.normpath(r) for r in fingerprint.user_code(t, {})[0])
+            except (S2Error, OSError):
+                pass
             self.outputs.update({t.config["output"], t.config["output"] + ".json"})
         self.outputs = {os.path.normpath(p) for p in self.outputs}
 
