@@ -191,3 +191,31 @@ def test_removed_rows_are_counted_and_unlearned_and_the_dev_artifact_names_its_e
     props = {p.key: p.value for p in onnx.load(str(d / "build" / "toy.onnx")).metadata_props}
     assert props["s2build.exporter"] == "legacy"
     assert json.loads(props["s2build.config"])["export"]["exporter"] == "dynamo"
+
+
+def test_the_change_is_a_multiset_difference_of_row_hashes():
+    """A removed copy of a duplicated row is a removal; a relabel is a change (its new hash
+    added, its old one removed); the holdout rows of an older rows.npz (no holdout mask) are
+    not counted as removed."""
+    import collections
+    import types
+
+    import numpy as np
+
+    from s2build.compile.finetune import change_words, row_change
+    h = lambda s: s.encode().ljust(16, b"-")                        # noqa: E731
+    ds = types.SimpleNamespace(row_hash=np.array([h("a"), h("a"), h("b2"), h("x"), h("hold")],
+                                                 dtype="S16"),
+                               holdout=np.array([0, 0, 0, 0, 1], dtype=bool))
+    parent = {"row_hash": collections.Counter([h("a"), h("a"), h("a"), h("b"), h("c")]),
+              "holdout": True}
+    added, removed, n_parent = row_change(parent, ds)
+    assert added.tolist() == [2, 3] and removed == 3 and n_parent == 5
+    assert change_words(len(added), removed, 5) == "2 of 5 training rows changed, 1 removed"
+    older = {"row_hash": collections.Counter([h("a"), h("a"), h("b2"), h("x"), h("hold")]),
+             "holdout": False}
+    added, removed, n_parent = row_change(older, ds)
+    assert (added.tolist(), removed, n_parent) == ([], 0, 4)
+    assert change_words(0, 0, 4) == "0 of 4 training rows changed"
+    assert change_words(0, 8, 68) == "8 of 68 training rows removed"
+    assert change_words(3, 0, 60) == "3 of 60 training rows added"
