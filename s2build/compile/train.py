@@ -12,9 +12,9 @@ is evaluated on the holdout rows. The schedules:
     FineTune    (compile/finetune.py) a dev build: warm start from a parent build, batches of
                 random rows plus replayed edits, convergence checks, a step budget
 
-A schedule has `threads` and two methods: `start(run)` (warm start `run.net` / `run.opt`; may
-raise) and `batches(run, r)` (the index batches of round r, positions in the training rows, or
-None to stop before it) plus `done(r)` ((done, total) for progress after round r).
+A schedule has `threads` and three methods: `start(run)` (warm start `run.net` / `run.opt`;
+may raise), `batches(run, r)` (the index batches of round r, int64 positions in the training
+rows, or None to stop before it) and `done(r)` ((done, total) for progress after round r).
 
 Release builds are deterministic: one training thread, `torch.manual_seed(seed)` before the
 network is built, and the seeded data order. Batches are index slices of tensors held in memory
@@ -49,9 +49,10 @@ class Diverged(BuildError):
 
 
 class Trained:
-    """module: eval mode, CPU; history: mean training loss per epoch; metrics: holdout
-    metrics; dynamics: Dynamics or None; optimizer_state: the optimizer's final state_dict
-    (tensors on CPU), from which an incremental build resumes training."""
+    """module: eval mode, CPU; history: mean training loss per round (an epoch; a fine-tune's
+    CHECK_EVERY steps); metrics: holdout metrics; dynamics: Dynamics or None; optimizer_state:
+    the optimizer's final state_dict (tensors on CPU), from which an incremental build resumes
+    training."""
 
     def __init__(self, module, history, metrics, seconds, device, dynamics=None,
                  optimizer_state=None):
