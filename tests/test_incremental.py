@@ -1,8 +1,8 @@
 """Incremental (dev) builds: warm start, provenance, fall back, never reused by release builds."""
 
 import json
+import re
 import shutil
-
 
 from conftest import run
 from toy import artifact, predict, relabel
@@ -15,7 +15,8 @@ def test_dev_build_fine_tunes_the_last_build_and_learns_the_edit(toy):
     assert predict(toy, line) != line[-1]
     r = run(["build", "--dev"], toy, check=0)
     assert "toy: built in" in r.stdout
-    assert f"(incremental from {parent[:12]}; file changed: data/a.csv)" in r.stdout
+    assert re.search(rf"\(incremental from {parent[:12]}: 1 of 60 training rows changed, "
+                     r"[1-9]\d* steps; file changed: data/a.csv\)", r.stdout), r.stdout
     meta = artifact(toy).meta
     assert meta["s2build.mode"] == "incremental"
     assert meta["s2build.parent"] == parent
@@ -44,7 +45,8 @@ def test_a_chain_of_dev_builds_resumes_each_parent_training_state(toy):
     assert os.path.isfile(glob.glob(str(toy / ".s2build" / "cache" / "*" / parent / "optimizer.pt"))[0])
     second = relabel(toy / "data" / "b.csv", 5)
     r = run(["build", "--dev"], toy, check=0)
-    assert f"(incremental from {parent[:12]}; file changed: data/b.csv)" in r.stdout
+    assert f"(incremental from {parent[:12]}: 1 of 60 training rows changed, " in r.stdout
+    assert "steps; file changed: data/b.csv)" in r.stdout
     assert artifact(toy).meta["s2build.parent"] == parent
     assert predict(toy, first) == first[-1] and predict(toy, second) == second[-1]
 
@@ -147,3 +149,74 @@ def test_an_edit_during_training_is_not_attributed_to_the_build(tmp_path):
     assert run(["status"], d).returncode == 1
     r = run(["build"], d, check=0)
     assert "file changed: data/a.csv" in r.stdout
+
+
+def test_removed_rows_are_counted_and_unlearned_and_the_dev_artifact_names_its_exporter(tmp_path):
+    """Deleting rows whose label contradicts the rest (copies of 8 rows' features with the
+    other label) is a change of 8 rows: the dev build fine-tunes for a minimum budget instead
+    of "converging" at step 0 with the parent's weights, and its predictions on those inputs
+    move toward the remaining rows' label. The dev artifact records the exporter it was
+    exported with (legacy), not the config's (dynamo)."""
+    import json
+
+    import numpy as np
+    import onnx
+
+    from toy import make_project, write_csv
+    d = make_project(tmp_path / "toy")
+    y = d / "s2build.yaml"
+    y.write_text(y.read_text().replace("export: {exporter: legacy}", "export: {exporter: dynamo}"))
+    good = (d / "data" / "a.csv").read_text().splitlines()[1:9]
+    bad = [line.rsplit(",", 1)[0] + f",{1 - int(line[-1])}" for line in good]
+    write_csv(d / "data" / "c.csv", bad)
+    run(["build"], d, check=0)
+    parent = artifact(d).meta["s2build.build_key"]
+    props = {p.key: p.value for p in onnx.load(str(d / "build" / "toy.onnx")).metadata_props}
+    assert props["s2build.exporter"] == "dynamo" and props["s2build.mode"] == "release"
+    x = np.asarray([[float(v) for v in line.split(",")[:4]] for line in good], dtype=np.float32)
+    label = np.asarray([int(line[-1]) for line in good])
+
+    def pull():                         # mean logit margin of the remaining rows' label
+        out = artifact(d).outputs(x)
+        return float(np.mean(out[np.arange(8), label] - out[np.arange(8), 1 - label]))
+
+    before = pull()
+    (d / "data" / "c.csv").unlink()
+    r = run(["build", "--dev"], d, check=0)
+    m = re.search(rf"\(incremental from {parent[:12]}: 8 of 68 training rows removed, "
+                  r"(\d+) steps; file removed: data/c.csv\)", r.stdout)
+    assert m, r.stdout
+    assert int(m.group(1)) >= 8 * 150 / 16                   # the removal budget, not step 0
+    assert artifact(d).meta["s2build.mode"] == "incremental"
+    assert pull() > before + 1.0, (before, pull())           # the deleted rows' pull is gone
+    props = {p.key: p.value for p in onnx.load(str(d / "build" / "toy.onnx")).metadata_props}
+    assert props["s2build.exporter"] == "legacy"
+    assert json.loads(props["s2build.config"])["export"]["exporter"] == "dynamo"
+
+
+def test_the_change_is_a_multiset_difference_of_row_hashes():
+    """A removed copy of a duplicated row is a removal; a relabel is a change (its new hash
+    added, its old one removed); the holdout rows of an older rows.npz (no holdout mask) are
+    not counted as removed."""
+    import collections
+    import types
+
+    import numpy as np
+
+    from s2build.compile.finetune import change_words, row_change
+    h = lambda s: s.encode().ljust(16, b"-")                        # noqa: E731
+    ds = types.SimpleNamespace(row_hash=np.array([h("a"), h("a"), h("b2"), h("x"), h("hold")],
+                                                 dtype="S16"),
+                               holdout=np.array([0, 0, 0, 0, 1], dtype=bool))
+    parent = {"row_hash": collections.Counter([h("a"), h("a"), h("a"), h("b"), h("c")]),
+              "holdout": True}
+    added, removed, n_parent = row_change(parent, ds)
+    assert added.tolist() == [2, 3] and removed == 3 and n_parent == 5
+    assert change_words(len(added), removed, 5) == "2 of 5 training rows changed, 1 removed"
+    older = {"row_hash": collections.Counter([h("a"), h("a"), h("b2"), h("x"), h("hold")]),
+             "holdout": False}
+    added, removed, n_parent = row_change(older, ds)
+    assert (added.tolist(), removed, n_parent) == ([], 0, 4)
+    assert change_words(0, 0, 4) == "0 of 4 training rows changed"
+    assert change_words(0, 8, 68) == "8 of 68 training rows removed"
+    assert change_words(3, 0, 60) == "3 of 60 training rows added"

@@ -1,14 +1,33 @@
-"""The compiler: a plain, seeded training loop on in-memory tensors.
+"""The trainer: one seeded loop on in-memory tensors, driven by a schedule.
 
 Release builds are deterministic: one training thread, `torch.manual_seed(seed)`, and a data
 order drawn from a generator seeded with the same seed; on CUDA, deterministic kernels
-(pick_device). Batches are index slices of tensors held
-in memory (no DataLoader workers). The loop checks `cancel` (a threading.Event) between steps.
+(pick_device). Batches are index slices of tensors held in memory (no DataLoader workers).
 
-Training dynamics are recorded as a by-product (`Dynamics`): per-row loss and margin of every
-epoch, taken from the forward pass the step already made; final logits and penultimate
-embeddings of every row; last-layer gradient factors at a few checkpoints. They feed `lint`,
-`blame` and the seed report.
+`fit(target, ds, schedule, ...)` builds the network and the optimizer, lets the schedule warm
+start them, then runs rounds of optimizer steps until the schedule stops. Each step: check
+`cancel` (a threading.Event; raises Cancelled), forward a batch of training rows, the target's
+loss (per row when built in, then the mean), backward, optimizer step. After each round: a
+non-finite mean loss raises Diverged, then `progress(done, total, loss)`. At the end the network
+is evaluated on the holdout rows. The schedules:
+
+    Epochs      (here) `train.epochs` passes over the training rows in an order drawn from a
+                generator seeded with `train.seed`: release builds, lint's folds, counterfactuals
+    FineTune    (compile/finetune.py) a dev build: warm start from a parent build, batches of
+                random rows plus replayed edits, convergence checks, a step budget
+
+A schedule has `threads` and three methods: `start(run)` (warm start `run.net` / `run.opt`;
+may raise), `batches(run, r)` (the index batches of round r, int64 positions in the training
+rows, or None to stop before it) and `done(r)` ((done, total) for progress after round r).
+
+Release builds are deterministic: one training thread, `torch.manual_seed(seed)` before the
+network is built, and the seeded data order. Batches are index slices of tensors held in memory
+(no DataLoader workers).
+
+Training dynamics are recorded as a by-product of an Epochs run (`Recorder`, `Dynamics`):
+per-row loss and margin of every epoch, taken from the forward pass the step already made; final
+logits and penultimate embeddings of every row; last-layer gradient factors at a few
+checkpoints. They feed `lint`, `blame` and the seed report.
 """
 
 import math
@@ -30,10 +49,15 @@ class Cancelled(Exception):
     """The build was cancelled between two steps (watch mode saw a newer edit)."""
 
 
+class Diverged(BuildError):
+    """A round's mean training loss is not finite."""
+
+
 class Trained:
-    """module: eval mode, CPU; history: mean training loss per epoch; metrics: holdout
-    metrics; dynamics: Dynamics or None; optimizer_state: the optimizer's final state_dict
-    (tensors on CPU), from which an incremental build resumes training."""
+    """module: eval mode, CPU; history: mean training loss per round (an epoch; a fine-tune's
+    CHECK_EVERY steps); metrics: holdout metrics; dynamics: Dynamics or None; optimizer_state:
+    the optimizer's final state_dict (tensors on CPU), from which an incremental build resumes
+    training."""
 
     def __init__(self, module, history, metrics, seconds, device, dynamics=None,
                  optimizer_state=None):
@@ -152,125 +176,203 @@ def _grad_out(row_loss, loss_fn, out, y):
     return z.grad.detach()
 
 
-def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclude=None):
-    """Train `target`'s network on `ds` (a data.Dataset) from scratch.
+class Run:
+    """What a schedule sees of a training run. Tensors: x_all / y_all every row (CPU);
+    xd / yd the training rows on `device` (batches index these); x_hold / y_hold the holdout
+    rows (CPU). train_rows: dataset index of each training row (int64 [n_train])."""
 
-    `exclude` (bool [n], counterfactual retraining: "what if these rows were not there") skips
-    rows while keeping every other row's place in the seeded data order, so the difference to
-    the full build is the rows and not a reshuffle. Not combined with `record`."""
+    def __init__(self, target, ds, device, keep):
+        self.target, self.ds, self.device = target, ds, device
+        self.train_rows = np.flatnonzero(~ds.holdout)
+        self.x_all = torch.from_numpy(ds.x)                     # [n, *shape]
+        self.y_all = torch.from_numpy(ds.y)                     # [n] classes or [n, k] values
+        x_train, y_train = self.x_all[self.train_rows], self.y_all[self.train_rows]
+        self.hold = torch.from_numpy(ds.holdout)
+        self.x_hold, self.y_hold = self.x_all[self.hold], self.y_all[self.hold]
+        self.n_outputs = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
+        self.net = models.build(target, tuple(ds.x.shape[1:]), self.n_outputs,
+                                x_train if keep is None else x_train[keep]).to(device)
+        self.loss_fn = scoring.loss_fn(target)
+        self.row_loss = scoring.ROW_LOSSES.get(target.config["loss"])
+        self.metric_fns = scoring.metric_fns(target)
+        self.opt = make_optimizer(self.net.parameters(), target.config["train"])
+        self.xd, self.yd = x_train.to(device), y_train.to(device)
+
+
+class Epochs:
+    """`train.epochs` passes over the training rows (or the `keep` ones: bool [n_train]) in
+    batches of `train.batch_size`, each pass in an order drawn from a generator seeded with
+    `train.seed`. Excluded rows keep every other row's place in that order."""
+
+    def __init__(self, t, n, keep=None, threads=1):
+        self.epochs, self.bs, self.n, self.keep, self.threads = \
+            t["epochs"], t["batch_size"], n, keep, threads
+        self.gen = torch.Generator().manual_seed(t["seed"])
+
+    def start(self, run):
+        pass                                                     # from scratch
+
+    def batches(self, run, r):
+        if r >= self.epochs:
+            return None
+        order = torch.randperm(self.n, generator=self.gen)
+        if self.keep is not None:
+            order = order[self.keep[order]]
+        return [order[i:i + self.bs] for i in range(0, len(order), self.bs)]
+
+    def done(self, r):
+        return r + 1, self.epochs
+
+
+def fit(target, ds, schedule, cancel=None, progress=None, record=False, keep=None):
+    """Train `target`'s network on `ds` (a data.Dataset) as `schedule` says; returns Trained.
+    `keep` (bool [n_train]): the rows the input normalisation is computed from (default all);
+    `record`: record Dynamics (an Epochs schedule only)."""
     t = target.config["train"]
     started = time.perf_counter()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(schedule.threads)
     torch.manual_seed(t["seed"])
     device = pick_device(t["device"])
+    run = Run(target, ds, device, keep)
+    schedule.start(run)
+    net, opt, xd, yd = run.net, run.opt, run.xd, run.yd
+    rec = Recorder(run, schedule.epochs) if record else None
 
-    train_rows = np.flatnonzero(~ds.holdout)
-    x_all = torch.from_numpy(ds.x)                     # [n, *shape]
-    y_all = torch.from_numpy(ds.y)                     # [n] classes or [n, k] values
-    x_train, y_train = x_all[train_rows], y_all[train_rows]
-    keep = None
-    if exclude is not None:
-        record = False
-        keep = torch.from_numpy(~exclude[train_rows])           # [n_train]
-    hold = torch.from_numpy(ds.holdout)
-    x_hold, y_hold = x_all[hold], y_all[hold]
-    n_outputs = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
-
-    net = models.build(target, tuple(ds.x.shape[1:]), n_outputs,
-                       x_train if keep is None else x_train[keep]).to(device)
-    loss_fn = scoring.loss_fn(target)
-    row_loss = scoring.ROW_LOSSES.get(target.config["loss"])
-    metric_fns = scoring.metric_fns(target)
-    opt = make_optimizer(net.parameters(), t)
-    gen = torch.Generator().manual_seed(t["seed"])
-    xd, yd = x_train.to(device), y_train.to(device)
-    n, bs, epochs = len(x_train), t["batch_size"], t["epochs"]
-
-    dyn = Dynamics(train_rows, epochs) if record else None
-    head = models.last_linear(net)
-    ckpts = {min(epochs, max(1, round(epochs * (i + 1) / CHECKPOINTS))) for i in range(CHECKPOINTS)}
-    if head is None or len(ckpts) * len(ds.x) * (head.in_features + n_outputs) > MAX_FACTOR_FLOATS:
-        ckpts = set()
-
-    history, final = [], None
-    for epoch in range(epochs):
+    history, r = [], 0
+    while True:
+        batches = schedule.batches(run, r)
+        if batches is None:
+            break
         net.train()
-        order = torch.randperm(n, generator=gen)
-        if keep is not None:
-            order = order[keep[order]]
-        losses = []                                           # batch losses; summed per epoch
-        outs, rows = [], []                                   # this epoch's per-row outputs
-        # Checkpoint epochs (and the last) take training rows' factors and outputs from the
-        # step that used each row (TracIn's gradient at that step); holdout rows get one pass.
-        capture = dyn is not None and (epoch + 1 in ckpts or epoch + 1 == epochs)
-        if capture and head is not None:
-            seen = []
-            hook = head.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
-        for i in range(0, len(order), bs):
+        if rec is not None:
+            rec.begin(r)
+        losses = []                                           # batch losses; summed per round
+        for idx in batches:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            idx = order[i:i + bs]
-            out = net(xd[idx.to(device)])                         # [b, k]
-            yb = yd[idx.to(device)]
-            if row_loss is not None:
-                per_row = row_loss(out, yb)                        # [b]
+            on = idx.to(device)
+            out = net(xd[on])                                     # [b, k]
+            yb = yd[on]
+            if run.row_loss is not None:
+                per_row = run.row_loss(out, yb)                   # [b]
                 loss = per_row.mean()
             else:
-                per_row, loss = None, loss_fn(out, yb)
+                per_row, loss = None, run.loss_fn(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.detach() * idx.shape[0])       # no host sync per step
-            if dyn is not None:                               # recorded once per epoch below
-                outs.append(out.detach())
-                if per_row is not None:
-                    rows.append(per_row.detach())
-        if dyn is not None and n:
-            if rows:
-                dyn.loss[epoch, order] = torch.cat(rows).float().cpu()
-            dyn.margin[epoch, order] = scoring.margin(torch.cat(outs), yd[order.to(device)]).float().cpu()
-        epoch_loss = torch.stack(losses).sum().item() / len(order) if losses else 0.0
-        if not math.isfinite(epoch_loss):
-            raise BuildError(f"training diverged: loss is {epoch_loss} at epoch {epoch + 1}",
-                             target.loc("train", "lr"), "lower train.lr or check the data")
-        history.append(epoch_loss)
-        if capture:
-            if head is not None:
-                hook.remove()
-            net.eval()
-            pos = torch.from_numpy(train_rows)[order]         # dataset index of each step's row
-            out_h, emb_h = forward_all(net, x_hold.to(device), capture=head)
-            logits = torch.zeros((len(ds.x), n_outputs))
-            logits[pos] = torch.cat(outs).float().cpu()
-            if len(x_hold):
-                logits[hold] = out_h.float().cpu()
-            emb = None
-            if head is not None:
-                emb = torch.zeros((len(ds.x), head.in_features))
-                emb[pos] = torch.cat([a.reshape(len(a), -1) for a in seen]).float().cpu()
-                if len(x_hold):
-                    emb[hold] = emb_h.float().cpu()
-            if epoch + 1 in ckpts:
-                dyn.ckpt_epoch.append(epoch + 1)
-                dyn.ckpt_lr.append(opt.param_groups[0]["lr"])
-                dyn.grad_out.append(_grad_out(row_loss, loss_fn, logits, y_all))
-                dyn.grad_in.append(emb)
-            if epoch + 1 == epochs:
-                final = (logits, emb, out_h)
+            if rec is not None:
+                rec.step(out, per_row)
+        rows = sum(len(b) for b in batches)
+        round_loss = torch.stack(losses).sum().item() / rows if losses else 0.0
+        if not math.isfinite(round_loss):
+            raise Diverged(f"training diverged: loss is {round_loss} at epoch {r + 1}",
+                           target.loc("train", "lr"), "lower train.lr or check the data")
+        history.append(round_loss)
+        if rec is not None:
+            rec.end(r, torch.cat(batches) if batches else torch.zeros(0, dtype=torch.int64))
         if progress:
-            progress(epoch + 1, epochs, epoch_loss)
+            progress(*schedule.done(r), round_loss)
+        r += 1
 
     net = net.to("cpu").eval()
-    if final is not None:                 # the last epoch saw every row already
-        dyn.logits, dyn.embedding, out_h = final
-        metrics = {name: fn(out_h.cpu(), y_hold) for name, fn in metric_fns} if len(x_hold) else {}
-    else:
-        metrics = evaluate(net, x_hold, y_hold, metric_fns)
-        if dyn is not None:
-            dyn.logits, dyn.embedding = forward_all(net, x_all, capture=head)
+    metrics = rec.finish(net) if rec is not None else None
+    if metrics is None:
+        metrics = evaluate(net, run.x_hold, run.y_hold, run.metric_fns)
     return Trained(module=net, history=history, metrics=metrics,
-                   seconds=time.perf_counter() - started, device=device, dynamics=dyn,
+                   seconds=time.perf_counter() - started, device=device,
+                   dynamics=rec.dyn if rec is not None else None,
                    optimizer_state=cpu_state(opt))
+
+
+def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclude=None):
+    """Train `target`'s network on `ds` from scratch: the Epochs schedule.
+
+    `exclude` (bool [n], counterfactual retraining: "what if these rows were not there") skips
+    rows while keeping every other row's place in the seeded data order, so the difference to
+    the full build is the rows and not a reshuffle. Not combined with `record`."""
+    train_rows = np.flatnonzero(~ds.holdout)
+    keep = None
+    if exclude is not None:
+        record = False
+        keep = torch.from_numpy(~exclude[train_rows])           # [n_train]
+    schedule = Epochs(target.config["train"], len(train_rows), keep, threads)
+    return fit(target, ds, schedule, cancel, progress, record=record, keep=keep)
+
+
+class Recorder:
+    """Records Dynamics from the forward passes of an Epochs run. Checkpoint epochs (and the
+    last) take training rows' factors and outputs from the step that used each row (TracIn's
+    gradient at that step); holdout rows get one pass after the epoch."""
+
+    def __init__(self, run, epochs):
+        self.run, self.epochs = run, epochs
+        self.dyn = Dynamics(run.train_rows, epochs)
+        self.head = head = models.last_linear(run.net)
+        ckpts = {min(epochs, max(1, round(epochs * (i + 1) / CHECKPOINTS)))
+                 for i in range(CHECKPOINTS)}
+        if head is None or len(ckpts) * len(run.x_all) * (head.in_features + run.n_outputs) \
+                > MAX_FACTOR_FLOATS:
+            ckpts = set()
+        self.ckpts, self.final = ckpts, None
+
+    def begin(self, epoch):
+        self.outs, self.rows, self.seen, self.hook = [], [], [], None   # this epoch's per-row
+        self.capture = epoch + 1 in self.ckpts or epoch + 1 == self.epochs
+        if self.capture and self.head is not None:
+            self.hook = self.head.register_forward_hook(
+                lambda m, i, o: self.seen.append(i[0].detach()))
+
+    def step(self, out, per_row):
+        self.outs.append(out.detach())
+        if per_row is not None:
+            self.rows.append(per_row.detach())
+
+    def end(self, epoch, order):
+        """`order`: the training-row positions of this epoch's steps, in step order."""
+        run, dyn, device = self.run, self.dyn, self.run.device
+        if len(order):
+            if self.rows:
+                dyn.loss[epoch, order] = torch.cat(self.rows).float().cpu()
+            dyn.margin[epoch, order] = scoring.margin(torch.cat(self.outs),
+                                                      run.yd[order.to(device)]).float().cpu()
+        if not self.capture:
+            return
+        head, hold = self.head, run.hold
+        if self.hook is not None:
+            self.hook.remove()
+        run.net.eval()
+        pos = torch.from_numpy(run.train_rows)[order]       # dataset index of each step's row
+        out_h, emb_h = forward_all(run.net, run.x_hold.to(device), capture=head)
+        logits = torch.zeros((len(run.x_all), run.n_outputs))
+        logits[pos] = torch.cat(self.outs).float().cpu()
+        if len(run.x_hold):
+            logits[hold] = out_h.float().cpu()
+        emb = None
+        if head is not None:
+            emb = torch.zeros((len(run.x_all), head.in_features))
+            emb[pos] = torch.cat([a.reshape(len(a), -1) for a in self.seen]).float().cpu()
+            if len(run.x_hold):
+                emb[hold] = emb_h.float().cpu()
+        if epoch + 1 in self.ckpts:
+            dyn.ckpt_epoch.append(epoch + 1)
+            dyn.ckpt_lr.append(run.opt.param_groups[0]["lr"])
+            dyn.grad_out.append(_grad_out(run.row_loss, run.loss_fn, logits, run.y_all))
+            dyn.grad_in.append(emb)
+        if epoch + 1 == self.epochs:
+            self.final = (logits, emb, out_h)
+
+    def finish(self, net):
+        """Holdout metrics from the last epoch's pass (None: evaluate afresh)."""
+        run, dyn = self.run, self.dyn
+        if self.final is None:
+            dyn.logits, dyn.embedding = forward_all(net, run.x_all, capture=self.head)
+            return None
+        dyn.logits, dyn.embedding, out_h = self.final       # the last epoch saw every row
+        if not len(run.x_hold):
+            return {}
+        return {name: fn(out_h.cpu(), run.y_hold) for name, fn in run.metric_fns}
 
 
 def cpu_state(opt):

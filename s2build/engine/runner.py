@@ -140,6 +140,7 @@ def provenance(target, inputs, ds, metrics):
         "s2build.user_code": compact(inputs.user_code),
         "s2build.config": compact(inputs.config),
         "s2build.config_digest": fingerprint.canonical_digest(inputs.config),
+        "s2build.exporter": exporter_used(target, inputs),
         "s2build.toolchain": compact(inputs.toolchain),
         "s2build.metrics": compact({k: float(f"{v:.6g}") for k, v in metrics.items()}),
         "s2build.task": ds.task,
@@ -150,6 +151,12 @@ def provenance(target, inputs, ds, metrics):
         "s2build.rows": compact({"train": ds.n_train, "holdout": int(ds.holdout.sum())}),
         **({"s2build.parent": inputs.parent} if getattr(inputs, "parent", None) else {}),
     }
+
+
+def exporter_used(target, inputs):
+    """The exporter a build of `inputs` uses: a dev artifact never ships, so an incremental
+    build takes the 10x faster legacy exporter whatever `export.exporter` says."""
+    return "legacy" if inputs.mode == "incremental" else target.config["export"]["exporter"]
 
 
 def _install(target, artifact, sidecar):
@@ -210,10 +217,13 @@ def _build_one(step, project, state, cache, reporter, cancel):
     progress = lambda e, n, loss: reporter.progress(t.name, e, n, loss)   # noqa: E731
     trained = None
     if getattr(inputs, "parent", None):             # dev: fine-tune the last build's network
-        from s2build.engine import incremental
-        trained, why = incremental.finetune(t, ds, cache, inputs.parent, cancel=cancel,
-                                            progress=progress)
-        if trained is None:
+        from s2build.compile import finetune
+        trained, why = finetune.finetune(t, ds, cache, inputs.parent, cancel=cancel,
+                                         progress=progress)
+        if trained is not None:                     # say what the fine-tune did
+            step.reasons = [explain.Reason(r.kind, f"{r.text}: {trained.change}")
+                            if r.kind == "incremental" else r for r in step.reasons]
+        else:
             reporter.warn(f"{t.name}: {why}; full build instead")
             step.inputs = inputs = inputs.release
             step.reasons = [explain.Reason("full-build", f"full build: {why}")] + \
@@ -238,8 +248,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     artifact = export.export_onnx(wrapper, example, output_names=wrapper.output_names,
                                   metadata=provenance(t, inputs, ds, trained.metrics),
                                   # a dev artifact never ships: the 10x faster exporter
-                                  exporter="legacy" if inputs.mode == "incremental"
-                                  else t.config["export"]["exporter"],
+                                  exporter=exporter_used(t, inputs),
                                   opset=t.config["export"]["opset"])
     timings["export"] = time.perf_counter() - clock
 
@@ -283,7 +292,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
         extra["dynamics.npz"] = buf.getvalue()
     else:                       # incremental builds: the rows a later warm start compares with
         buf = io.BytesIO()
-        np.savez_compressed(buf, row_hash=ds.row_hash, classes=np.asarray(ds.classes, dtype=np.str_))
+        np.savez_compressed(buf, row_hash=ds.row_hash, holdout=ds.holdout,
+                            classes=np.asarray(ds.classes, dtype=np.str_))
         extra["rows.npz"] = buf.getvalue()
     weights = io.BytesIO()
     torch.save(trained.module.state_dict(), weights)
