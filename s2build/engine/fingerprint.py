@@ -230,7 +230,10 @@ class Inputs:
 
     sources / holdout / user_code: relpath -> sha256; config: config.key_config(target);
     toolchain: see toolchain(); mode: release | incremental. No dependency keys, no target
-    name: two targets with the same recipe share one key (and one cached artifact)."""
+    name: two targets with the same recipe share one key (and one cached artifact). `deps` is
+    always {} (the lock file's `dep` lines read it): dependencies only order the build."""
+
+    deps = {}
 
     def __init__(self, sources, holdout, config, user_code, toolchain, mode="release"):
         self.sources, self.holdout, self.config = sources, holdout, config
