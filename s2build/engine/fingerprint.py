@@ -292,9 +292,11 @@ class Inputs:
     sources / holdout / user_code: relpath -> sha256; config: config.key_config(target);
     toolchain: see toolchain.toolchain(); mode: release | incremental. No dependency keys, no
     target name: two targets with the same recipe share one key (and one cached artifact).
-    Not in the key: user_scan (see user_code()) and user_deps (files the last build saw user
-    code import at run time that the static scan did not find)."""
+    `deps` is always {} (the lock file's `dep` lines read it): dependencies only order the
+    build. Not in the key: user_scan (see user_code()) and user_deps (files the last build saw
+    user code import at run time that the static scan did not find)."""
 
+    deps = {}
     user_scan, user_deps, user_static = {}, [], frozenset()
 
     def __init__(self, sources, holdout, config, user_code, toolchain, mode="release"):
