@@ -50,9 +50,11 @@ def _short(v):
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _files(kind_prefix, label, old, new):
-    """Reasons for files added, removed, changed, or moved (a removed file whose bytes were
-    added under another path: for image folders, a relabelled example)."""
+def file_changes(kind_prefix, label, old, new):
+    """Reasons for the files added, removed, changed, or moved between two {path: digest}
+    dicts (moved: a removed file whose bytes were added under another path; for image
+    folders, a relabelled example), in path order. The one differ of such dicts: explain,
+    the lock check and verify all say file changes in these words."""
     added = {}                                     # digest -> added paths, sorted
     for p in sorted(set(new) - set(old)):
         added.setdefault(new[p], []).append(p)
@@ -102,9 +104,9 @@ def reasons(target, inputs, record):
         return [Reason("never-built", "never built")]
     out = []
     if record.get("key") != inputs.key:
-        out += _files("file-", "file", record.get("sources", {}), inputs.sources)
-        out += _files("holdout-", "holdout file", record.get("holdout", {}), inputs.holdout)
-        out += _files("code-", "user code", record.get("user_code", {}), inputs.user_code)
+        out += file_changes("file-", "file", record.get("sources", {}), inputs.sources)
+        out += file_changes("holdout-", "holdout file", record.get("holdout", {}), inputs.holdout)
+        out += file_changes("code-", "user code", record.get("user_code", {}), inputs.user_code)
         old_cfg, new_cfg = _flatten(record.get("config", {})), _flatten(inputs.config)
         for k in sorted(set(old_cfg) | set(new_cfg)):
             if old_cfg.get(k, "<unset>") != new_cfg.get(k, "<unset>"):

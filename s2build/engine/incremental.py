@@ -128,10 +128,13 @@ def load_parent(cache, key):
     return dict(rows, state_dict=state_dict, optimizer_state=opt_state, metrics=metrics)
 
 
-def _main_metric(metrics):
-    """(name, value, higher_is_better) of the first holdout metric, or None."""
+def _main_metric(target, metrics):
+    """(name, value, higher_is_better) of the first holdout metric in `metrics` (the parent's),
+    or None; the direction is the registry's (a user metric's is declared in the yaml)."""
+    from s2build.project import registry
     for name, v in metrics.items():
-        return name, v, name not in ("mse", "mae") and not name.endswith("loss")
+        up = registry.higher_is_better(target.config, name)
+        return (name, v, up) if up is not None else None
     return None
 
 
@@ -187,7 +190,7 @@ def finetune(target, ds, cache, parent_key, cancel=None, progress=None, threads=
     bs = t["batch_size"]
     full_steps = t["epochs"] * -(-len(train_rows) // bs)
     max_steps = max(CHECK_EVERY, int(MAX_SHARE * full_steps))
-    want = _main_metric(parent.get("metrics") or {})
+    want = _main_metric(target, parent.get("metrics") or {})
     changed_t = torch.from_numpy(changed)
     x_hold, y_hold = x_all[hold], y_all[hold]             # the check's rows, copied once
     rest = torch.from_numpy(train_rows)
