@@ -487,6 +487,7 @@ def _check_scoring(t, task, base, locs):
                           f"use {registry.TASKS[task].default_loss}")
     if t["metrics"] is None:
         t["metrics"] = list(registry.TASKS[task].default_metrics)
+        return
     seen = {}
     for i, m in enumerate(t["metrics"]):
         loc = locs[base + ("metrics", i)]
