@@ -17,12 +17,13 @@ from conftest import ROOT, run
 
 TARGETS = {
     # name: (loader, metrics)
-    "cls": ("{format: npz, task: classification}", ["accuracy", "f1"]),
+    "cls": ("{format: npz, task: classification}", ["accuracy", "f1", "error_rate"]),
     "reg1": ("{format: npz, task: regression}", ["mse", "mae", "r2"]),
     "reg2": ("{format: npz, task: regression}", ["mse", "mae", "r2"]),     # two outputs
     "ml": ("{format: npz, task: multilabel}", ["accuracy"]),
 }
 CASES = [(t, m) for t, (_l, ms) in TARGETS.items() for m in ms]
+USER = {"error_rate": '{name: "m.py:error_rate", higher_is_better: false}'}   # a user metric
 
 
 def _npz(**arrays):
@@ -47,6 +48,8 @@ def _data(rng, n=120):
 def tested(tmp_path_factory):
     """A four-target project, built and tested once: (state record, `s2build test --json`)."""
     d = tmp_path_factory.mktemp("gates")
+    (d / "m.py").write_text("def error_rate(o, t):\n"
+                            "    return float((o.argmax(1) != t).float().mean())\n")
     x, ys = _data(np.random.default_rng(0))
     lines = ["targets:"]
     for name, (loader, metrics) in TARGETS.items():
@@ -55,7 +58,7 @@ def tested(tmp_path_factory):
                   "    model: {type: mlp, hidden: [16]}",
                   "    train: {epochs: 4, batch_size: 16, lr: 0.01}",
                   "    holdout: {fraction: 0.3}", "    export: {exporter: legacy}",
-                  f"    metrics: [{', '.join(metrics)}]", "    specs:"]
+                  f"    metrics: [{', '.join(USER.get(m, m) for m in metrics)}]", "    specs:"]
         for m in metrics:
             bound = "> -1000000"
             lines += [f"      - name: {m} gate", f"        gate: {m} {bound}"]
