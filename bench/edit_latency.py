@@ -101,7 +101,7 @@ def learned(project, moved):
 
     from s2build.project import config
     from s2build.data import dataset as data
-    from s2build.specs.specs import Artifact
+    from s2build.compile.artifact import Artifact
     loader = config.load(str(project / "s2build.yaml")).targets["digits"].config["loader"]
     art = Artifact(str(project / "build" / "digits.onnx"))
     x = np.concatenate([data.parse_image(rel, (project / rel).read_bytes(), loader)[0].x

@@ -117,7 +117,7 @@ def test_explain_calls_a_file_whose_bytes_reappear_elsewhere_moved():
     from s2build.engine import explain
     old = {"data/0/a.png": "d1", "data/0/b.png": "d2", "data/0/c.png": "d3"}
     new = {"data/1/a.png": "d1", "data/0/b.png": "d2x", "data/2/e.png": "d4"}
-    assert [r.text for r in explain._files("file-", "file", old, new)] == [
+    assert [r.text for r in explain.file_changes("file-", "file", old, new)] == [
         "file moved: data/0/a.png -> data/1/a.png", "file changed: data/0/b.png",
         "file removed: data/0/c.png", "file added: data/2/e.png"]
 

@@ -34,6 +34,19 @@ def test_format_is_sorted_line_oriented_and_round_trips():
     assert lockfile.format_lock(back) == text
 
 
+def test_the_lock_check_says_file_changes_in_explains_words():
+    """One differ of {path: digest} dicts (engine/explain.py): a relabelled image (its bytes
+    under another folder) is a move for the lock check too, not a removal and an addition."""
+    from s2build.engine import explain
+    old = {"data/0/a.png": "1" * 64, "data/0/b.png": "2" * 64, "data/0/c.png": "3" * 64}
+    new = {"data/1/a.png": "1" * 64, "data/0/b.png": "9" * 64, "data/2/e.png": "5" * 64}
+    locked, current = dict(ENTRY, source=old), dict(ENTRY, source=new)
+    want = ["file moved: data/0/a.png -> data/1/a.png", "file changed: data/0/b.png",
+            "file removed: data/0/c.png", "file added: data/2/e.png"]
+    assert lockfile.source_differences(locked, current) == want
+    assert [r.text for r in explain.file_changes("file-", "file", old, new)] == want
+
+
 def test_damage_at_any_line_is_a_lock_error_never_a_crash():
     text = lockfile.format_lock({"wine": ENTRY})
     for n, line in enumerate(text.splitlines(), 1):

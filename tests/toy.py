@@ -49,7 +49,7 @@ def make_project(d, epochs=150):
 
 
 def artifact(project):
-    from s2build.specs.specs import Artifact
+    from s2build.compile.artifact import Artifact
     return Artifact(str(project / "build" / "toy.onnx"))
 
 

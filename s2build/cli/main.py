@@ -218,9 +218,8 @@ def _query(project, step, dyn, text):
 
 
 def _input_shape(step):
-    import onnx
-    meta = {p.key: p.value for p in onnx.load(step.target.output).metadata_props}
-    return json.loads(meta["s2build.input_shape"])
+    from s2build.compile.artifact import Artifact
+    return Artifact(step.target.output).row_shape
 
 
 def _final_module(project, step, dyn):
@@ -248,7 +247,7 @@ def cmd_blame(args):
         raise errors.UsageError("blame explains classification targets only (for now)")
     runner.build(project, [args.target], report.Console(stream=sys.stderr))
     if args.spec:
-        from s2build.specs import specs
+        from s2build.specs import parse as specs
         args.input = specs.spec_input_origin(target, args.spec)
     steps, _state = runner.status(project, [args.target])
     step = [s for s in steps if s.target.name == args.target][0]
@@ -329,7 +328,7 @@ def cmd_seeds(args):
 def _seed_specs(project, variants):
     """{spec name: pass rate over the variants}, when the target has specs."""
     try:
-        from s2build.specs import specs
+        from s2build.specs import run as specs
     except ImportError:
         return {}
     if not hasattr(specs, "pass_rates"):

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from s2build.compile import train
+from s2build.project import registry
 from s2build.engine.incremental import (CHECK_EVERY, MAX_CHANGED, MAX_SHARE, OPTIMIZER,
                                         REPLAY_SHARE, RESUME_LR, TOLERANCE, WEIGHTS,
                                         _main_metric, dev_threads)
@@ -132,8 +133,9 @@ class FineTune:
             math.ceil(unpaired * t["epochs"] / self.bs) / CHECK_EVERY))
         self.added = torch.from_numpy(added)
         recorded = parent.get("metrics") or {}      # all that the parent's artifact records
-        chosen = [m.rpartition(":")[2] for m in target.config["metrics"]]
-        self.want = _main_metric({n: recorded[n] for n in chosen if n in recorded} or recorded)
+        chosen = [use.name for use in registry.metrics_of(target.config)]
+        self.want = _main_metric(target, {n: recorded[n] for n in chosen if n in recorded}
+                                 or recorded)
         self.steps = 0
 
     def start(self, run):

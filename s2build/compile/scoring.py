@@ -1,17 +1,20 @@
-"""Scoring functions: losses and metrics by name, or user functions as `path/file.py:name`.
+"""Scoring functions in torch: the built-in losses, user losses and metrics as callables.
 
 Losses take (outputs [batch, k], targets) and return a scalar tensor; targets are class indices
 (int64 [batch]) for classification and float32 [batch, k] for regression and multilabel.
-Built-in losses also exist per row (`ROW_LOSSES`), which training dynamics record for free.
-Metrics take the same on the holdout rows and return a float; higher is better for accuracy,
-f1 and r2, lower for mse and mae.
+Built-in losses exist per row (`ROW_LOSSES`, [batch]), which training dynamics record for
+free; the training loss is their mean. Which loss fits which task, and the defaults, are in
+s2build/project/registry.py; metrics are computed in s2build/compile/metrics.py (numpy), and
+`metric_fns` hands them torch outputs.
 """
 
 import torch
 import torch.nn.functional as F
 
+from s2build.compile import metrics as metric_impl
 from s2build.compile import usercode
 from s2build.errors import BuildError
+from s2build.project import registry
 
 
 def _rows(v):
@@ -19,57 +22,30 @@ def _rows(v):
     return v.reshape(len(v), -1).mean(dim=1)
 
 
-def _bce_rows(o, t):
+def cross_entropy_rows(o, t):
+    return F.cross_entropy(o, t, reduction="none")
+
+
+def bce_rows(o, t):
     if t.dim() == 1:                  # two-class classification: logit difference
         return F.binary_cross_entropy_with_logits(o[:, 1] - o[:, 0], t.float(), reduction="none")
     return _rows(F.binary_cross_entropy_with_logits(o, t, reduction="none"))
 
 
-# Per-row losses: (outputs [batch, k], targets) -> [batch]. The training loss is their mean.
-ROW_LOSSES = {
-    "cross_entropy": lambda o, t: F.cross_entropy(o, t, reduction="none"),
-    "bce": _bce_rows,
-    "mse": lambda o, t: _rows(F.mse_loss(o, t, reduction="none")),
-    "mae": lambda o, t: _rows(F.l1_loss(o, t, reduction="none")),
-    "huber": lambda o, t: _rows(F.huber_loss(o, t, reduction="none")),
-}
-LOSS_TASKS = {"cross_entropy": ("classification",), "bce": ("classification", "multilabel"),
-              "mse": ("regression",), "mae": ("regression",), "huber": ("regression",)}
+def mse_rows(o, t):
+    return _rows(F.mse_loss(o, t, reduction="none"))
 
 
-def _accuracy(o, t):
-    if t.dim() == 1:
-        return (o.argmax(dim=-1) == t).float().mean().item()
-    return ((o > 0).float() == t).float().mean().item()      # multilabel: per output
+def mae_rows(o, t):
+    return _rows(F.l1_loss(o, t, reduction="none"))
 
 
-def _f1(o, t):
-    pred = o.argmax(dim=-1)
-    scores = []
-    for c in range(o.shape[-1]):
-        tp = ((pred == c) & (t == c)).sum().item()
-        fp = ((pred == c) & (t != c)).sum().item()
-        fn = ((pred != c) & (t == c)).sum().item()
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return sum(scores) / len(scores) if scores else 0.0
+def huber_rows(o, t):
+    return _rows(F.huber_loss(o, t, reduction="none"))
 
 
-def _r2(o, t):
-    ss_res = ((t - o) ** 2).sum().item()
-    ss_tot = ((t - t.mean(dim=0)) ** 2).sum().item()
-    return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
-
-
-METRICS = {
-    "accuracy": _accuracy,
-    "f1": _f1,
-    "mse": lambda o, t: F.mse_loss(o, t).item(),
-    "mae": lambda o, t: F.l1_loss(o, t).item(),
-    "r2": _r2,
-}
-METRIC_TASKS = {"accuracy": ("classification", "multilabel"), "f1": ("classification",),
-                "mse": ("regression",), "mae": ("regression",), "r2": ("regression",)}
+# Per-row losses by name: (outputs [batch, k], targets) -> [batch], as the registry names them.
+ROW_LOSSES = {name: registry.implementation(x) for name, x in registry.LOSSES.items()}
 
 
 def margin(o, t):
@@ -103,21 +79,12 @@ def loss_fn(target):
     return user_loss
 
 
-def metric_fns(target):
-    """[(name, callable(outputs, targets) -> float)] in the yaml's order."""
-    out = []
-    for i, name in enumerate(target.config["metrics"]):
-        if name in METRICS:
-            out.append((name, METRICS[name]))
-            continue
-        fn, path = usercode.load(target, ("metrics", i))
+def _numpy(v):
+    return v.detach().to("cpu").numpy()
 
-        def user_metric(o, t, fn=fn, path=path, name=name, i=i):
-            value = usercode.call(fn, path, f"metric {name}", o, t)
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise BuildError(f"metric {name} returned {type(value).__name__}, expected a number",
-                                 target.loc("metrics", i)) from None
-        out.append((name.rpartition(":")[2] if ":" in name else name, user_metric))
-    return out
+
+def metric_fns(target):
+    """[(name, callable(outputs, targets) -> float)] in the yaml's order, on torch tensors:
+    the implementations of s2build/compile/metrics.py, the ones spec gates call."""
+    return [(name, lambda o, t, fn=fn: fn(_numpy(o), _numpy(t)))
+            for name, fn in metric_impl.functions(target)]

@@ -83,14 +83,22 @@ def _rows(meta, path):
     return _rows_from_file(path, json.loads(meta["s2build.features"]))
 
 
+def _open(target):
+    """The target's built artifact (compile/artifact.py), or a UsageError when there is none."""
+    from s2build.compile.artifact import Artifact, ArtifactError
+    try:
+        return Artifact(target.output)
+    except FileNotFoundError:
+        raise UsageError(f"{target.config['output']} does not exist",
+                         hint=f"run: s2build build {target.name}") from None
+    except (OSError, ArtifactError) as e:
+        raise UsageError(f"{target.config['output']} cannot be read: {e}",
+                         hint=f"run: s2build build {target.name}") from None
+
+
 def rows_for_target(target, path):
     """[(origin, values)] of the inputs in `path`, for the target's built artifact."""
-    import onnx
-    if not os.path.isfile(target.output):
-        raise UsageError(f"{target.config['output']} does not exist",
-                         hint=f"run: s2build build {target.name}")
-    meta = {p.key: p.value for p in onnx.load(target.output).metadata_props}
-    return _rows(meta, path)
+    return _rows(_open(target).meta, path)
 
 
 def _num(v, col, rel, line):
@@ -103,24 +111,15 @@ def _num(v, col, rel, line):
 def predict(target, path):
     """[{origin, prediction, probability?, probabilities?}] for each row of `path`."""
     import numpy as np
-    import onnxruntime as ort
-    if not os.path.isfile(target.output):
-        raise UsageError(f"{target.config['output']} does not exist",
-                         hint=f"run: s2build build {target.name}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(target.output, opts, providers=["CPUExecutionProvider"])
-    meta = sess.get_modelmeta().custom_metadata_map
-    classes = json.loads(meta.get("s2build.classes", "[]"))
-    shape = json.loads(meta.get("s2build.input_shape", "null"))
+    art = _open(target)
+    meta, classes, shape = art.meta, art.classes, art.json("s2build.input_shape")
     rows = _rows(meta, path)
     if not rows:
         return []
     x = np.asarray([np.ravel(v) for _o, v in rows], dtype=np.float32)
     if shape:
         x = x.reshape([len(x)] + shape)
-    outputs = sess.run(None, {sess.get_inputs()[0].name: x})
+    outputs = art.run(x)
     results = []
     task = meta.get("s2build.task")
     if task == "multilabel":

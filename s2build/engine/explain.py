@@ -18,7 +18,7 @@ import os
 from s2build.engine import fingerprint
 from s2build.engine import plan
 from s2build.errors import ConfigError
-from s2build.engine.plan import OUTPUT_ONLY, Reason, _files  # noqa: F401  (names callers use)
+from s2build.engine.plan import OUTPUT_ONLY, Reason, file_changes  # noqa: F401  (names callers use)
 
 
 def output_status(target, record):

@@ -82,8 +82,11 @@ class _Has:
         return self.cache.has(key)
 
 
-def _main_metric(metrics):
-    """(name, value, higher_is_better) of the first holdout metric, or None."""
+def _main_metric(target, metrics):
+    """(name, value, higher_is_better) of the first holdout metric in `metrics` (the parent's),
+    or None; the direction is the registry's (a user metric's is declared in the yaml)."""
+    from s2build.project import registry
     for name, v in metrics.items():
-        return name, v, name not in ("mse", "mae") and not name.endswith("loss")
+        up = registry.higher_is_better(target.config, name)
+        return (name, v, up) if up is not None else None
     return None

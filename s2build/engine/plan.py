@@ -84,7 +84,7 @@ def _short(v):
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _files(kind_prefix, label, old, new):
+def file_changes(kind_prefix, label, old, new):
     """Reasons for files added, removed, changed, or moved (a removed file whose bytes were
     added under another path: for image folders, a relabelled example)."""
     added = {}                                     # digest -> added paths, sorted
@@ -112,9 +112,9 @@ def _files(kind_prefix, label, old, new):
 
 def differences(inputs, record):
     """Reasons, in words, for every way `inputs` differ from the build `record`."""
-    out = _files("file-", "file", record.get("sources", {}), inputs.sources)
-    out += _files("holdout-", "holdout file", record.get("holdout", {}), inputs.holdout)
-    out += _files("code-", "user code", record.get("user_code", {}), inputs.user_code)
+    out = file_changes("file-", "file", record.get("sources", {}), inputs.sources)
+    out += file_changes("holdout-", "holdout file", record.get("holdout", {}), inputs.holdout)
+    out += file_changes("code-", "user code", record.get("user_code", {}), inputs.user_code)
     old_cfg, new_cfg = _flatten(record.get("config", {})), _flatten(inputs.config)
     for k in sorted(set(old_cfg) | set(new_cfg)):
         a, b = old_cfg.get(k, "<unset>"), new_cfg.get(k, "<unset>")

@@ -86,7 +86,8 @@ def plan(project, names, state, cache, mode="release"):
 def selected_metrics(target, metrics):
     """The metrics `target`'s `metrics:` list selects from all that its artifact records
     (user metrics `file.py:fn` are named `fn`), in the list's order."""
-    names = [m.rpartition(":")[2] if ":" in m else m for m in target.config["metrics"]]
+    from s2build.project import registry
+    names = [use.name for use in registry.metrics_of(target.config)]
     return {n: metrics[n] for n in names if n in metrics}
 
 
@@ -192,13 +193,16 @@ def _artifact_metrics(target, ds, trained):
 
     from s2build.compile import scoring
     from s2build.compile import train
+    from s2build.project import registry
     held = torch.from_numpy(ds.holdout)
     if not int(held.sum()):
         return dict(trained.metrics)
-    builtin = [(n, fn) for n, fn in scoring.METRICS.items() if ds.task in scoring.METRIC_TASKS[n]]
+    builtin = [(n, lambda o, t, fn=registry.implementation(registry.METRICS[n]):
+                fn(scoring._numpy(o), scoring._numpy(t)))
+               for n in registry.metrics_for(ds.task)]
     every = train.evaluate(trained.module.cpu(), torch.from_numpy(ds.x)[held],
                            torch.from_numpy(ds.y)[held], builtin)
-    return dict({k: v for k, v in trained.metrics.items() if k not in scoring.METRICS}, **every)
+    return dict({k: v for k, v in trained.metrics.items() if k not in registry.METRICS}, **every)
 
 
 def _build_one(step, project, state, cache, reporter, cancel):

@@ -293,7 +293,8 @@ class Watcher:
     def _run_specs(self, results):
         """Run the specs of the targets this cycle produced; print counts and changed verdicts."""
         from s2build.engine import runner
-        from s2build.specs import specs as specmod
+        from s2build.specs import parse as specmod
+        from s2build.specs import run as specrun
         from s2build.store.local import Cache
         from s2build.engine.state import State
         try:
@@ -310,7 +311,7 @@ class Watcher:
                 if not parsed or step is None or step.action != "up-to-date":
                     continue
                 specmod.files(target)
-                runner_ = specmod.Runner(target, step.inputs, self.project.state_dir)
+                runner_ = specrun.Runner(target, step.inputs, self.project.state_dir)
                 outcomes = [runner_.run(s) for s in parsed]
             except S2Error as e:
                 self._say(str(e), err=True)
@@ -372,10 +373,10 @@ def _warm_up(exporters):
     onnxruntime session. Best effort and silent: the build itself reports what is wrong."""
     try:
         import numpy as np
-        import onnxruntime
         import torch
 
         from s2build.compile import export
+        from s2build.compile.artifact import Artifact
         net = torch.nn.Linear(2, 2)
         opt = torch.optim.Adam(net.parameters())
         net(torch.zeros(2, 2)).sum().backward()
@@ -383,8 +384,7 @@ def _warm_up(exporters):
         for exporter in sorted(exporters):
             onnx_bytes = export.export_onnx(net.eval(), torch.zeros(2, 2), output_names=["y"],
                                             metadata={}, exporter=exporter)
-        session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-        session.run(None, {session.get_inputs()[0].name: np.zeros((2, 2), np.float32)})
+        Artifact(data=onnx_bytes).run(np.zeros((2, 2), np.float32))
     except Exception:
         pass
 

@@ -29,20 +29,12 @@ import re
 import yaml
 
 from s2build.errors import ConfigError
+from s2build.project import registry
 
 CONFIG_NAME = "s2build.yaml"
 REQUIRED = object()
 USER_REF = re.compile(r"^(?P<path>[^:]+\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-BUILTIN_LOSSES = {"cross_entropy": ("classification",), "bce": ("classification", "multilabel"),
-                  "mse": ("regression",), "mae": ("regression",), "huber": ("regression",)}
-BUILTIN_METRICS = {"accuracy": ("classification", "multilabel"), "f1": ("classification",),
-                   "mse": ("regression",), "mae": ("regression",), "r2": ("regression",)}
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "multilabel": "bce"}
-DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mse"],
-                   "multilabel": ["accuracy"]}
-
 
 class Key:
     """A schema entry: `kind` names a checker below; `low`/`high` bound numbers (inclusive low,
@@ -60,7 +52,7 @@ class Key:
 
 # Loader formats: each has its own keys. Tasks: classification (one class per row, softmax),
 # regression (one or more values), multilabel (one or more independent 0/1 outputs, sigmoid).
-TASKS = ("classification", "regression", "multilabel")
+TASKS = tuple(registry.TASKS)
 
 
 def _loader(**keys):
@@ -148,7 +140,7 @@ TARGET = {
     "loader": Key("section", {}),
     "model": Key("section", {}),
     "loss": Key("str", None),
-    "metrics": Key("strlist", None),
+    "metrics": Key("metrics", None),     # names, path/file.py:fn, or {name, higher_is_better}
     "train": Key("section", {}),
     "holdout": Key("section", {}),
     "output": Key("str", None),
@@ -156,6 +148,9 @@ TARGET = {
     "export": Key("section", {}),
     "specs": Key("maplist", [], item=SPEC),
 }
+
+# A user metric's mapping entry: `{name: path/file.py:fn, higher_is_better: BOOL}`.
+USER_METRIC = {"name": Key("str"), "higher_is_better": Key("bool", None)}
 
 TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED)}
 
@@ -189,7 +184,9 @@ class Target:
         refs = []
         cfg = self.config
         candidates = [(("loss",), cfg["loss"]), (("model", "type"), cfg["model"]["type"])]
-        candidates += [(("metrics", i), m) for i, m in enumerate(cfg["metrics"])]
+        candidates += [(("metrics", i), m) if isinstance(m, str) else (("metrics", i, "name"),
+                                                                     m["name"])
+                       for i, m in enumerate(cfg["metrics"])]
         for path, value in candidates:
             m = USER_REF.match(value or "")
             if m:
@@ -275,7 +272,8 @@ _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "boo
                "strlist": "a list of strings", "intlist": "a list of integers",
                "map": "a mapping", "section": "a mapping",
                "classes": "an integer or a list of class names",
-               "maplist": "a list of mappings", "tree": "a mapping"}
+               "maplist": "a list of mappings", "tree": "a mapping",
+               "metrics": "a list of metric names or {name, higher_is_better} mappings"}
 
 
 def _type_error(path, key, y):
@@ -356,6 +354,21 @@ def _check_value(path, key, y, locs):
         if y.kind != "map":
             raise _type_error(path, key, y)
         return _plain_locs(path, y, locs)
+    if key.kind == "metrics":                # names, or mappings for user metrics
+        if y.kind == "scalar" and isinstance(v, str):
+            return [v]
+        if y.kind != "list":
+            raise _type_error(path, key, y)
+        out = []
+        for i, item in enumerate(y.value):
+            locs[path + (i,)] = item.loc
+            if item.kind == "map":
+                out.append(_check_section(path + (i,), USER_METRIC, item, locs))
+            elif item.kind == "scalar" and isinstance(item.value, str):
+                out.append(item.value)
+            else:
+                raise _type_error(path + (i,), key, item)
+        return out
     if key.kind == "maplist":                # a list of mappings, each checked against key.item
         if y.kind != "list":
             raise _type_error(path, key, y)
@@ -458,28 +471,57 @@ def _check_target(name, ty, root, locs):
     if not t["sources"]:
         raise ConfigError(f"target '{name}': 'sources' is empty", locs.get(base + ("sources",)),
                           "list at least one glob of data files")
-    if t["loss"] is None:
-        t["loss"] = DEFAULT_LOSS[task]
-    elif t["loss"] not in BUILTIN_LOSSES and not USER_REF.match(t["loss"]):
-        _unknown_name(t["loss"], list(BUILTIN_LOSSES), "loss", locs[base + ("loss",)])
-    elif task not in BUILTIN_LOSSES.get(t["loss"], (task,)):
-        raise ConfigError(f"loss '{t['loss']}' does not fit task '{task}'", locs[base + ("loss",)],
-                          f"use {DEFAULT_LOSS[task]}")
-    if t["metrics"] is None:
-        t["metrics"] = list(DEFAULT_METRICS[task])
-    for i, m in enumerate(t["metrics"]):
-        if m not in BUILTIN_METRICS and not USER_REF.match(m):
-            _unknown_name(m, list(BUILTIN_METRICS), "metric", locs[base + ("metrics", i)])
-        if task not in BUILTIN_METRICS.get(m, (task,)):
-            fits = [k for k, v in BUILTIN_METRICS.items() if task in v]
-            raise ConfigError(f"metric '{m}' does not fit task '{task}'",
-                              locs[base + ("metrics", i)], "use one of: " + ", ".join(fits))
+    _check_scoring(t, task, base, locs)
     if t["output"] is None:
         t["output"] = f"build/{name}.onnx"
     if t["holdout"]["sources"] and ("targets", name, "holdout", "fraction", "@key") in locs:
         raise ConfigError("holdout: give either 'fraction' or 'sources', not both",
                           locs[base + ("holdout", "fraction")])
     return t
+
+
+def _check_scoring(t, task, base, locs):
+    """Fill in the task's default loss and metrics; check the named ones exist and fit."""
+    if t["loss"] is None:
+        t["loss"] = registry.TASKS[task].default_loss
+    elif t["loss"] not in registry.LOSSES and not USER_REF.match(t["loss"]):
+        _unknown_name(t["loss"], list(registry.LOSSES), "loss", locs[base + ("loss",)])
+    elif t["loss"] in registry.LOSSES and task not in registry.LOSSES[t["loss"]].tasks:
+        raise ConfigError(f"loss '{t['loss']}' does not fit task '{task}'", locs[base + ("loss",)],
+                          f"use {registry.TASKS[task].default_loss}")
+    if t["metrics"] is None:
+        t["metrics"] = list(registry.TASKS[task].default_metrics)
+        return
+    seen = {}
+    for i, m in enumerate(t["metrics"]):
+        loc = locs[base + ("metrics", i)]
+        if isinstance(m, dict):
+            name_loc = locs[base + ("metrics", i, "name")]
+            if not USER_REF.match(m["name"]):
+                hint = f"write just '{m['name']}': a built-in metric's direction is known" \
+                    if m["name"] in registry.METRICS else "write path/file.py:function"
+                raise ConfigError(f"metric '{m['name']}': a mapping names a user metric",
+                                  name_loc, hint)
+            if m["higher_is_better"] is None:
+                raise ConfigError(f"metric '{m['name']}': missing 'higher_is_better'", loc,
+                                  "say which way is better: true (like accuracy) or false "
+                                  "(like an error rate)")
+            ref, name = m["name"], m["name"].rpartition(":")[2]
+        elif USER_REF.match(m):
+            raise ConfigError(f"metric '{m}': say which way is better", loc,
+                              f"write {{name: \"{m}\", higher_is_better: true}} (or false, "
+                              "for an error or a loss)")
+        elif m not in registry.METRICS:
+            _unknown_name(m, list(registry.METRICS), "metric", loc)
+        elif task not in registry.METRICS[m].tasks:
+            raise ConfigError(f"metric '{m}' does not fit task '{task}'", loc,
+                              "use one of: " + ", ".join(registry.metrics_for(task)))
+        else:
+            ref, name = m, m
+        if name in seen:
+            raise ConfigError(f"metric '{ref}' is reported as '{name}', like the metric at "
+                              f"{seen[name]}", loc, "give each metric its own name")
+        seen[name] = loc
 
 
 def _unknown_name(value, known, what, loc):
@@ -529,7 +571,7 @@ def load(path):
                 raise ConfigError(f"user file '{rel}' not found", target.loc(*kpath),
                                   "the path is relative to s2build.yaml's folder")
         if cfg["specs"]:
-            from s2build.specs.specs import parse as parse_specs     # standard library only
+            from s2build.specs.parse import parse as parse_specs     # standard library only
             parse_specs(target)                          # a bad spec is a config error
         project.targets[name] = target
     outputs = {}
@@ -564,5 +606,6 @@ def key_config(target):
     if isinstance(out.get("holdout"), dict):
         out["holdout"] = {k: v for k, v in out["holdout"].items() if k != "sources"}
     if isinstance(out.get("metrics"), list):
-        out["metrics"] = [m for m in out["metrics"] if USER_REF.match(m or "")]
+        out["metrics"] = [m for m in out["metrics"]
+                          if isinstance(m, dict) or USER_REF.match(m or "")]
     return out

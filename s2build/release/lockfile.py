@@ -29,6 +29,7 @@ import json
 import os
 
 from s2build import atomic
+from s2build.engine.explain import file_changes
 from s2build.errors import LockStaleError as LockError
 
 LOCK_NAME = "s2build.lock"
@@ -168,27 +169,15 @@ def write(project, entries):
     return True
 
 
-def _file_diffs(label, old, new):
-    out = []
-    for p in sorted(set(old) | set(new)):
-        if p not in old:
-            out.append(f"{label} added: {p}")
-        elif p not in new:
-            out.append(f"{label} removed: {p}")
-        elif old[p] != new[p]:
-            out.append(f"{label} changed: {p}")
-    return out
-
-
 def source_differences(locked, current):
     """In words, how the inputs of `current` (an entry, or the parts of one) differ from
-    `locked`: files added, removed or changed, the config, dependencies. [] when they match.
+    `locked`: files added, removed, changed or moved (engine/explain.py's
+    `file_changes`), the config, dependencies. [] when they match.
     The toolchain, artifact and metrics are not sources and are compared elsewhere."""
     out = []
-    out += _file_diffs("file", locked["source"], current["source"])
-    out += _file_diffs("holdout file", locked["holdout"], current["holdout"])
-    out += _file_diffs("user code", locked["code"], current["code"])
-    out += _file_diffs("spec file", locked["specdata"], current["specdata"])
+    for label, field in (("file", "source"), ("holdout file", "holdout"), ("user code", "code"),
+                         ("spec file", "specdata")):
+        out += [r.text for r in file_changes("", label, locked[field], current[field])]
     if locked["config"] != current["config"]:
         out.append("config changed")
     for d in sorted(set(locked["dep"]) | set(current["dep"])):

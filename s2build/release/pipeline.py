@@ -83,24 +83,25 @@ def _wanted(project, names):
 
 def run_all_specs(project, names, steps, out=None):
     """Run the specs of `names` (default all targets) on their current artifacts, printing one
-    line per spec to `out` (None: silent). Returns [specs.Outcome]."""
-    from s2build.specs import specs as specmod
+    line per spec to `out` (None: silent). Returns [specs.run.Outcome]."""
+    from s2build.compile.artifact import Artifact
+    from s2build.specs import parse as specparse
+    from s2build.specs import run as specrun
     outcomes = []
     for name in _wanted(project, names):
-        specmod.files(project.targets[name])            # missing spec files: ConfigError
+        specparse.files(project.targets[name])          # missing spec files: ConfigError
         target, step = project.targets[name], steps[name]
-        parsed = specmod.parse(target)
+        parsed = specparse.parse(target)
         if not parsed:
             continue
         if step.action != "up-to-date":
             raise BuildError(f"{name}: the artifact is stale again ({step.reasons[0].text}); "
                              "specs would test an old build", hint="run the command again")
-        art = specmod.Artifact(target.output)
-        key = art.meta.get("s2build.build_key")
-        if key != step.inputs.key:
+        art = Artifact(target.output)
+        if art.build_key != step.inputs.key:
             raise BuildError(f"{target.config['output']} is not the artifact of the current "
                              "build key", hint=f"run: s2build build {name}")
-        spec_runner = specmod.Runner(target, step.inputs, project.state_dir, artifact=art)
+        spec_runner = specrun.Runner(target, step.inputs, project.state_dir, artifact=art)
         for s in parsed:
             o = spec_runner.run(s)
             outcomes.append(o)
@@ -223,7 +224,7 @@ def markdown(doc):
 def _spec_files(target, inputs):
     """{relpath: sha256} of the files the specs read that are not sources already."""
     from s2build.engine import fingerprint
-    from s2build.specs import specs as specmod
+    from s2build.specs import parse as specmod
     if not target.config.get("specs"):
         return {}
     return {rel: fingerprint.sha256_file(os.path.join(target.root, rel))
@@ -262,7 +263,7 @@ def lock_differences(project, lock, steps, names):
 
 def check_spec_files(project, names):
     """Before building: a spec naming a missing file is a config error (exit 3)."""
-    from s2build.specs import specs as specmod
+    from s2build.specs import parse as specmod
     for name in _wanted(project, names):
         if project.targets[name].config.get("specs"):
             specmod.files(project.targets[name])
@@ -405,12 +406,8 @@ def ci(project, names, reporter, frozen=False, junit=None, json_path=None, md_pa
 
 def _onnx_meta(path):
     """metadata_props of an ONNX file as a dict, or None when it cannot be read."""
-    try:
-        import onnx
-        model = onnx.load(path, load_external_data=False)
-        return {p.key: p.value for p in model.metadata_props}
-    except Exception:
-        return None
+    from s2build.compile.artifact import metadata
+    return metadata(path)
 
 
 def _sha(path):
@@ -430,7 +427,7 @@ def _scratch_copy(project, steps, scratch):
         i = s.inputs
         rels.update(i.sources, i.holdout, i.user_code)
         if s.target.config.get("specs"):
-            from s2build.specs import specs as specmod
+            from s2build.specs import parse as specmod
             rels.update(specmod.files(s.target))
     depth = max([len(p.split(os.sep)) for p in rels
                  if os.path.normpath(p).startswith(os.pardir)] or [0])
