@@ -82,7 +82,7 @@ def test_a_fresh_process_reads_the_target_pack_not_one_file_per_shard(tmp_path):
 
 def test_shard_keys_are_the_canonical_digest_of_file_label_loader_and_version(tmp_path):
     """The shard path is built from strings for speed; it must equal the documented key."""
-    from s2build.data import dataset as data
+    from s2build.data import shards as data
     from s2build.engine.fingerprint import canonical_digest
     store = data.ShardStore(str(tmp_path))
     for loader, rel, label in [({"format": "csv", "label": "y", "classes": ["a", "ü"]}, "d/x.csv", None),

@@ -138,6 +138,7 @@ def _restore(step, state, cache):
 def _build_one(step, project, state, cache, reporter, cancel):
     """Train, export, verify and record one target. Returns (record, detail, changed_during)."""
     from s2build.data import dataset as data
+    from s2build.data.shards import ShardStore
     from s2build.compile import export
     from s2build.compile import models
     from s2build.compile import train
@@ -145,7 +146,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     t, inputs = step.target, step.inputs
     timings = {}
     clock = time.perf_counter()
-    ds = data.load_dataset(t, inputs, data.ShardStore(project.state_dir))
+    ds = data.load_dataset(t, inputs, ShardStore(project.state_dir))
     timings["data"] = time.perf_counter() - clock
 
     progress = lambda e, n, loss: reporter.progress(t.name, e, n, loss)   # noqa: E731
@@ -276,7 +277,7 @@ class _Replan(Exception):
 
 
 def _execute(steps, project, state, cache, reporter, cancel):
-    from s2build.data.dataset import SourcesChanged     # numpy only now that we build
+    from s2build.data.shards import SourcesChanged     # numpy only now that we build
     results = []
     for step in steps:
         t = step.target
