@@ -146,7 +146,12 @@ def _build_one(step, project, state, cache, reporter, cancel):
     t, inputs = step.target, step.inputs
     timings = {}
     clock = time.perf_counter()
-    ds = data.load_dataset(t, inputs, ShardStore(project.state_dir))
+    store = ShardStore(project.state_dir)
+    try:
+        ds = data.load_dataset(t, inputs, store)
+    finally:
+        for w in store.warnings:                    # damaged shards or pack: parsed again
+            reporter.warn(w)
     timings["data"] = time.perf_counter() - clock
 
     progress = lambda e, n, loss: reporter.progress(t.name, e, n, loss)   # noqa: E731
@@ -286,6 +291,9 @@ def _execute(steps, project, state, cache, reporter, cancel):
             r = Result(t.name, "up-to-date", output=t.config["output"], key=step.inputs.key)
         else:
             rec = _restore(step, state, cache) if step.action == "restore" else None
+            for w in cache.warnings:                # a damaged entry: discarded, built again
+                reporter.warn(w)
+            cache.warnings.clear()
             if rec is not None:
                 r = Result(t.name, "restored", reasons=step.reasons, output=t.config["output"],
                            metrics=rec.get("metrics", {}), key=step.inputs.key,
