@@ -291,9 +291,7 @@ def _execute(steps, project, state, cache, reporter, cancel):
             r = Result(t.name, "up-to-date", output=t.config["output"], key=step.inputs.key)
         else:
             rec = _restore(step, state, cache) if step.action == "restore" else None
-            for w in cache.warnings:                # a damaged entry: discarded, built again
-                reporter.warn(w)
-            cache.warnings.clear()
+            _warn_discarded(cache, reporter)
             if rec is not None:
                 r = Result(t.name, "restored", reasons=step.reasons, output=t.config["output"],
                            metrics=rec.get("metrics", {}), key=step.inputs.key,
@@ -313,6 +311,7 @@ def _execute(steps, project, state, cache, reporter, cancel):
                            metrics=rec["metrics"], key=step.inputs.key, detail=detail,
                            seconds=time.perf_counter() - clock, stale_after_build=changed)
                 r.parsed_files = parsed
+        _warn_discarded(cache, reporter)
         if state.dirty:
             state.save()
         reporter.done(r)
@@ -320,6 +319,13 @@ def _execute(steps, project, state, cache, reporter, cancel):
     if state.dirty:
         state.save()
     return results
+
+
+def _warn_discarded(cache, reporter):
+    """Say which damaged cache entries were discarded (they are built again)."""
+    for w in cache.warnings:
+        reporter.warn(w)
+    cache.warnings.clear()
 
 
 def _save_if_free(project, state):
