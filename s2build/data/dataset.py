@@ -37,7 +37,6 @@ class Dataset:
         return int((~self.holdout).sum())
 
 
-
 def _class_names(loader, shards):
     """Class names in index order, from `classes` (int or list) or inferred from the labels."""
     classes = loader["classes"]

@@ -249,8 +249,8 @@ def parse_jsonl(rel, data, loader, with_label=True, bad=None):
 def _check_array(arr, rel, what, bad=None):
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{what} has dtype {arr.dtype}, expected numbers", rel)
-    rows = ~np.isfinite(arr.reshape(len(arr), -1).astype(np.float64)).all(axis=1)
-    for i in np.flatnonzero(rows)[:None if bad is not None else 1].tolist():
+    rows = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1).astype(np.float64)).all(axis=1))
+    for i in (rows if bad is not None else rows[:1]).tolist():
         _flag(DataError(f"{what} holds NaN or inf", f"{rel}[{i}]", "fix or remove the row"), bad)
 
 
