@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from s2build.debug import blame  # noqa: E402
 from s2build.project import config
 from s2build.data import dataset as data
+from s2build.data.shards import ShardStore
 from s2build.engine import fingerprint
 from s2build.debug import lint
 from s2build.compile import train
@@ -63,7 +64,7 @@ def auroc(scores, truth):
 def load_digits_target(project_dir):
     target = config.load(str(project_dir / "s2build.yaml")).targets["digits"]
     inputs, _ = fingerprint.target_inputs(target, {}, {})
-    ds = data.load_dataset(target, inputs, data.ShardStore(str(project_dir / ".s2build")))
+    ds = data.load_dataset(target, inputs, ShardStore(str(project_dir / ".s2build")))
     return target, ds
 
 

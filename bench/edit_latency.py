@@ -100,11 +100,11 @@ def learned(project, moved):
     import numpy as np
 
     from s2build.project import config
-    from s2build.data import dataset as data
+    from s2build.data import readers
     from s2build.compile.artifact import Artifact
     loader = config.load(str(project / "s2build.yaml")).targets["digits"].config["loader"]
     art = Artifact(str(project / "build" / "digits.onnx"))
-    x = np.concatenate([data.parse_image(rel, (project / rel).read_bytes(), loader)[0].x
+    x = np.concatenate([readers.parse_image(rel, (project / rel).read_bytes(), loader)[0].x
                         for rel, _ in moved])
     pred = [art.classes[i] for i in art.outputs(x).argmax(axis=1)]
     return sum(p == c for p, (_, c) in zip(pred, moved)) / len(moved)

@@ -54,7 +54,8 @@ from s2build.engine import fingerprint
 from s2build.compile import models
 from s2build.compile import scoring
 from s2build.compile import train as s2train  # noqa: E402
-from s2build.data.dataset import ShardStore, load_dataset  # noqa: E402
+from s2build.data.dataset import load_dataset
+from s2build.data.shards import ShardStore  # noqa: E402
 
 SYNTH_ROWS, SYNTH_FEATURES, SYNTH_CLASSES = 50_000, 32, 4
 

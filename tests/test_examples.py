@@ -41,10 +41,11 @@ def test_digits_reaches_95_percent_on_its_holdout(digits):
     # recompute the holdout through the real loader, then score it with onnxruntime
     from s2build.project import config
     from s2build.data import dataset as data
+    from s2build.data.shards import ShardStore
     from s2build.engine import fingerprint
     target = config.load(str(d / "s2build.yaml")).targets["digits"]
     inputs, _ = fingerprint.target_inputs(target, {}, {})
-    ds = data.load_dataset(target, inputs, data.ShardStore(str(d / ".s2build")))
+    ds = data.load_dataset(target, inputs, ShardStore(str(d / ".s2build")))
     sess = session(d / "build" / "digits.onnx")
     x, y = ds.x[ds.holdout], ds.y[ds.holdout]
     probs = sess.run(["probabilities"], {"input": x})[0]

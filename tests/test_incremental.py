@@ -88,6 +88,7 @@ def test_moving_an_image_to_another_class_folder_relabels_it(tmp_path):
     from conftest import EXAMPLES
     from s2build.project import config
     from s2build.data import dataset as data
+    from s2build.data.shards import ShardStore
     from s2build.engine import fingerprint
     d = tmp_path / "img"
     for c in ("0", "1"):
@@ -98,7 +99,7 @@ def test_moving_an_image_to_another_class_folder_relabels_it(tmp_path):
         "version: 1\ntargets:\n  img:\n    sources: [data/*/*.png]\n"
         "    loader: {format: images, channels: 1}\n    model: {type: cnn}\n"
         "    output: build/img.onnx\n")
-    store = data.ShardStore(str(d / ".s2build"))
+    store = ShardStore(str(d / ".s2build"))
 
     def labels():
         t = config.load(str(d / "s2build.yaml")).targets["img"]

@@ -207,3 +207,48 @@ def test_regression_with_several_outputs(tmp_path):
     built(d)
     record = json.loads((d / "build" / "t.onnx.json").read_text())
     assert set(record["metrics"]) == {"mse", "r2"}
+
+
+def _csv_error(tmp_path, loader_yaml, text):
+    d = project(tmp_path, f"""
+        sources: [data.csv]
+        loader: {loader_yaml}
+    """, {"data.csv": text})
+    return run(["build"], d, check=4).stderr.strip().splitlines()[-1]
+
+
+def test_a_duplicate_csv_header_is_an_error_naming_the_column(tmp_path):
+    text = "a,b,a,y\n" + "".join(f"{i},{i + 1},{-i},{i % 2}\n" for i in range(20))
+    assert _csv_error(tmp_path, "{label: y}", text) == \
+        "data.csv:1: duplicate column 'a' in the header (give every column its own name)"
+
+
+def test_the_label_listed_as_a_feature_is_an_error(tmp_path):
+    text = "a,b,y\n" + "".join(f"{i},{i + 1},{i % 2}\n" for i in range(20))
+    assert _csv_error(tmp_path, "{label: y, features: [a, y]}", text) == \
+        "data.csv:1: 'y' is both the label and a feature " \
+        "(remove 'y' from loader.features in s2build.yaml)"
+
+
+def test_underscores_in_numbers_are_not_numbers(tmp_path):
+    text = "a,b,y\n1.5,2,0\n1_0,3,1\n" + "".join(f"{i},{i + 1},{i % 2}\n" for i in range(20))
+    assert _csv_error(tmp_path, "{label: y}", text) == "data.csv:3: column 'a': '1_0' is not a number"
+
+
+def test_jsonl_lines_split_on_newlines_only(tmp_path):
+    """U+2028 (and other characters str.splitlines() splits on) may stand inside a JSON
+    string; '\\r\\n' line ends work too, and an error names the right line."""
+    x, y = two_blobs()
+    rows = [json.dumps({"f": [float(v) for v in r], "label": int(l), "note": "a\u2028b\x85c\x0cd"},
+                       ensure_ascii=False) for r, l in zip(x, y)]
+    d = project(tmp_path, """
+        sources: [data.jsonl]
+        loader: {format: jsonl, features: [f], label: label, classes: 2}
+        holdout: {fraction: 0.25}
+    """, {"data.jsonl": "\r\n".join(rows) + "\r\n"})
+    built(d)
+    record = json.loads((d / "build" / "t.onnx.json").read_text())
+    assert record["rows"]["train"] + record["rows"]["holdout"] == len(rows)
+    rows[9] = '{"f": [1, 2], "label": 1}'
+    broken(d, "data.jsonl", "\r\n".join(rows) + "\r\n",
+           "data.jsonl:10: 2 feature values, but earlier rows have 4")

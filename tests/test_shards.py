@@ -82,7 +82,7 @@ def test_a_fresh_process_reads_the_target_pack_not_one_file_per_shard(tmp_path):
 
 def test_shard_keys_are_the_canonical_digest_of_file_label_loader_and_version(tmp_path):
     """The shard path is built from strings for speed; it must equal the documented key."""
-    from s2build.data import dataset as data
+    from s2build.data import shards as data
     from s2build.engine import toolchain
     from s2build.engine.fingerprint import canonical_digest
     store = data.ShardStore(str(tmp_path))
@@ -94,3 +94,30 @@ def test_shard_keys_are_the_canonical_digest_of_file_label_loader_and_version(tm
             fields["label"] = label
         key = canonical_digest(fields)
         assert store._path("ab" * 32, loader, rel) == str(tmp_path / "shards" / key[:2] / f"{key}.npz")
+
+
+def test_memo_hits_neither_grow_its_byte_counter_nor_drop_it(tmp_path, monkeypatch):
+    """A watch loads the same shards on every rebuild: each hit must leave the memo's byte
+    count alone, so the memo is never dropped (and no shard is read from disk again)."""
+    import hashlib
+
+    from s2build.data import shards
+    (tmp_path / "a.csv").write_text("a,b,y\n" + "".join(f"{i},{-i},{i % 2}\n" for i in range(50)))
+    digest = hashlib.sha256((tmp_path / "a.csv").read_bytes()).hexdigest()
+    loader = {"format": "csv", "label": "y", "features": None, "delimiter": ",",
+              "task": "classification"}
+    state = str(tmp_path / ".s2build")
+    shard, _f, parsed = shards.ShardStore(state).load(str(tmp_path), "a.csv", digest, loader)
+    assert parsed
+    size = shard.x.nbytes + shard.labels.nbytes
+    memo = shards.Memo(limit=3 * size)           # room for three such shards
+    monkeypatch.setattr(shards, "MEMO", memo)
+    path = shards.ShardStore(state)._path(digest, loader, "a.csv")
+    for _ in range(1000):
+        store = shards.ShardStore(state)         # a new build of the watch
+        got, _f, parsed = store.load(str(tmp_path), "a.csv", digest, loader)
+        assert not parsed
+        assert memo.bytes == size
+    assert path in memo.entries
+    assert store.file_reads == 0                 # the last 999 loads came from memory
+    assert got is memo.entries[path][0]

@@ -121,16 +121,18 @@ def cmd_explain(args):
 def _row_changes(project, step, rel, old_sources):
     """Row-level differences of one changed file (numpy needed: only on this path)."""
     from s2build.data import dataset as data
+    from s2build.data.shards import ShardStore
     old, new = old_sources.get(rel), step.inputs.sources.get(rel)
     if not old or not new:
         return []
-    return data.row_changes(step.target, rel, old, new, data.ShardStore(project.state_dir))
+    return data.row_changes(step.target, rel, old, new, ShardStore(project.state_dir))
 
 
 def cmd_lint(args):
     import numpy as np
 
     from s2build.data import dataset as data
+    from s2build.data.shards import ShardStore
     from s2build.project import graph
     from s2build.debug import lint
     from s2build.report import console as report
@@ -156,7 +158,7 @@ def cmd_lint(args):
     for s in steps:
         if s.target.name not in wanted:
             continue
-        ds = data.load_dataset(s.target, s.inputs, data.ShardStore(project.state_dir))
+        ds = data.load_dataset(s.target, s.inputs, ShardStore(project.state_dir))
         path = os.path.join(cache.entry_dir(s.inputs.key), "dynamics.npz")
         dyn = dict(np.load(path, allow_pickle=False)) if os.path.exists(path) else None
         progress = (lambda f, k: print(f"{s.target.name}: fold {f}/{k} trained", file=sys.stderr)) \

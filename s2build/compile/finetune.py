@@ -37,9 +37,8 @@ remaining data's. It costs a single removed row about epochs / batch_size steps.
 """
 
 import collections
-import json
+import io
 import math
-import os
 
 import numpy as np
 import torch
@@ -58,17 +57,27 @@ class NotApplicable(Exception):
 def load_parent(cache, key):
     """{"state_dict", "optimizer_state", "row_hash" (Counter of the training rows' hashes, bytes),
     "classes", "metrics"} of cached build `key`, or None when its entry lacks what a warm start
-    needs (or is damaged). Training rows: `holdout` of `dynamics.npz` or `rows.npz` says which;
-    an older `rows.npz` without it holds every row ("holdout" False: the caller drops the
+    needs or is damaged (each file is checked against the SHA-256 its record holds: torch.load
+    does not notice a flipped byte in a tensor; a damaged entry is dropped with a warning, see
+    store/local.py). Training rows: `holdout` of `dynamics.npz` or `rows.npz` says which; an
+    older `rows.npz` without it holds every row ("holdout" False: the caller drops the
     holdout's hashes)."""
-    d = cache.entry_dir(key)
+    record = cache.record(key)
+    if record is None:
+        return None
+    blobs = {}
+    for name in (WEIGHTS, OPTIMIZER, "dynamics.npz", "rows.npz"):
+        blobs[name] = cache.read_file(key, name, record)
+        if blobs[name] is None and name in (WEIGHTS, OPTIMIZER):
+            return None
     try:
-        state_dict = torch.load(os.path.join(d, WEIGHTS), map_location="cpu", weights_only=True)
-        opt_state = torch.load(os.path.join(d, OPTIMIZER), map_location="cpu", weights_only=True)
+        state_dict = torch.load(io.BytesIO(blobs[WEIGHTS]), map_location="cpu", weights_only=True)
+        opt_state = torch.load(io.BytesIO(blobs[OPTIMIZER]), map_location="cpu",
+                               weights_only=True)
         rows = None
         for name in ("dynamics.npz", "rows.npz"):
-            if os.path.isfile(os.path.join(d, name)):
-                with np.load(os.path.join(d, name)) as z:
+            if blobs.get(name) is not None:
+                with np.load(io.BytesIO(blobs[name]), allow_pickle=False) as z:
                     hashes = z["row_hash"]
                     split = "holdout" in z.files
                     if split:
@@ -76,12 +85,11 @@ def load_parent(cache, key):
                     rows = {"row_hash": collections.Counter(bytes(h) for h in hashes.tolist()),
                             "holdout": split, "classes": [str(c) for c in z["classes"].tolist()]}
                 break
-        with open(os.path.join(d, "record.json"), "rb") as f:
-            record = json.loads(f.read())
         metrics = record.get("baseline_metrics") or record.get("metrics") or {}
-    except Exception:           # missing or damaged: not a parent
+    except Exception:           # damaged past what the record can tell (an old entry): no parent
         return None
-    if rows is None or not isinstance(state_dict, dict) or not isinstance(opt_state, dict):
+    if rows is None or not isinstance(state_dict, dict) or not isinstance(opt_state, dict) \
+            or not isinstance(metrics, dict):
         return None
     return dict(rows, state_dict=state_dict, optimizer_state=opt_state, metrics=metrics)
 

@@ -3,7 +3,7 @@ one file instead of one per source file (1,797 image shards: one read instead of
 
     .s2build/shards/packs/<BLAKE2b-64 of the target name>.npz     (uncompressed, atomic)
 
-        keys      str [m]        shard file names (content-addressed, see data.ShardStore)
+        keys      str [m]        shard file names (content-addressed, see shards.ShardStore)
         offsets   int64 [m + 1]  rows of shard i are offsets[i]:offsets[i + 1]
         features  str [f]        feature names, common to every shard of the pack
         x, labels, lines, row_hash, input_hash    the shards' arrays, concatenated
@@ -31,18 +31,24 @@ def path(shard_root, target_name):
 
 
 def read(pack_path):
-    """{shard file name: (fields dict, feature names)}; {} when missing or unreadable."""
+    """({shard file name: (fields dict, feature names)}, why): ({}, None) when missing,
+    ({}, reason in words) when damaged (any read error, or an index that does not fit)."""
     try:
         with np.load(pack_path, allow_pickle=False) as z:
             arrays = {f: z[f] for f in FIELDS}
             keys, offsets = z["keys"].tolist(), z["offsets"]
             features = [str(f) for f in z["features"]]
-    except (OSError, KeyError, ValueError, EOFError):
-        return {}
-    if len(offsets) != len(keys) + 1 or int(offsets[-1]) != len(arrays["x"]):
-        return {}
+    except FileNotFoundError:
+        return {}, None
+    except Exception as e:          # BadZipFile, CRC, truncated header...: costs a re-read
+        return {}, f"is unreadable ({type(e).__name__}: {e})"
+    n = len(arrays["x"])
+    if len(offsets) != len(keys) + 1 or offsets.dtype != np.int64 or \
+            any(len(a) != n for a in arrays.values()) or (len(offsets) and int(offsets[-1]) != n) \
+            or int(offsets[0]) != 0 or (np.diff(offsets) < 0).any():
+        return {}, "has an index that does not fit its arrays"
     return {key: ({f: a[offsets[i]:offsets[i + 1]] for f, a in arrays.items()}, features)
-            for i, key in enumerate(keys)}
+            for i, key in enumerate(keys)}, None
 
 
 def _same_dtype(a, b):

@@ -4,7 +4,7 @@
 
 Checks (each a `check` name, for `--json` and for filtering):
 
-    non-finite         error    a NaN or inf cell (csv/jsonl), found by scanning the sources
+    non-finite         error    a NaN or inf cell, found by the build's readers (data/readers.py)
     conflicting-label  error    same input as an earlier row, with a different label
     leakage            error    a holdout row whose input is also a training row
     duplicate          warning  same input and label as an earlier row
@@ -20,10 +20,6 @@ Checks (each a `check` name, for `--json` and for filtering):
 Each diagnostic has a `confidence` in [0, 1]; output is sorted by severity, then confidence.
 """
 
-import csv
-import io
-import json
-import math
 import os
 
 import numpy as np
@@ -51,46 +47,24 @@ def sort(diags):
 # --- Checks that need no model ---------------------------------------------------------------
 
 def scan_nonfinite(target, relpaths):
-    """Every NaN/inf cell of csv/jsonl sources (the loader stops at the first one)."""
+    """Every NaN/inf cell of the sources (the build stops at the first one), found by the
+    build's own readers in their collecting mode. A file with another error is skipped here:
+    the build that follows reports that error."""
+    from s2build.data import readers
+    from s2build.errors import DataError
     loader = target.config["loader"]
-    fmt = loader["format"]
+    if loader["format"] == "images":
+        return []
     out = []
     for rel in relpaths:
-        with open(os.path.join(target.root, rel), "rb") as f:
-            text = f.read().decode("utf-8-sig", errors="replace")
-        if fmt == "csv":
-            reader = csv.reader(io.StringIO(text, newline=""), delimiter=loader["delimiter"])
-            header = next(reader, [])
-            header = [h.strip() for h in header]
-            cols = [i for i, h in enumerate(header) if h != loader["label"] and
-                    (not loader["features"] or h in loader["features"])]
-            line = reader.line_num
-            for row in reader:
-                start, line = line + 1, reader.line_num
-                for i in cols:
-                    if i < len(row) and _nonfinite(row[i]):
-                        out.append(Diagnostic(f"{rel}:{start}", "error", "non-finite",
-                                              f"column '{header[i]}' is {row[i].strip()}"))
-        elif fmt == "jsonl":
-            for lineno, line in enumerate(text.splitlines(), 1):
-                try:
-                    obj = json.loads(line) if line.strip() else {}
-                except ValueError:
-                    continue
-                for fld in loader["features"]:
-                    v = obj.get(fld)
-                    vals = v if isinstance(v, list) else [v]
-                    if any(isinstance(x, float) and not math.isfinite(x) for x in vals):
-                        out.append(Diagnostic(f"{rel}:{lineno}", "error", "non-finite",
-                                              f"field '{fld}' holds NaN or inf"))
+        bad = []
+        try:
+            with open(os.path.join(target.root, rel), "rb") as f:
+                readers.parse(rel, f.read(), loader, bad=bad)
+        except (OSError, DataError):
+            pass
+        out += [Diagnostic(e.location, "error", "non-finite", e.message) for e in bad]
     return out
-
-
-def _nonfinite(text):
-    try:
-        return not math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 def _label(ds, i):

@@ -1,41 +1,73 @@
 """`s2build predict`: run a target's ONNX artifact in onnxruntime on rows of a file.
 
 Input files: `.csv` with a header naming the feature columns (other columns are ignored), or
-`.json` / `.jsonl` holding objects keyed by feature name (or lists in feature order). The
-artifact's own metadata (features, classes, task) drives the mapping, so predict always agrees
-with what was built. Each prediction keeps its row's origin (`file:line`).
+`.json` / `.jsonl` holding objects keyed by feature name (or lists in feature order). A file in
+the target's own format is read by the build's reader (data/readers.py: the loader's delimiter,
+NaN/inf rejected at `file:line`). The artifact's own metadata (features, classes, task, loader)
+drives the mapping, so predict always agrees with what was built. Each prediction keeps its
+row's origin (`file:line`).
 """
 
-import csv
 import json
 import os
 
 from s2build.errors import DataError, UsageError
 
 
-def _rows_from_file(path, features):
-    rel = os.path.relpath(path)
+def _read_bytes(path):
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            return f.read()
     except OSError as e:
-        raise UsageError(f"cannot read {rel}: {e.strerror}") from None
-    rows = []
-    if path.endswith(".csv"):
-        reader = csv.DictReader(text.splitlines())
-        missing = [c for c in features if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"no column '{missing[0]}' in the header", f"{rel}:1")
-        for i, r in enumerate(reader, start=2):
-            rows.append((f"{rel}:{i}", [_num(r[c], c, rel, i) for c in features]))
-        return rows
-    if path.endswith(".jsonl"):
-        items = [(i, json.loads(line)) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
-    elif path.endswith(".json"):
-        data = json.loads(text)
-        items = [(None, d) for d in (data if isinstance(data, list) else [data])]
+        raise UsageError(f"cannot read {os.path.relpath(path)}: {e.strerror}") from None
+
+
+def _by_reader(path, loader):
+    """[(origin, values)] of a file read by the target's own reader (data/readers.py): the
+    loader's delimiter and features, NaN/inf rejected at `file:line`; no label needed."""
+    from s2build.data import readers
+    rel = os.path.relpath(path)
+    shard, _features = readers.parse(rel, _read_bytes(path), dict(loader, shape=None),
+                                     with_label=False)
+    return [(readers.origin(rel, line, loader["format"]), x)
+            for line, x in zip(shard.lines.tolist(), shard.x)]
+
+
+def _images(path, loader):
+    """Image files (a file or a folder of them), decoded as the target's loader does."""
+    from s2build.data import readers
+    if os.path.isdir(path):
+        files = sorted(os.path.join(d, f) for d, _s, fs in os.walk(path) for f in fs
+                       if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")))
     else:
-        raise UsageError(f"{rel}: expected a .csv, .json or .jsonl file")
+        files = [path]
+    return [(os.path.relpath(f), readers.decode_image(os.path.relpath(f), _read_bytes(f), loader))
+            for f in files]
+
+
+def _rows_from_file(path, features):
+    """A file not in the target's own format: .csv with the default delimiter (through the csv
+    reader), .jsonl or .json objects keyed by feature name (or lists in feature order)."""
+    rel = os.path.relpath(path)
+    if path.endswith(".csv"):
+        return _by_reader(path, {"format": "csv", "delimiter": ",", "features": features,
+                                 "label": None, "task": "classification"})
+    from s2build.data import readers
+    try:
+        text = _read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", rel) from None
+    try:
+        if path.endswith(".jsonl"):
+            items = [(i, json.loads(line)) for i, line in readers.text_lines(text) if line.strip()]
+        elif path.endswith(".json"):
+            data = json.loads(text)
+            items = [(None, d) for d in (data if isinstance(data, list) else [data])]
+        else:
+            raise UsageError(f"{rel}: expected a .csv, .json or .jsonl file")
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON: {e.msg}", f"{rel}:{e.lineno}") from None
+    rows = []
     for n, (line, item) in enumerate(items):
         where = f"{rel}:{line}" if line else f"{rel}[{n}]"
         if isinstance(item, dict):
@@ -52,35 +84,28 @@ def _rows_from_file(path, features):
     return rows
 
 
-def _rows_by_loader(path, loader):
-    """Rows decoded as the target's loader does: image files (a file or a folder of them), or
-    jsonl lines with the loader's feature fields (the label field is not needed)."""
-    from s2build.data import dataset as data
-    rel = os.path.relpath(path)
-    if loader["format"] == "images":
-        if os.path.isdir(path):
-            files = sorted(os.path.join(d, f) for d, _s, fs in os.walk(path) for f in fs
-                           if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")))
-        else:
-            files = [path]
-        rows = []
-        for f in files:
-            with open(f, "rb") as fh:
-                rows.append((os.path.relpath(f), data.decode_image(os.path.relpath(f), fh.read(),
-                                                                   loader)))
-        return rows
-    with open(path, "rb") as f:
-        shard, _features = data.parse_jsonl(rel, f.read(), dict(loader, shape=None),
-                                            with_label=False)
-    return [(data.origin(rel, line, "jsonl"), x) for line, x in zip(shard.lines.tolist(), shard.x)]
+def _num(v, col, rel, line):
+    """A JSON value -> float, with the readers' rules (no NaN/inf, no `1_0`)."""
+    from s2build.data import readers
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise DataError(f"column '{col}': {v!r} is not a number", f"{rel}:{line}")
+    return readers.number(v if isinstance(v, str) else str(v), col, rel, line)
 
 
 def _rows(meta, path):
-    """[(origin, values)] of `path`, decoded as the artifact with metadata `meta` expects."""
+    """[(origin, values)] of `path`, decoded as the artifact with metadata `meta` expects: by
+    the target's reader when `path` is in the target's format (.csv for csv, any file for
+    jsonl), else by `_rows_from_file`."""
     loader = json.loads(meta.get("s2build.loader", "{}"))
-    if loader.get("format") in ("images", "jsonl"):
-        return _rows_by_loader(path, loader)
-    return _rows_from_file(path, json.loads(meta["s2build.features"]))
+    features = json.loads(meta["s2build.features"])
+    fmt = loader.get("format")
+    if fmt == "images":
+        return _images(path, loader)
+    if fmt == "jsonl":
+        return _by_reader(path, loader)
+    if fmt == "csv" and path.endswith(".csv"):
+        return _by_reader(path, dict(loader, features=features))
+    return _rows_from_file(path, features)
 
 
 def _open(target):
@@ -99,13 +124,6 @@ def _open(target):
 def rows_for_target(target, path):
     """[(origin, values)] of the inputs in `path`, for the target's built artifact."""
     return _rows(_open(target).meta, path)
-
-
-def _num(v, col, rel, line):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise DataError(f"column '{col}': {v!r} is not a number", f"{rel}:{line}") from None
 
 
 def predict(target, path):

@@ -24,7 +24,7 @@ class BuildLock:
 
     def owner(self):
         try:
-            with open(self.owner_path) as f:
+            with open(self.owner_path, encoding="utf-8", errors="replace") as f:   # may be damaged
                 return f.read().strip() or "another s2build process"
         except OSError:
             return "another s2build process"

@@ -208,6 +208,7 @@ def _artifact_metrics(target, ds, trained):
 def _build_one(step, project, state, cache, reporter, cancel):
     """Train, export, verify and record one target. Returns (record, detail, changed_during)."""
     from s2build.data import dataset as data
+    from s2build.data.shards import ShardStore
     from s2build.compile import export
     from s2build.compile import models
     from s2build.compile import train
@@ -215,7 +216,12 @@ def _build_one(step, project, state, cache, reporter, cancel):
     t, inputs = step.target, step.inputs
     timings = {}
     clock = time.perf_counter()
-    ds = data.load_dataset(t, inputs, data.ShardStore(project.state_dir))
+    store = ShardStore(project.state_dir)
+    try:
+        ds = data.load_dataset(t, inputs, store)
+    finally:
+        for w in store.warnings:                    # damaged shards or pack: parsed again
+            reporter.warn(w)
     timings["data"] = time.perf_counter() - clock
 
     progress = lambda e, n, loss: reporter.progress(t.name, e, n, loss)   # noqa: E731
@@ -356,7 +362,7 @@ class _Replan(Exception):
 
 
 def _execute(steps, project, state, cache, reporter, cancel):
-    from s2build.data.dataset import SourcesChanged     # numpy only now that we build
+    from s2build.data.shards import SourcesChanged     # numpy only now that we build
     results = []
     for step in steps:
         t = step.target
@@ -368,6 +374,7 @@ def _execute(steps, project, state, cache, reporter, cancel):
             restorable = step.action == "restore" or (step.action == "build"
                                                       and cache.has(step.inputs.key))
             rec = _restore(step, state, cache) if restorable else None
+            _warn_discarded(cache, reporter)
             if rec is not None:
                 r = Result(t.name, "restored", reasons=step.reasons, output=t.config["output"],
                            metrics=rec.get("metrics", {}), key=step.inputs.key,
@@ -387,6 +394,7 @@ def _execute(steps, project, state, cache, reporter, cancel):
                            metrics=rec["metrics"], key=step.inputs.key, detail=detail,
                            seconds=time.perf_counter() - clock, stale_after_build=changed)
                 r.parsed_files = parsed
+        _warn_discarded(cache, reporter)
         if state.dirty:
             state.save()
         reporter.done(r)
@@ -394,6 +402,13 @@ def _execute(steps, project, state, cache, reporter, cancel):
     if state.dirty:
         state.save()
     return results
+
+
+def _warn_discarded(cache, reporter):
+    """Say which damaged cache entries were discarded (they are built again)."""
+    for w in cache.warnings:
+        reporter.warn(w)
+    cache.warnings.clear()
 
 
 def _save_if_free(project, state):

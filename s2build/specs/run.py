@@ -61,7 +61,7 @@ class Runner:
     # rows -------------------------------------------------------------------------------
     def _file_rows(self, rel):
         """(Shard, features) of one file parsed by the target's loader (shard-cached)."""
-        from s2build.data import dataset as data
+        from s2build.data.shards import ShardStore
         from s2build.engine import fingerprint
         key = ("file", rel)
         if key not in self._rows:
@@ -69,7 +69,7 @@ class Runner:
             if not os.path.isfile(path):
                 raise SpecError(f"file '{rel}' not found")
             digest = fingerprint.sha256_file(path)
-            store = data.ShardStore(self.state_dir)
+            store = ShardStore(self.state_dir)
             shard, feats, _ = store.load(self.target.root, rel, digest,
                                          self.target.config["loader"])
             self._rows[key] = (shard, list(feats))
@@ -88,9 +88,8 @@ class Runner:
         return x[:, [pos[f] for f in want]]
 
     def _origin(self, rel, line):
-        from s2build.data import dataset as data
-        fmt = self.target.config["loader"]["format"]
-        return data.origin(rel, line, fmt) if hasattr(data, "origin") else f"{rel}:{line}"
+        from s2build.data import readers
+        return readers.origin(rel, line, self.target.config["loader"]["format"])
 
     def _labels(self, raw):
         import numpy as np
@@ -108,7 +107,8 @@ class Runner:
             return self._rows[over]
         if over == HOLDOUT:
             from s2build.data import dataset as data
-            ds = data.load_dataset(self.target, self.inputs, data.ShardStore(self.state_dir))
+            from s2build.data.shards import ShardStore
+            ds = data.load_dataset(self.target, self.inputs, ShardStore(self.state_dir))
             mask = ds.holdout
             origins = [o for o, h in zip(ds.origins, mask.tolist()) if h]
             rows = Rows(ds.x[mask], ds.y[mask], origins, "holdout rows")

@@ -11,8 +11,11 @@ Layout:
     .s2build/tmp/                             entries being written
 
 An entry is written into `.s2build/tmp/` and moved into place with one `os.replace` of its
-folder, so an entry is either complete or absent. `get` re-hashes the artifact against the
-record; a damaged entry is deleted with a warning and reads as a miss.
+folder, so an entry is either complete or absent. The record holds the SHA-256 of every other
+file (`artifact_sha256`, `files`: {name: sha256}) and of itself (`record_sha256`: the canonical
+JSON of the record without that field). `get` and `read_file` check them: a damaged entry
+(truncated, garbled, not a JSON object) is deleted with a warning and reads as a miss, never
+as a wrong artifact or a wrong warm start.
 """
 
 import hashlib
@@ -20,6 +23,11 @@ import json
 import os
 
 from s2build import atomic
+
+
+def _record_digest(record):
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class Cache:
@@ -34,29 +42,62 @@ class Cache:
     def has(self, key):
         return os.path.isfile(os.path.join(self.entry_dir(key), "record.json"))
 
-    def get(self, key):
-        """(onnx_bytes, record) for `key`, or None. Verifies the artifact's SHA-256."""
+    def record(self, key):
+        """The verified record of `key`, or None (missing; damaged: dropped with a warning)."""
         d = self.entry_dir(key)
         try:
             with open(os.path.join(d, "record.json"), "rb") as f:
                 record = json.loads(f.read())
-            with open(os.path.join(d, "model.onnx"), "rb") as f:
-                data = f.read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as e:
-            self._drop(d, f"unreadable ({e})")
+        except (OSError, ValueError, RecursionError) as e:
+            self._drop(d, f"has an unreadable record ({type(e).__name__})")
             return None
-        if hashlib.sha256(data).hexdigest() != record.get("artifact_sha256"):
-            self._drop(d, "artifact does not match its recorded SHA-256")
+        if not isinstance(record, dict) or not isinstance(record.get("artifact_sha256"), str):
+            self._drop(d, "has a record that is not an entry's")
             return None
-        return data, record
+        if "record_sha256" in record and record["record_sha256"] != _record_digest(record):
+            self._drop(d, "has a record that does not match its SHA-256")
+            return None
+        return record
+
+    def read_file(self, key, name, record=None):
+        """Bytes of file `name` of entry `key`, checked against the record; None when the
+        entry or the file is missing, or damaged (then the entry is dropped with a warning)."""
+        record = record or self.record(key)
+        if record is None:
+            return None
+        want = record["artifact_sha256"] if name == "model.onnx" \
+            else (record.get("files") or {}).get(name)
+        d = self.entry_dir(key)
+        try:
+            with open(os.path.join(d, name), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            if name == "model.onnx" or want:
+                self._drop(d, f"lacks {name}")
+            return None
+        except OSError as e:
+            self._drop(d, f"has an unreadable {name} ({e.strerror})")
+            return None
+        if want is not None and hashlib.sha256(data).hexdigest() != want:
+            self._drop(d, f"has a {name} that does not match its recorded SHA-256")
+            return None
+        return data
+
+    def get(self, key):
+        """(onnx_bytes, record) for `key`, or None. Verifies the record and the artifact."""
+        record = self.record(key)
+        data = self.read_file(key, "model.onnx", record) if record is not None else None
+        return None if data is None else (data, record)
 
     def put(self, key, onnx_bytes, record, extra=None):
         """Store atomically. `record` gains `artifact_sha256`; `extra` maps further file names
         (e.g. dynamics.npz) to bytes. Returns the entry folder."""
         import tempfile
-        record = dict(record, artifact_sha256=hashlib.sha256(onnx_bytes).hexdigest())
+        record = dict(record, artifact_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+                      files={n: hashlib.sha256(b).hexdigest() for n, b in (extra or {}).items()})
+        record["record_sha256"] = _record_digest(record)
         final = self.entry_dir(key)
         if self.has(key):
             return final
@@ -81,6 +122,8 @@ class Cache:
 
     def _drop(self, d, why):
         import shutil
+        if not os.path.isdir(d):
+            return
         self.warnings.append(f"cache entry {os.path.basename(d)[:12]} {why}; discarded")
         shutil.rmtree(d, ignore_errors=True)
 

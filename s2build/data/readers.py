@@ -1,0 +1,346 @@
+"""One reader per source format: bytes of one file -> a Shard (rows, labels, row origins, hashes).
+
+Formats (loader.format): csv, jsonl, npz, npy, images (one folder per class, PNG/JPEG). Every
+reader has the signature `parse(rel, data, loader, with_label=True, bad=None)` and returns
+(Shard, feature names); `rel` names the file in errors. Build, specs, predict and lint all read
+through these functions, so a file means the same to each of them.
+
+- Malformed input raises DataError at its origin: `file:line` (csv, jsonl; 1-based), `file[i]`
+  (npz, npy), `file` (images).
+- with_label=False (predict): the label is neither needed nor read; labels are "".
+- bad=[] (lint): a NaN/inf cell is appended to `bad` as the DataError it would raise and the
+  row is kept, so that every such cell is found in one pass; other errors still raise.
+
+A Shard holds `x` (float32 [rows, *shape]), `labels` (str [rows] for classification, float32
+[rows, k] for regression and multilabel), `lines` (int64 [rows]: line for csv/jsonl, index
+for arrays, 0 for images) and `row_hash` / `input_hash` (S16 [rows]: BLAKE2b-128 of
+features+label and of features only). Imported lazily (numpy): not on the no-op path.
+"""
+
+import csv
+import hashlib
+import io
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from s2build.errors import DataError
+
+
+@dataclass
+class Shard:
+    x: "np.ndarray"
+    labels: "np.ndarray"
+    lines: "np.ndarray"
+    row_hash: "np.ndarray"
+    input_hash: "np.ndarray"
+
+
+def _blake(data):
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _text(rel, data):
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", rel) from None
+
+
+def _flag(err, bad):
+    """Raise `err`, or (lint's collecting mode) append it to `bad` and carry on."""
+    if bad is None:
+        raise err
+    bad.append(err)
+
+
+def _label_not_feature(loader, features, where, with_label):
+    label = loader.get("label")
+    if with_label and label is not None and label in features:
+        raise DataError(f"'{label}' is both the label and a feature", where,
+                        f"remove '{label}' from loader.features in s2build.yaml")
+
+
+def number(text, col, rel, line, bad=None):
+    """A cell's text -> float. Rejects what Python's float() accepts but a data file should
+    not mean: underscores (`1_0`), and NaN/inf (see `bad`)."""
+    try:
+        if "_" in text:
+            raise ValueError(text)
+        v = float(text)
+    except ValueError:
+        shown = text if len(text) < 30 else text[:27] + "..."
+        raise DataError(f"column '{col}': {shown!r} is not a number", f"{rel}:{line}") from None
+    if not math.isfinite(v):
+        _flag(DataError(f"column '{col}' is {text.strip()}", f"{rel}:{line}",
+                        "fix or remove the row"), bad)
+    return v
+
+
+def parse_csv(rel, data, loader, with_label=True, bad=None):
+    """A header row, then one row per line; columns by name (loader.features, default: every
+    column but the label), split on loader.delimiter. Duplicate header names are an error."""
+    reader = csv.reader(io.StringIO(_text(rel, data), newline=""),
+                        delimiter=loader.get("delimiter") or ",")
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError("empty file: expected a header row", rel) from None
+    except csv.Error as e:
+        raise DataError(f"malformed CSV: {e}", f"{rel}:1") from None
+    header = [h.strip() for h in header]
+    seen = set()
+    for h in header:
+        if h in seen:
+            raise DataError(f"duplicate column '{h}' in the header", f"{rel}:1",
+                            "give every column its own name")
+        seen.add(h)
+    label = loader["label"] if with_label else None
+    features = loader.get("features") or [h for h in header if h != loader.get("label")]
+    _label_not_feature(loader, features, f"{rel}:1", with_label)
+    index = {h: i for i, h in enumerate(header)}
+    for col in ([label] if with_label else []) + features:
+        if col not in index:
+            import difflib
+            close = difflib.get_close_matches(col, header, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "columns: " + ", ".join(header)
+            raise DataError(f"no column '{col}' in the header", f"{rel}:1", hint)
+    fidx = [index[c] for c in features]
+    regression = loader["task"] != "classification"
+    xs, labels, lines = [], [], []
+    line = reader.line_num
+    while True:
+        start = line + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise DataError(f"malformed CSV: {e}", f"{rel}:{start}") from None
+        line = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"expected {len(header)} fields (as in the header), got {len(row)}",
+                            f"{rel}:{start}", "fix the row or quote fields that contain the delimiter")
+        xs.append([number(row[i], c, rel, start, bad) for c, i in zip(features, fidx)])
+        lines.append(start)
+        if not with_label:
+            labels.append("")
+            continue
+        raw = row[index[label]].strip()
+        if regression:
+            labels.append(number(raw, label, rel, start, bad))
+        else:
+            if not raw:
+                raise DataError(f"label column '{label}' is empty", f"{rel}:{start}")
+            labels.append(raw)
+    x = np.asarray(xs, dtype=np.float32).reshape(len(xs), len(features))
+    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), 1) if regression and with_label \
+        else np.asarray(labels, dtype=np.str_)
+    return _shard(x, lab, lines, loader, rel), list(features)
+
+
+def _shard(x, labels, lines, loader, rel):
+    """Assemble a Shard: reshape features to loader.shape and hash every row."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if loader.get("shape"):
+        shape = tuple(loader["shape"])
+        per_row = int(np.prod(shape))
+        if x.shape[1:] != shape and int(np.prod(x.shape[1:])) != per_row:
+            raise DataError(f"rows have {int(np.prod(x.shape[1:]))} feature values; loader.shape "
+                            f"{list(shape)} needs {per_row}", rel)
+        x = x.reshape((len(x),) + shape)
+    input_hash = np.array([_blake(r.tobytes()) for r in x], dtype="S16")
+    row_hash = np.array([_blake(r.tobytes() + (l.tobytes() if isinstance(l, np.ndarray)
+                                               else str(l).encode()))
+                         for r, l in zip(x, labels)], dtype="S16")
+    return Shard(x, labels, np.asarray(lines, dtype=np.int64), row_hash, input_hash)
+
+
+def json_values(value, field, where, loader, bad=None):
+    """A JSON field -> list of floats: a number, a (nested) list of numbers, or a string
+    decoded per loader.text (digits: one value per character; hash: bag of words)."""
+    if isinstance(value, bool) or value is None:
+        raise DataError(f"field '{field}': {value!r} is not a number", where)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            _flag(DataError(f"field '{field}' is {value}", where, "fix or remove the row"), bad)
+        return [float(value)]
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            out += json_values(v, field, where, loader, bad)
+        return out
+    if isinstance(value, str):
+        mode = loader.get("text", "error")
+        if mode == "digits":
+            if not value.isdigit():
+                raise DataError(f"field '{field}': expected a string of digits, got {value[:30]!r}",
+                                where)
+            return [float(c) for c in value]
+        if mode == "hash":
+            vec = [0.0] * loader["buckets"]
+            for word in value.lower().split():
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+                vec[h % loader["buckets"]] += 1.0
+            return vec
+        raise DataError(f"field '{field}' is text", where,
+                        "set loader.text to 'digits' or 'hash' to turn text into numbers")
+    raise DataError(f"field '{field}': unsupported value {type(value).__name__}", where)
+
+
+def text_lines(text):
+    """(line number, line) of a text file, split on '\\n' only ('\\r\\n' too): JSON strings may
+    hold U+2028 and other characters that str.splitlines() would split on."""
+    for lineno, line in enumerate(text.split("\n"), 1):
+        yield lineno, line[:-1] if line.endswith("\r") else line
+
+
+def parse_jsonl(rel, data, loader, with_label=True, bad=None):
+    """One JSON object per line; features and label by field name."""
+    import json
+    regression = loader["task"] != "classification"
+    _label_not_feature(loader, loader["features"], rel, with_label)
+    xs, labels, lines, width = [], [], [], None
+    for lineno, line in text_lines(_text(rel, data)):
+        if not line.strip():
+            continue
+        where = f"{rel}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", where) from None
+        if not isinstance(obj, dict):
+            raise DataError("expected a JSON object per line", where)
+        vals = []
+        for f in loader["features"] + ([loader["label"]] if with_label else []):
+            if f not in obj:
+                raise DataError(f"missing field '{f}'", where)
+        for f in loader["features"]:
+            vals += json_values(obj[f], f, where, loader, bad)
+        if width is None:
+            width = len(vals)
+        elif len(vals) != width:
+            raise DataError(f"{len(vals)} feature values, but earlier rows have {width}", where)
+        lab = obj[loader["label"]] if with_label else None
+        if not with_label:
+            labels.append("")
+        elif regression:
+            labels.append(json_values(lab, loader["label"], where, dict(loader, text="digits"),
+                                      bad))
+            if len(labels[-1]) != len(labels[0]):
+                raise DataError(f"label has {len(labels[-1])} values, earlier rows {len(labels[0])}",
+                                where)
+        else:
+            if isinstance(lab, (dict, list)) or lab is None or str(lab).strip() == "":
+                raise DataError(f"label '{loader['label']}' must be a class name or number", where)
+            labels.append(str(lab).strip())
+        xs.append(vals)
+        lines.append(lineno)
+    x = np.asarray(xs, dtype=np.float32).reshape(len(xs), width or 0)
+    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), -1) if regression and with_label \
+        else np.asarray(labels, dtype=np.str_)
+    return _shard(x, lab, lines, loader, rel), list(loader["features"])
+
+
+def _check_array(arr, rel, what, bad=None):
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{what} has dtype {arr.dtype}, expected numbers", rel)
+    rows = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1).astype(np.float64)).all(axis=1))
+    for i in (rows if bad is not None else rows[:1]).tolist():
+        _flag(DataError(f"{what} holds NaN or inf", f"{rel}[{i}]", "fix or remove the row"), bad)
+
+
+def _array_labels(y, rel, loader, bad=None):
+    if loader["task"] == "classification":
+        if y.ndim != 1:
+            raise DataError(f"labels have shape {list(y.shape)}, expected one per row", rel)
+        if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
+        return np.asarray([str(v) for v in y.tolist()], dtype=np.str_)
+    _check_array(y, rel, "labels", bad)
+    return y.astype(np.float32).reshape(len(y), -1)
+
+
+def parse_npz(rel, data, loader, with_label=True, bad=None):
+    """An .npz archive: features array `loader.features`, labels array `loader.label`."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise DataError(f"cannot read .npz: {e}", rel) from None
+    if with_label and loader["features"] == loader["label"]:
+        _label_not_feature(loader, [loader["features"]], rel, with_label)
+    names = [loader["features"]] + ([loader["label"]] if with_label else [])
+    for k in names:
+        if k not in arrays:
+            raise DataError(f"no array '{k}' in the archive (has: {', '.join(sorted(arrays))})", rel)
+    x = arrays[loader["features"]]
+    y = arrays[loader["label"]] if with_label else np.full(len(x), "")
+    if len(x) != len(y):
+        raise DataError(f"{len(x)} feature rows but {len(y)} labels", rel)
+    _check_array(x, rel, f"array '{loader['features']}'", bad)
+    x = x.astype(np.float32).reshape(len(x), -1) if x.ndim == 1 else x.astype(np.float32)
+    labels = _array_labels(y, rel, loader, bad) if with_label else y.astype(np.str_)
+    return _shard(x, labels, np.arange(len(x)), loader, rel), [loader["features"]]
+
+
+def parse_npy(rel, data, loader, with_label=True, bad=None):
+    """A 2-D .npy array [rows, columns]; column `loader.label_column` is the label."""
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"cannot read .npy: {e}", rel) from None
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise DataError(f"expected a 2-D array with a label column, got shape {list(arr.shape)}", rel)
+    _check_array(arr, rel, "array", bad)
+    col = loader["label_column"] % arr.shape[1]
+    x = np.delete(arr, col, axis=1).astype(np.float32)
+    shard = _shard(x, _array_labels(arr[:, col], rel, loader, bad), np.arange(len(arr)), loader, rel)
+    return shard, [f"c{i}" for i in range(arr.shape[1]) if i != col]
+
+
+def decode_image(rel, data, loader):
+    """Image bytes -> float32 [channels, height, width] (resized, scaled)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"cannot decode image: {e}", rel, "replace or remove the file") from None
+    img = img.convert("L" if loader["channels"] == 1 else "RGB")
+    if loader["size"]:
+        h, w = loader["size"]
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) * loader["scale"]
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def parse_image(rel, data, loader, with_label=True, bad=None):
+    """One image file = one row; its class is the name of its folder."""
+    x = decode_image(rel, data, loader)[None]
+    label = (os.path.basename(os.path.dirname(rel)) or ".") if with_label else ""
+    return _shard(x, np.asarray([label], dtype=np.str_), [0], dict(loader, shape=None), rel), \
+        ["pixels"]
+
+
+FORMATS = {"csv": parse_csv, "jsonl": parse_jsonl, "npz": parse_npz, "npy": parse_npy,
+           "images": parse_image}
+
+
+def parse(rel, data, loader, with_label=True, bad=None):
+    """Read one file of format loader.format (see the module docstring)."""
+    return FORMATS[loader["format"]](rel, data, loader, with_label=with_label, bad=bad)
+
+
+def origin(rel, line, fmt):
+    """Where a row comes from, as users see it."""
+    if fmt in ("csv", "jsonl"):
+        return f"{rel}:{line}"
+    if fmt == "images":
+        return rel
+    return f"{rel}[{line}]"
