@@ -50,6 +50,10 @@ class Cache:
         if hashlib.sha256(data).hexdigest() != record.get("artifact_sha256"):
             self._drop(d, "artifact does not match its recorded SHA-256")
             return None
+        try:
+            os.utime(d)                       # last use, for `s2build gc` (store/gc.py)
+        except OSError:
+            pass
         return data, record
 
     def put(self, key, onnx_bytes, record, extra=None):
