@@ -221,25 +221,30 @@ def _mark(fname, node):
 
 
 def _convert(node, fname, constructor):
+    """_Y of a composed node. Merge keys (`<<: *a` or `<<: [*a, *b]`) give defaults: an
+    explicit key of the mapping wins over a merged one wherever it stands, an earlier merged
+    mapping over a later one; the same explicit key twice is an error."""
     if isinstance(node, yaml.MappingNode):
-        out = {}
+        out, merged = {}, {}
         for knode, vnode in node.value:
             if knode.tag == "tag:yaml.org,2002:merge":
                 sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
                 for src in sources:
-                    merged = _convert(src, fname, constructor)
-                    if merged.kind != "map":
+                    m = _convert(src, fname, constructor)
+                    if m.kind != "map":
                         raise ConfigError("'<<' merges only mappings", _mark(fname, src))
-                    for k, v in merged.value.items():
-                        out.setdefault(k, v)
+                    for k, v in m.value.items():
+                        merged.setdefault(k, v)
                 continue
             if not isinstance(knode, yaml.ScalarNode):
                 raise ConfigError("keys must be plain strings", _mark(fname, knode))
             key = str(constructor.construct_object(knode))
-            if key in out and out[key][0] is not None:
+            if key in out:
                 raise ConfigError(f"duplicate key '{key}'", _mark(fname, knode),
                                   f"first given at {out[key][0]}")
             out[key] = (_mark(fname, knode), _convert(vnode, fname, constructor))
+        for k, v in merged.items():
+            out.setdefault(k, v)
         return _Y(out, _mark(fname, node), "map")
     if isinstance(node, yaml.SequenceNode):
         return _Y([_convert(n, fname, constructor) for n in node.value],
