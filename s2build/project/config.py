@@ -5,6 +5,7 @@ carry their *resolved* config: every key present, defaults filled in, plain JSON
 Every error names `s2build.yaml:LINE:COL`, and unknown keys get a "did you mean".
 
     version: 1                  # optional; the only version is 1
+    allow_outside_sources: false  # true: sources may be absolute or lead out with `..`
     targets:
       NAME:
         sources: [GLOB, ...]    # data files, relative to the yaml's folder
@@ -14,7 +15,7 @@ Every error names `s2build.yaml:LINE:COL`, and unknown keys get a "did you mean"
         metrics: [accuracy]     # names or path/file.py:function
         train:   {epochs: 30, batch_size: 32, lr: 0.001, optimizer: adam, seed: 0, device: cpu}
         holdout: {fraction: 0.2, seed: 0}       # or {sources: [GLOB, ...]}
-        output:  build/NAME.onnx
+        output:  build/NAME.onnx  # inside the project, .onnx, off every input (project/paths.py)
         deps:    [OTHER_TARGET]
         export:  {exporter: dynamo}
 
@@ -157,7 +158,8 @@ TARGET = {
     "specs": Key("maplist", [], item=SPEC),
 }
 
-TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED)}
+TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED),
+       "allow_outside_sources": Key("bool", False)}    # sources may lie outside the project
 
 # Keys of the resolved config that cannot change the artifact's bytes: not in the build key.
 NOT_IN_KEY = ("description", "output", "specs")
@@ -540,6 +542,8 @@ def load(path):
             raise ConfigError(f"output '{t.config['output']}' is also the output of target "
                               f"'{outputs[out]}'", t.loc("output"))
         outputs[out] = t.name
+    from s2build.project import paths                   # outputs inside, off every input
+    paths.check(project, top["allow_outside_sources"])
     return project
 
 
