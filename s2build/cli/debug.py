@@ -44,6 +44,8 @@ def cmd_blame(args):
     from s2build.engine import runner
     project = common.load(args)
     target = _classification_target(project, args.target, "blame explains")
+    if args.spec is not None:
+        query.example_spec(target, args.spec)          # a wrong name fails before building
     runner.build(project, [args.target], common.console(args, sys.stderr))
     steps, _state = runner.status(project, [args.target])
     key = [s for s in steps if s.target.name == args.target][0].inputs.key

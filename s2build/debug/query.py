@@ -57,21 +57,29 @@ def query(project, target, dyn, text):
     return None, x, rows[0][0]
 
 
-def spec_query(project, target, dyn, name):
-    """The query of example spec `name`: its file row's origin (row of the dataset, or a row
-    run through the final network), or its inline input as x (shown as `spec NAME`)."""
+def example_spec(target, name):
+    """The parsed example spec `name` of `target`; UsageError naming the examples otherwise.
+    Standard library only: callable before anything is built."""
+    import difflib
+
     from s2build.specs import specs
-    import numpy as np
-    found = [s for s in specs.parse(target) if s.name == name]
-    if not found or found[0].kind != "example":
-        examples = [s.name for s in specs.parse(target) if s.kind == "example"]
-        import difflib
+    parsed = specs.parse(target)
+    found = [s for s in parsed if s.name == name and s.kind == "example"]
+    if not found:
+        examples = [s.name for s in parsed if s.kind == "example"]
         close = difflib.get_close_matches(name, examples, n=1)
         raise errors.UsageError(f"--spec {name}: target '{target.name}' has no example spec "
                                 f"of that name",
                                 hint=f"did you mean '{close[0]}'?" if close else
                                 "example specs: " + (", ".join(examples) or "none"))
-    p = found[0].params
+    return found[0]
+
+
+def spec_query(project, target, dyn, name):
+    """The query of example spec `name`: its file row's origin (row of the dataset, or a row
+    run through the final network), or its inline input as x (shown as `spec 'NAME'`)."""
+    import numpy as np
+    p = example_spec(target, name).params
     if p["file"] is not None:
         rel = os.path.normpath(p["file"])
         if p["line"] is None:
