@@ -220,3 +220,27 @@ def test_two_concurrent_lock_runs_keep_both_entries(tmp_path):
     state = __import__("json").loads((d / ".s2build" / "state.json").read_text())
     assert {n: e["key"] for n, e in entries.items()} == \
         {n: state["targets"][n]["key"] for n in ("a", "b")}
+
+
+def test_format_merges_an_insertion_beside_a_rebuild_in_git(tmp_path):
+    """The format alone, through a real `git merge`: one branch inserts b between a and c, the
+    other changes c's artifact (the first fact of its block). v1 conflicted here."""
+    def entry(art):
+        return dict(ENTRY, artifact=art * 64)
+
+    def write(entries):
+        (tmp_path / "s2build.lock").write_text(lockfile.format_lock(entries))
+
+    write({"a": entry("1"), "c": entry("2")})
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "base")
+    git(tmp_path, "checkout", "-q", "-b", "add-b")
+    write({"a": entry("1"), "b": entry("3"), "c": entry("2")})
+    git(tmp_path, "commit", "-q", "-am", "add b")
+    git(tmp_path, "checkout", "-q", "main")
+    write({"a": entry("1"), "c": entry("4")})
+    git(tmp_path, "commit", "-q", "-am", "rebuild c")
+    git(tmp_path, "merge", "-q", "--no-edit", "add-b")          # must not conflict
+    assert lockfile.parse_lock((tmp_path / "s2build.lock").read_text()) == \
+        {"a": entry("1"), "b": entry("3"), "c": entry("4")}
