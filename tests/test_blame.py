@@ -45,6 +45,30 @@ def test_seeds_report_and_cached_variants(wine):
     assert 0 <= rep["disagreement_rate"] <= 1
     for r in rep["flipping_rows"]:
         assert r["origin"].startswith("data/wine-")
+    names = ["a textbook cultivar-0 wine", "a cultivar-2 row stays cultivar 2", "holdout accuracy",
+             "holdout macro F1", "robust to measurement noise (5% of each feature's spread)"]
+    assert list(rep["specs"]) == names                     # each seed's artifact ran the specs
+    for name in names:
+        assert rep["specs"][name]["seeds"] == 2 and 0 <= rep["specs"][name]["passed"] <= 2
+        assert rep["specs"][name]["rate"] == rep["specs"][name]["passed"] / 2
+    assert rep["specs"]["a textbook cultivar-0 wine"]["passed"] == 2
     again = run(["seeds", "wine", "-n", "2"], wine, check=0)
     assert "building" not in again.stderr                 # each seed is cached like any build
     assert again.stdout.startswith("wine: 2 seeds, holdout error seed 0: ")
+    assert "spec a textbook cultivar-0 wine: passes under 2 of 2 seeds (100%)" in again.stdout
+
+
+def test_blame_the_input_of_an_example_spec(wine):
+    p = run(["blame", "wine", "--spec", "a cultivar-2 row stays cultivar 2", "-k", "3", "--json"],
+            wine, check=0)
+    out = json.loads(p.stdout)
+    assert out["query"] == "data/wine-3.csv:46" and out["exact"] and len(out["rows"]) == 3
+    p = run(["blame", "wine", "--spec", "a textbook cultivar-0 wine", "-k", "3", "--json"],
+            wine, check=0)
+    out = json.loads(p.stdout)
+    assert out["query"] == "spec 'a textbook cultivar-0 wine'" and not out["exact"]
+    assert out["prediction"] == "0" and len(out["rows"]) == 3
+    p = run(["blame", "wine", "--spec", "holdout accuracy"], wine, check=2)
+    assert p.stderr == ("s2build: error: --spec holdout accuracy: target 'wine' has no example "
+                        "spec of that name (example specs: a textbook cultivar-0 wine, "
+                        "a cultivar-2 row stays cultivar 2)\n")

@@ -71,9 +71,29 @@ def test_schema_errors(tmp_path, monkeypatch, text, message):
 def test_merge_keys_and_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, "targets:\n  t: &c\n    sources: data/a.csv\n    loader: {label: y}\n"
-                 "    train: {epochs: 3}\n  u:\n    <<: *c\n    model: {hidden: [4]}\n")
+                 "    train: {epochs: 3}\n    model: {hidden: [8]}\n"
+                 "  u:\n    <<: *c\n    model: {hidden: [4]}\n"       # overrides after <<
+                 "  v:\n    train: {epochs: 5}\n    <<: *c\n")          # and before it
     p = config.load(path)
+    assert p.targets["t"].config["model"]["hidden"] == [8]
     assert p.targets["u"].config["train"]["epochs"] == 3
     assert p.targets["u"].config["model"]["hidden"] == [4]
+    assert p.targets["v"].config["train"]["epochs"] == 5
+    assert p.targets["v"].config["model"]["hidden"] == [8]
     assert p.targets["u"].config["output"] == "build/u.onnx"
     assert p.targets["t"].config["loss"] == "cross_entropy"
+    assert p.targets["u"].loc("model", "hidden") == "s2build.yaml:9:21"   # the override's place
+
+
+def test_merge_keys_earlier_mapping_wins_and_explicit_duplicates_are_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n"
+                 "    train: &a {epochs: 2}\n  u:\n    sources: data/a.csv\n"
+                 "    loader: {label: y}\n    train: {<<: [*a, {epochs: 9, lr: 0.5}]}\n")
+    p = config.load(path)
+    assert p.targets["u"].config["train"]["epochs"] == 2 and p.targets["u"].config["train"]["lr"] == 0.5
+    path = write(tmp_path, "targets:\n  t: &c\n    sources: data/a.csv\n    loader: {label: y}\n"
+                 "  u:\n    <<: *c\n    output: build/x.onnx\n    output: build/y.onnx\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value) == "s2build.yaml:8:5: duplicate key 'output' (first given at s2build.yaml:7:5)"

@@ -11,7 +11,7 @@ from s2build.release import lockfile
 from s2build.errors import LOCK_STALE, LockStaleError
 
 ENTRY = {
-    "artifact": "a" * 64, "key": "k" * 64, "mode": "release", "config": "c" * 64,
+    "artifact": "a" * 64, "key": "b" * 64, "mode": "release", "config": "c" * 64,
     "metrics": {"accuracy": "0.981818", "f1": "0.98"},
     "source": {"data/b.csv": "2" * 64, "data/a file.csv": "1" * 64},
     "holdout": {"data/test.csv": "3" * 64}, "code": {"net.py": "4" * 64},
@@ -25,8 +25,8 @@ def test_format_is_sorted_line_oriented_and_round_trips():
     assert lines[0] == lockfile.HEADER and lines[1] == ""
     alpha = [l for l in lines if l.startswith("alpha ")]
     assert alpha == sorted(alpha)
-    assert lines.index("") < lines.index(alpha[0])
-    assert lines[len(alpha) + 2] == ""                       # a blank line between targets
+    assert lines[2] == "[alpha]" and lines[3] == alpha[0]    # each block opens with its header
+    assert lines[len(alpha) + 3] == "" and lines[len(alpha) + 4] == "[zeta]"
     assert 'zeta source "data/a file.csv" ' + "1" * 64 in lines
     assert "zeta toolchain threads=1 torch=2.5.1" in lines
     back = lockfile.parse_lock(text)
@@ -49,15 +49,32 @@ def test_the_lock_check_says_file_changes_in_explains_words():
 
 def test_damage_at_any_line_is_a_lock_error_never_a_crash():
     text = lockfile.format_lock({"wine": ENTRY})
-    for n, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    assert len(lines) == 15
+    damaged_any = 0
+    for n, line in enumerate(lines, 1):
         for bad in (line[: len(line) // 2], line + " extra", "<<<<<<< HEAD"):
-            damaged = text.splitlines()
+            damaged = list(lines)
             damaged[n - 1] = bad
-            try:
+            if damaged == lines:                   # half of an empty line: nothing damaged
+                continue
+            with pytest.raises(LockStaleError) as e:
                 lockfile.parse_lock("\n".join(damaged))
-            except LockStaleError as e:
-                assert e.exit_code == LOCK_STALE
-                assert e.location == f"s2build.lock:{n}"
+            assert e.value.exit_code == LOCK_STALE
+            assert e.value.location == f"s2build.lock:{n}", (n, bad)
+            damaged_any += 1
+    assert damaged_any == 3 * len(lines) - 1
+
+
+def test_a_v1_lock_still_reads_and_facts_stay_in_their_block():
+    v2 = lockfile.format_lock({"wine": ENTRY})
+    v1 = "\n".join(l for l in v2.splitlines() if not l.startswith("[")).replace(
+        lockfile.HEADER, lockfile.HEADER_V1)
+    assert lockfile.parse_lock(v1) == {"wine": ENTRY}
+    mixed = v2.replace("wine mode release", "zeta mode release")
+    with pytest.raises(LockStaleError) as e:
+        lockfile.parse_lock(mixed)
+    assert str(e.value).startswith("s2build.lock:12: a fact of 'zeta' in the block of 'wine'")
 
 
 def test_conflict_markers_are_named():
@@ -150,10 +167,10 @@ def test_lock_one_target_keeps_the_others_and_a_damaged_lock_is_rewritten(tmp_pa
     d = tiny_project(tmp_path / "proj")
     run(["lock", "a"], d, check=0)
     text = (d / "s2build.lock").read_text()
-    assert {l.split(" ")[0] for l in text.splitlines()[2:] if l} == {"a"}
+    assert {l.split(" ")[0] for l in text.splitlines()[2:] if l and not l.startswith("[")} == {"a"}
     run(["lock", "b"], d, check=0)
     text = (d / "s2build.lock").read_text()
-    assert {l.split(" ")[0] for l in text.splitlines()[2:] if l} == {"a", "b"}
+    assert {l.split(" ")[0] for l in text.splitlines()[2:] if l and not l.startswith("[")} == {"a", "b"}
     (d / "s2build.lock").write_text(text.replace("a mode release", "<<<<<<< HEAD"))
     p = run(["ci"], d, check=0)                     # not frozen: a warning, not a failure
     assert "s2build: warning: s2build.lock:" in p.stderr
@@ -162,3 +179,81 @@ def test_lock_one_target_keeps_the_others_and_a_damaged_lock_is_rewritten(tmp_pa
     p = run(["lock", "a"], d, check=0)
     assert "writing it again for every target" in p.stderr
     assert (d / "s2build.lock").read_text() == text
+
+
+def test_adding_a_target_between_two_merges_with_rebuilding_the_next(tmp_path):
+    """Branch add-b adds target b between a and c; branch edit-c rebuilds c (whose first fact,
+    `artifact`, changes). v1 blocks started with that line and git conflicted; v2 headers keep
+    an unchanged line between the two changes."""
+    d = tiny_project(tmp_path / "proj", names=("a", "b", "c"))
+    yaml_abc = (d / "s2build.yaml").read_text()
+    (d / "s2build.yaml").write_text(yaml_abc.replace(TARGET.format(name="b"), ""))
+    (d / ".gitignore").write_text(".s2build/\nbuild/\n")
+    run(["lock"], d, check=0)
+    git(d, "init", "-q")
+    git(d, "add", "-A")
+    git(d, "commit", "-q", "-m", "base: a and c")
+
+    git(d, "checkout", "-q", "-b", "add-b")
+    (d / "s2build.yaml").write_text(yaml_abc)
+    run(["lock", "b"], d, check=0)
+    git(d, "add", "-A")
+    git(d, "commit", "-q", "-m", "add b")
+
+    git(d, "checkout", "-q", "main")
+    git(d, "checkout", "-q", "-b", "edit-c")
+    append_row(d / "data" / "c.csv", "0.9,0.9,1")
+    before = (d / "s2build.lock").read_text()
+    run(["lock", "c"], d, check=0)
+    after = (d / "s2build.lock").read_text()
+    assert "\n[c]\nc artifact " in after and after.split("c artifact ")[1][:64] != \
+        before.split("c artifact ")[1][:64]                  # the first fact of c's block changed
+    git(d, "commit", "-q", "-am", "c: one more row")
+
+    git(d, "merge", "-q", "--no-edit", "add-b")                 # must not conflict
+    merged = (d / "s2build.lock").read_text()
+    assert [l for l in merged.splitlines() if l.startswith("[")] == ["[a]", "[b]", "[c]"]
+    assert set(lockfile.parse_lock(merged)) == {"a", "b", "c"}
+    p = run(["lock"], d, check=0)                 # what `lock` writes for the merged sources
+    assert p.stdout.splitlines()[-1] == "s2build.lock: up to date (3 targets)"
+    assert (d / "s2build.lock").read_text() == merged
+
+
+def test_two_concurrent_lock_runs_keep_both_entries(tmp_path):
+    import sys
+    d = tiny_project(tmp_path / "proj")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "s2build", "lock", name], cwd=d, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    entries = lockfile.parse_lock((d / "s2build.lock").read_text())
+    assert set(entries) == {"a", "b"}
+    state = __import__("json").loads((d / ".s2build" / "state.json").read_text())
+    assert {n: e["key"] for n, e in entries.items()} == \
+        {n: state["targets"][n]["key"] for n in ("a", "b")}
+
+
+def test_format_merges_an_insertion_beside_a_rebuild_in_git(tmp_path):
+    """The format alone, through a real `git merge`: one branch inserts b between a and c, the
+    other changes c's artifact (the first fact of its block). v1 conflicted here."""
+    def entry(art):
+        return dict(ENTRY, artifact=art * 64)
+
+    def write(entries):
+        (tmp_path / "s2build.lock").write_text(lockfile.format_lock(entries))
+
+    write({"a": entry("1"), "c": entry("2")})
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "base")
+    git(tmp_path, "checkout", "-q", "-b", "add-b")
+    write({"a": entry("1"), "b": entry("3"), "c": entry("2")})
+    git(tmp_path, "commit", "-q", "-am", "add b")
+    git(tmp_path, "checkout", "-q", "main")
+    write({"a": entry("1"), "c": entry("4")})
+    git(tmp_path, "commit", "-q", "-am", "rebuild c")
+    git(tmp_path, "merge", "-q", "--no-edit", "add-b")          # must not conflict
+    assert lockfile.parse_lock((tmp_path / "s2build.lock").read_text()) == \
+        {"a": entry("1"), "b": entry("3"), "c": entry("4")}

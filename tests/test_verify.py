@@ -93,7 +93,7 @@ def test_nan_difference_fails():
 def test_assert_no_leaks(scores):
     _, data = scores
     assert_no_leaks(data, ["/home/someone/project", ""])  # absent and empty strings pass
-    with pytest.raises(VerificationError, match="leaks 'probabilities'"):
+    with pytest.raises(VerificationError, match=r"leaks .probabilities. in model.graph\[main_graph\].node"):
         assert_no_leaks(data, ["/nowhere", "probabilities"])
 
 
@@ -101,3 +101,49 @@ def test_inputs_of_the_wrong_shape_fail_cleanly(scores):
     net, data = scores
     with pytest.raises(VerificationError, match="torch module failed"):
         verify_onnx(data, net, torch.randn(4, 5))
+
+
+def _with(data, change):
+    """The model of `data` with `change(model)` applied, serialized again."""
+    model = onnx.load_model_from_string(data)
+    change(model)
+    return model.SerializeToString()
+
+
+def _meta(model, key, value):
+    p = model.metadata_props.add()
+    p.key, p.value = key, value
+
+
+def test_leak_check_matches_whole_paths_only(scores):
+    """/app is not leaked by data/apple/..., /root not by data/roots.csv (issue 10, finding 13)."""
+    _, data = scores
+    harmless = _with(data, lambda m: (_meta(m, "s2build.sources", '{"data/apple/a.csv":"ab"}'),
+                                      _meta(m, "s2build.holdout", '{"data/roots.csv":"cd"}'),
+                                      setattr(m.graph.node[0], "name", "/apple/Gemm"),
+                                      setattr(m.graph, "doc_string", "see /approot/x and app/x")))
+    assert_no_leaks(harmless, ["/app", "/root", "/"])
+    for value in ('{"root":"/app"}', "/app/data/a.csv:12", "/app", "at /root/x.py line 3"):
+        leaky = _with(data, lambda m: _meta(m, "k", value))
+        with pytest.raises(VerificationError, match=r"leaks '/(app|root)' in model\.metadata_props"):
+            assert_no_leaks(leaky, ["/app", "/root"])
+
+
+def test_leak_check_looks_at_every_name_and_doc_string(scores):
+    _, data = scores
+    places = {
+        "node name": lambda m: setattr(m.graph.node[0], "name", "/app/net/Gemm"),
+        "node doc": lambda m: setattr(m.graph.node[1], "doc_string", "File /app/model.py, line 3"),
+        "graph doc": lambda m: setattr(m.graph, "doc_string", "/app/"),
+        "initializer": lambda m: setattr(m.graph.initializer[0], "name", "/app/w"),
+        "value_info": lambda m: m.graph.value_info.add().CopyFrom(
+            onnx.helper.make_tensor_value_info("/app/v", onnx.TensorProto.FLOAT, [1])),
+        "output": lambda m: setattr(m.graph.output[0], "doc_string", "/app"),
+        "function": lambda m: m.functions.append(onnx.helper.make_function(
+            "custom", "f", ["a"], ["b"], [onnx.helper.make_node("Identity", ["a"], ["b"],
+                                                                name="/app/id")], [])),
+    }
+    for what, change in places.items():
+        with pytest.raises(VerificationError, match="leaks '/app'"):
+            assert_no_leaks(_with(data, change), ["/app/"])
+    assert_no_leaks(data, ["/app"])

@@ -6,7 +6,10 @@
      against the torch module (CPU, no_grad) on a held-out batch; every output must satisfy
      `max|onnx - torch| <= 1e-4 * max(1, max|torch|)`.
 It returns a `VerifyReport`, or raises VerificationError naming the check and the output.
-`assert_no_leaks` checks that none of the given strings (project path, home dir) is in the bytes.
+`assert_no_leaks` checks that no text field of the model (metadata_props, doc strings, node,
+value_info, input, output, initializer and function names, attribute strings, in subgraphs and
+functions too) names a forbidden path (project root, home dir) as a whole path: `/app` is found in
+`/app/data/a.csv` or `"/app"`, not in `data/apple/x.csv`; `/root` not in `data/roots.csv`.
 torch, onnx and onnxruntime are imported lazily.
 """
 
@@ -92,12 +95,54 @@ def verify_onnx(onnx_bytes, module, inputs):
                         n_rows=int(x.shape[0]), seconds=time.perf_counter() - start)
 
 
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def names_path(text, path):
+    """True when `path` occurs in `text` as a whole path: not preceded by a path character
+    (letter, digit, `_`, `.`, `-`) and followed by `/`, the end, or a non-path character."""
+    start = text.find(path)
+    while start >= 0:
+        before = text[start - 1] if start else ""
+        after = text[start + len(path)] if start + len(path) < len(text) else ""
+        if before not in _PATH_CHARS and (after == "" or after not in _PATH_CHARS):
+            return True
+        start = text.find(path, start + 1)
+    return False
+
+
+def _strings(msg, where):
+    """(where, text) of every text field of protobuf `msg`, recursively (tensor payloads and
+    numbers skipped; bytes fields other than raw_data are decoded, e.g. string attributes)."""
+    for field, value in msg.ListFields():
+        here = f"{where}.{field.name}"
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == 3
+        if field.type == field.TYPE_MESSAGE:
+            items = value if repeated else [value]
+            for i, item in enumerate(items):
+                name = getattr(item, "name", "") or getattr(item, "key", "") or str(i)
+                yield from _strings(item, f"{here}[{name}]")
+        elif field.type in (field.TYPE_STRING, field.TYPE_BYTES) and field.name != "raw_data":
+            for item in value if repeated else [value]:
+                yield here, item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+
+
 def assert_no_leaks(onnx_bytes, forbidden):
-    """Raise VerificationError if any non-empty string in `forbidden` occurs in `onnx_bytes`."""
-    for text in forbidden:
-        if text and text.encode("utf-8") in onnx_bytes:
-            raise VerificationError(f"ONNX file leaks {text!r}",
-                                    hint="exporter metadata was not stripped")
+    """Raise VerificationError if a text field of the model names a path in `forbidden` (see
+    `names_path`); empty entries and `/` are ignored."""
+    import onnx
+    paths = [p.rstrip("/") for p in forbidden if p and p.rstrip("/")]
+    if not paths:
+        return
+    try:
+        model = onnx.load_model_from_string(onnx_bytes)
+    except Exception as exc:
+        raise VerificationError(f"ONNX file does not parse: {_summary(exc)}") from exc
+    for where, text in _strings(model, "model"):
+        for p in paths:
+            if names_path(text, p):
+                raise VerificationError(f"ONNX file leaks {p!r} in {where[:120]}",
+                                        hint="exporter metadata was not stripped")
 
 
 def _summary(exc, limit=300):

@@ -7,6 +7,7 @@ fingerprinted, cached and restored like any build (the seed is part of the build
 The report (`compare`): the holdout error rate of each seed, the rows whose prediction differs
 between seeds (with their origins), and the disagreement rate beside the mean error rate: when
 disagreement is comparable to error, which rows a model gets right is largely luck.
+`spec_pass_rates` runs the target's specs on each variant's own artifact.
 """
 
 import copy
@@ -31,14 +32,19 @@ def variants(target, k):
     return out
 
 
-def build(project, target, k, reporter):
-    """Build the K variants (dependencies included); returns [(variant, build key)]."""
-    from s2build.engine import runner
-    vs = variants(target, k)
+def _sub_project(project, vs):
     sub = Project(project.path, project.root)
     sub.targets = dict(project.targets)
     for v in vs:
         sub.targets[v.name] = v
+    return sub
+
+
+def build(project, target, k, reporter):
+    """Build the K variants (dependencies included); returns [(variant, build key)]."""
+    from s2build.engine import runner
+    vs = variants(target, k)
+    sub = _sub_project(project, vs)
     runner.build(sub, [v.name for v in vs], reporter, command="seeds")
     steps, _state = runner.status(sub, [v.name for v in vs])
     keys = {s.target.name: s.inputs.key for s in steps}
@@ -71,3 +77,21 @@ def compare(dyns, seeds):
                            "predictions": {str(s): classes[int(p)] for s, p in zip(seeds, preds[:, j])}}
                           for j in flips],
     }
+
+
+def spec_pass_rates(project, vs):
+    """{spec name: {passed, seeds, rate}}: each variant's specs run on its own artifact (the
+    variants must be built). Empty when the target has no specs."""
+    from s2build.engine import runner
+    from s2build.specs import run as specs
+    if not vs or not vs[0].config["specs"]:
+        return {}
+    steps, _state = runner.status(_sub_project(project, vs), [v.name for v in vs])
+    by_name = {s.target.name: s for s in steps}
+    passed = {}
+    for v in vs:
+        step = by_name[v.name]
+        for o in specs.run_specs(v, step.inputs, project.state_dir):
+            passed[o.spec.name] = passed.get(o.spec.name, 0) + bool(o.passed)
+    return {name: {"passed": n, "seeds": len(vs), "rate": n / len(vs)}
+            for name, n in passed.items()}

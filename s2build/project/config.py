@@ -5,6 +5,7 @@ carry their *resolved* config: every key present, defaults filled in, plain JSON
 Every error names `s2build.yaml:LINE:COL`, and unknown keys get a "did you mean".
 
     version: 1                  # optional; the only version is 1
+    allow_outside_sources: false  # true: sources may be absolute or lead out with `..`
     targets:
       NAME:
         sources: [GLOB, ...]    # data files, relative to the yaml's folder
@@ -14,7 +15,7 @@ Every error names `s2build.yaml:LINE:COL`, and unknown keys get a "did you mean"
         metrics: [accuracy]     # names or path/file.py:function
         train:   {epochs: 30, batch_size: 32, lr: 0.001, optimizer: adam, seed: 0, device: cpu}
         holdout: {fraction: 0.2, seed: 0}       # or {sources: [GLOB, ...]}
-        output:  build/NAME.onnx
+        output:  build/NAME.onnx  # inside the project, .onnx, off every input (project/paths.py)
         deps:    [OTHER_TARGET]
         export:  {exporter: dynamo}
 
@@ -152,7 +153,8 @@ TARGET = {
 # A user metric's mapping entry: `{name: path/file.py:fn, higher_is_better: BOOL}`.
 USER_METRIC = {"name": Key("str"), "higher_is_better": Key("bool", None)}
 
-TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED)}
+TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED),
+       "allow_outside_sources": Key("bool", False)}    # sources may lie outside the project
 
 # Keys of the resolved config that cannot change the artifact's bytes: not in the build key.
 # `deps` only orders the build (no target reads another's artifact yet). Glob patterns
@@ -222,25 +224,30 @@ def _mark(fname, node):
 
 
 def _convert(node, fname, constructor):
+    """_Y of a composed node. Merge keys (`<<: *a` or `<<: [*a, *b]`) give defaults: an
+    explicit key of the mapping wins over a merged one wherever it stands, an earlier merged
+    mapping over a later one; the same explicit key twice is an error."""
     if isinstance(node, yaml.MappingNode):
-        out = {}
+        out, merged = {}, {}
         for knode, vnode in node.value:
             if knode.tag == "tag:yaml.org,2002:merge":
                 sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
                 for src in sources:
-                    merged = _convert(src, fname, constructor)
-                    if merged.kind != "map":
+                    m = _convert(src, fname, constructor)
+                    if m.kind != "map":
                         raise ConfigError("'<<' merges only mappings", _mark(fname, src))
-                    for k, v in merged.value.items():
-                        out.setdefault(k, v)
+                    for k, v in m.value.items():
+                        merged.setdefault(k, v)
                 continue
             if not isinstance(knode, yaml.ScalarNode):
                 raise ConfigError("keys must be plain strings", _mark(fname, knode))
             key = str(constructor.construct_object(knode))
-            if key in out and out[key][0] is not None:
+            if key in out:
                 raise ConfigError(f"duplicate key '{key}'", _mark(fname, knode),
                                   f"first given at {out[key][0]}")
             out[key] = (_mark(fname, knode), _convert(vnode, fname, constructor))
+        for k, v in merged.items():
+            out.setdefault(k, v)
         return _Y(out, _mark(fname, node), "map")
     if isinstance(node, yaml.SequenceNode):
         return _Y([_convert(n, fname, constructor) for n in node.value],
@@ -581,6 +588,8 @@ def load(path):
             raise ConfigError(f"output '{t.config['output']}' is also the output of target "
                               f"'{outputs[out]}'", t.loc("output"))
         outputs[out] = t.name
+    from s2build.project import paths                   # outputs inside, off every input
+    paths.check(project, top["allow_outside_sources"])
     return project
 
 

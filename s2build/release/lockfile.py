@@ -1,10 +1,12 @@
 """s2build.lock: what a release build of each target was made from and what it gave.
 
-The file sits next to s2build.yaml and is meant to be committed. One fact per line, sorted by
-target then fact, a blank line between targets, and a constant first line:
+The file sits next to s2build.yaml and is meant to be committed. A constant first line, then
+one block per target (sorted by name): a header line `[NAME]`, then one fact per line, sorted,
+and a blank line after the block:
 
-    # s2build.lock v1: written by `s2build lock`; one fact per line, sorted; do not edit
+    # s2build.lock v2: written by `s2build lock`; one block per target, one fact per line, sorted; do not edit
 
+    [wine]
     wine artifact c3dd1354...            SHA-256 of build/wine.onnx
     wine code models/net.py 9f2c...      user code the yaml names
     wine config 5be0...                  digest of the resolved config that enters the key
@@ -17,23 +19,32 @@ target then fact, a blank line between targets, and a constant first line:
     wine specdata data/extra.csv 0a0b... files the specs read
     wine toolchain cpu=AVX2 device=cpu machine=x86_64 onnx=1.17.0 ... torch=2.5.1
 
-Nothing in it changes unless the target changes (no timestamps, no host), and each target's
-block is separated from the next by an unchanged blank line, so two git branches that change
-different targets merge without conflict. Paths with whitespace-free names are written as is;
-other paths are JSON strings.
+Nothing in it changes unless the target changes (no timestamps, no host). Each block starts
+with its header, a line that never changes, and ends with a blank line: a branch that adds a
+target between two others and a branch that rebuilds the next one (whose first fact,
+`artifact`, changes) touch lines with an unchanged line between them, so git merges them
+without conflict (v1 started each block with the artifact line, and they conflicted). Paths
+with whitespace-free names are written as is; other paths are JSON strings. Digests must be
+64 hex digits, so a truncated or extended line is an error at its line, never a silent value.
+v1 files (no headers) are still read; the next `s2build lock` writes v2.
 
 Only the standard library.
 """
 
 import json
 import os
+import re
 
 from s2build import atomic
 from s2build.engine.explain import file_changes
 from s2build.errors import LockStaleError as LockError
 
 LOCK_NAME = "s2build.lock"
-HEADER = "# s2build.lock v1: written by `s2build lock`; one fact per line, sorted; do not edit"
+HEADER = ("# s2build.lock v2: written by `s2build lock`; one block per target, one fact per line, "
+          "sorted; do not edit")
+HEADER_V1 = "# s2build.lock v1: written by `s2build lock`; one fact per line, sorted; do not edit"
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+WORD = re.compile(r"^[a-z]+$")
 PATH_FACTS = ("code", "holdout", "source", "specdata")
 
 
@@ -94,30 +105,51 @@ def format_lock(entries):
             lines += [f"{name} {fact} {_quote(p)} {d}" for p, d in e[fact].items()]
         tc = " ".join(f"{k}={str(v).replace(' ', '_')}" for k, v in sorted(e["toolchain"].items()))
         lines.append(f"{name} toolchain {tc}")
-        blocks.append("\n".join(sorted(lines)) + "\n")
+        blocks.append(f"[{name}]\n" + "\n".join(sorted(lines)) + "\n")
     return HEADER + "\n\n" + "\n".join(blocks)
 
 
+def _digest(value):
+    if not HEX64.match(value):
+        raise ValueError(value)
+    return value
+
+
 def parse_lock(text, fname=LOCK_NAME):
-    """{target: entry} from lock text; raises LockError at `fname:LINE` when malformed."""
-    entries = {}
+    """{target: entry} from lock text (v2, or v1 without headers); raises LockError at
+    `fname:LINE` when a line is malformed, a digest is not 64 hex digits, or a fact sits in
+    another target's block."""
+    entries, block = {}, None
     for n, line in enumerate(text.splitlines(), 1):
+        if n == 1 and line not in (HEADER, HEADER_V1):
+            raise LockError("not an s2build.lock header (v1 or v2)", f"{fname}:1",
+                            "written by a newer s2build? run `s2build lock` to write it again")
         if not line.strip() or line.startswith("#"):
             continue
         if line.startswith(("<<<<<<<", "=======", ">>>>>>>", "|||||||")):
             raise LockError("merge conflict marker", f"{fname}:{n}",
                             "run `s2build lock` to write it again from the builds")
+        if line.startswith("[") and line.endswith("]") and " " not in line:
+            block = line[1:-1]
+            continue
         parts = line.split(" ", 2)
         if len(parts) < 3:
             raise LockError(f"cannot read '{line[:60]}'", f"{fname}:{n}",
                             "run `s2build lock` to write it again")
         name, fact, rest = parts
+        if block is not None and name != block:
+            raise LockError(f"a fact of '{name}' in the block of '{block}'", f"{fname}:{n}",
+                            "run `s2build lock` to write it again")
         e = entries.setdefault(name, {"artifact": None, "key": None, "mode": None,
                                       "config": None, "metrics": {}, "source": {},
                                       "holdout": {}, "code": {}, "dep": {}, "specdata": {},
                                       "toolchain": {}})
         try:
-            if fact in ("artifact", "key", "mode", "config"):
+            if fact in ("artifact", "key", "config"):
+                e[fact] = _digest(rest)
+            elif fact == "mode":
+                if not WORD.match(rest):
+                    raise ValueError(rest)
                 e[fact] = rest
             elif fact == "metric":
                 k, v = rest.split(" ")
@@ -125,14 +157,17 @@ def parse_lock(text, fname=LOCK_NAME):
                 e["metrics"][k] = v
             elif fact == "dep":
                 d, k = rest.split(" ")
-                e["dep"][d] = k
+                e["dep"][d] = _digest(k)
             elif fact in PATH_FACTS:
                 p, d = _split_path(rest)
-                if not p or not d:
+                if not p:
                     raise ValueError(rest)
-                e[fact][p] = d
+                e[fact][p] = _digest(d)
             elif fact == "toolchain":
-                e["toolchain"] = dict(kv.split("=", 1) for kv in rest.split(" "))
+                pairs = [kv.split("=", 1) for kv in rest.split(" ")]
+                if any(len(kv) != 2 or not kv[0] for kv in pairs):
+                    raise ValueError(rest)
+                e["toolchain"] = dict(pairs)
             else:
                 raise LockError(f"unknown fact '{fact}'", f"{fname}:{n}",
                                 "written by a newer s2build? run `s2build lock` to write it again")

@@ -296,25 +296,35 @@ def test(project, names, reporter, junit=None, as_json=False):
 
 
 def lock(project, names, reporter):
-    """`s2build lock`: release-build `names` (default all), then write s2build.lock."""
+    """`s2build lock`: release-build `names` (default all), then write s2build.lock. The lock
+    file is read, merged and written under the build lock (.s2build/lock), so two concurrent
+    runs locking different targets both keep their entries."""
+    from s2build.engine.locking import BuildLock
     try:
-        old = lockfile.read(project) or {}
+        lockfile.read(project)
     except LockStaleError as e:
         print(f"s2build: warning: {e}; writing it again for every target", file=sys.stderr)
-        old, names = {}, []
+        names = []
     check_spec_files(project, names)
     try:
         _results, steps, state = release_build(project, names, reporter, "lock")
     finally:
         reporter.finish()
-    entries = {n: e for n, e in old.items() if n in project.targets} if names else {}
+    ours = {}
     for name, s in steps.items():
         rec = state.targets.get(name)
         if not rec or rec.get("key") != s.inputs.key:
             raise BuildError(f"{name}: no build recorded for the current sources",
                              hint=f"run: s2build build {name}")
-        entries[name] = lockfile.entry(rec, s.inputs, _spec_files(s.target, s.inputs))
-    changed = lockfile.write(project, entries)
+        ours[name] = lockfile.entry(rec, s.inputs, _spec_files(s.target, s.inputs))
+    with BuildLock(project.state_dir, "s2build lock", wait=True, on_wait=reporter.warn):
+        try:
+            old = lockfile.read(project) or {}
+        except LockStaleError:
+            old = {}
+        entries = {n: e for n, e in old.items() if n in project.targets} if names else {}
+        entries.update(ours)
+        changed = lockfile.write(project, entries)
     n = len(entries)
     print(f"{lockfile.LOCK_NAME}: {'written' if changed else 'up to date'} "
           f"({n} target{'s' if n != 1 else ''})")

@@ -89,7 +89,13 @@ class Cache:
         """(onnx_bytes, record) for `key`, or None. Verifies the record and the artifact."""
         record = self.record(key)
         data = self.read_file(key, "model.onnx", record) if record is not None else None
-        return None if data is None else (data, record)
+        if data is None:
+            return None
+        try:
+            os.utime(self.entry_dir(key))       # last use, for `s2build gc` (store/gc.py)
+        except OSError:
+            pass
+        return data, record
 
     def put(self, key, onnx_bytes, record, extra=None):
         """Store atomically. `record` gains `artifact_sha256`; `extra` maps further file names

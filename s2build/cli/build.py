@@ -1,0 +1,189 @@
+"""Commands about building: build, status, explain, graph, clean, gc.
+
+Thin: each parses nothing itself, calls the engine or the store, and prints. Standard library
+only at import (`status` and a no-op `build` stay free of torch and numpy).
+"""
+
+import json
+import sys
+
+from s2build import errors
+from s2build.cli import common
+
+
+def cmd_build(args):
+    from s2build.engine import runner
+    project = common.load(args)
+    rep = common.reporter(args)
+    try:
+        runner.build(project, args.targets, rep, wait=not args.no_wait,
+                     mode="dev" if args.dev and not args.release else "release")
+    finally:
+        rep.finish()
+    return errors.OK
+
+
+def cmd_status(args):
+    from s2build.engine import runner
+    from s2build.store import gc
+    project = common.load(args)
+    steps, state = runner.status(project, args.targets)
+    stale = [s for s in steps if s.action != "up-to-date"]
+    entries, size = gc.cache_size(project)
+    if args.json:
+        json.dump({"stale": [s.target.name for s in stale],
+                   "targets": [{"name": s.target.name, "action": s.action, "key": s.inputs.key,
+                                "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]}
+                               for s in steps],
+                   "cache": {"entries": entries, "bytes": size}}, sys.stdout, indent=2)
+        print()
+    else:
+        if state.warning:
+            print(f"s2build: warning: {state.warning}", file=sys.stderr)
+        for s in steps:
+            if s.action == "up-to-date":
+                print(f"{s.target.name}: up to date")
+            else:
+                how = "restorable from cache" if s.action == "restore" else "needs a build"
+                print(f"{s.target.name}: stale, {how} ({s.reasons[0].text}"
+                      + (f"; +{len(s.reasons) - 1} more" if len(s.reasons) > 1 else "") + ")")
+        print(f"cache: {entries} entr{'y' if entries == 1 else 'ies'}, {gc.megabytes(size)}")
+    return errors.STALE if stale else errors.OK
+
+
+def cmd_explain(args):
+    from s2build.engine import runner
+    project = common.load(args)
+    steps, state = runner.status(project, args.targets)
+    wanted = set(args.targets)
+    out = []
+    for s in steps:
+        if s.target.name not in wanted:
+            continue
+        if args.json:
+            out.append({"name": s.target.name, "action": s.action, "key": s.inputs.key,
+                        "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]})
+            continue
+        if not s.reasons:
+            print(f"{s.target.name}: up to date (build key {s.inputs.key[:12]}, "
+                  f"output {s.target.config['output']})")
+            continue
+        verb = "will be restored from cache" if s.action == "restore" else "will be built"
+        print(f"{s.target.name} {verb} because:")
+        old_sources = (state.targets.get(s.target.name) or {}).get("sources", {})
+        for r in s.reasons:
+            print(f"  {r.text}")
+            if r.kind == "file-changed" and not args.no_rows:
+                for line in _row_changes(project, s, r.text.split(": ", 1)[1], old_sources):
+                    print(f"    {line}")
+    if args.json:
+        json.dump(out, sys.stdout, indent=2)
+        print()
+    return errors.OK
+
+
+def _row_changes(project, step, rel, old_sources):
+    """Row-level differences of one changed file (numpy needed: only on this path)."""
+    from s2build.data import dataset as data
+    from s2build.data.shards import ShardStore
+    old, new = old_sources.get(rel), step.inputs.sources.get(rel)
+    if not old or not new:
+        return []
+    return data.row_changes(step.target, rel, old, new, ShardStore(project.state_dir))
+
+
+def cmd_graph(args):
+    from s2build.project import graph
+    project = common.load(args)
+    graph.check(project)
+    if args.dot:
+        print(graph.to_dot(project))
+    elif args.json:
+        json.dump({n: {"deps": t.config["deps"], "output": t.config["output"]}
+                   for n, t in project.targets.items()}, sys.stdout, indent=2)
+        print()
+    else:
+        for name in graph.order(project):
+            deps = project.targets[name].config["deps"]
+            print(name + (f" <- {', '.join(deps)}" if deps else ""))
+    return errors.OK
+
+
+def cmd_clean(args):
+    from s2build.project import graph
+    from s2build.store import gc
+    project = common.load(args)
+    graph.order(project, args.targets)                 # unknown names: did-you-mean error
+    names = args.targets or list(project.targets)       # only these, not their dependencies
+    removed, kept = gc.clean(project, names, cache=args.cache,
+                             on_wait=lambda m: print(f"s2build: {m}", file=sys.stderr))
+    for p in removed:
+        print(f"removed {p}")
+    for p, why in kept:
+        print(f"kept {p} ({why})")
+    if not removed:
+        print("nothing to clean")
+    return errors.OK
+
+
+def cmd_gc(args):
+    from s2build.store import gc
+    project = common.load(args)
+    try:
+        cap = gc.parse_size(args.max_size)
+    except ValueError as e:
+        raise errors.UsageError(f"--max-size {args.max_size}: {e}",
+                                hint="a size such as 500M, 2G or 1048576") from None
+    res = gc.collect(project, cap, dry_run=args.dry_run,
+                     on_wait=lambda m: print(f"s2build: {m}", file=sys.stderr))
+    verb = "would remove" if args.dry_run else "removed"
+    for key, size in res.removed:
+        print(f"{verb} {key[:12]} ({gc.megabytes(size)})")
+    print(f"gc: {verb} {len(res.removed)} entr{'y' if len(res.removed) == 1 else 'ies'} "
+          f"({gc.megabytes(res.freed)}); kept {res.kept} ({gc.megabytes(res.kept_bytes)}, "
+          f"{res.pinned} pinned by s2build.lock, state.json or a dev build's parents)")
+    if res.kept_bytes > cap:
+        print(f"gc: warning: pinned entries alone take {gc.megabytes(res.kept_bytes)}, over "
+              f"--max-size {args.max_size}", file=sys.stderr)
+    return errors.OK
+
+
+def add_parsers(sub):
+    b = sub.add_parser("build", help="build stale targets")
+    b.add_argument("targets", nargs="*", metavar="TARGET")
+    b.add_argument("--release", action="store_true",
+                   help="from scratch, seeded, one thread (the default)")
+    b.add_argument("--dev", action="store_true",
+                   help="incremental: fine-tune the last build on the changed rows when the "
+                   "change is small, else a full (release) build")
+    b.add_argument("--no-wait", action="store_true",
+                   help="fail (exit 10) instead of waiting when another build holds the lock")
+    b.add_argument("--json", action="store_true", help="print results as JSON")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("status", help="list stale targets (exit 1 if any) and the cache size")
+    s.add_argument("targets", nargs="*", metavar="TARGET")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    e = sub.add_parser("explain", help="why targets are stale")
+    e.add_argument("targets", nargs="+", metavar="TARGET")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--no-rows", action="store_true", help="do not list the rows that changed")
+    e.set_defaults(func=cmd_explain)
+
+    g = sub.add_parser("graph", help="show the target graph")
+    g.add_argument("--dot", action="store_true", help="Graphviz output")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_graph)
+
+    c = sub.add_parser("clean", help="remove the outputs s2build wrote")
+    c.add_argument("targets", nargs="*", metavar="TARGET")
+    c.add_argument("--cache", action="store_true", help="also remove .s2build/ (cache, state)")
+    c.set_defaults(func=cmd_clean)
+
+    gc = sub.add_parser("gc", help="remove least recently used cache entries over a size cap")
+    gc.add_argument("--max-size", default="2G", metavar="SIZE",
+                    help="cap on the cache, e.g. 500M or 2G (default 2G)")
+    gc.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    gc.set_defaults(func=cmd_gc)
