@@ -19,7 +19,6 @@
 Only the standard library: this module is on the no-op path.
 """
 
-import ast
 import fnmatch
 import glob
 import hashlib
@@ -162,7 +161,9 @@ def digest_files(relpaths, root, stat_cache, probe_dir=None):
 
 def _raw_imports(path):
     """[[level, module, [names]]] of every import statement in the file (anywhere in it:
-    imports inside functions and try blocks count). A file that does not parse has none."""
+    imports inside functions and try blocks count). A file that does not parse has none.
+    `ast` is imported here, not on the no-op path (a 4 ms import; a no-op reuses the scan)."""
+    import ast
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), filename=path)

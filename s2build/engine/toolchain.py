@@ -25,7 +25,6 @@ the digest of s2build's data-reading code (s2build/data/*.py) and the numpy and 
 Only the standard library: this module is on the no-op path.
 """
 
-import ast
 import glob
 import hashlib
 import os
@@ -153,11 +152,8 @@ def torch_cuda_version():
         m = re.search(r"^cuda\s*(?::[^=\n]*)?=\s*(.+?)\s*$", text, re.M)
         if not m:
             return None
-        try:
-            value = ast.literal_eval(m.group(1))
-        except (ValueError, SyntaxError):
-            return None
-        return str(value) if value else None
+        value = m.group(1).strip()         # None or a quoted string (no `ast`: 4 ms import)
+        return value[1:-1] or None if value[:1] in "'\"" and value[-1:] == value[:1] else None
     return None
 
 
