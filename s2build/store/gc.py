@@ -15,7 +15,6 @@ lock; an entry leaves by one os.replace into .s2build/tmp/ (so it is whole or go
 deleted. Sizes: K, M, G, T are powers of 1024; printed MB are 1024 * 1024 bytes.
 """
 
-import hashlib
 import json
 import os
 import re
