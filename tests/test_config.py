@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from s2build.project import config
+from s2build.project import config, schema
 from s2build.errors import ConfigError
 
 from conftest import ROOT
@@ -24,13 +24,13 @@ def test_the_documented_example_is_valid_and_complete(tmp_path):
     t = project.targets["wine"]
     documented = (ROOT / "s2build.yaml.example").read_text()
     for section in ("train", "holdout", "export"):
-        for key in getattr(config, section.upper()):
+        for key in getattr(schema, section.upper()):
             assert f"{key}:" in documented, f"{section}.{key} is not documented"
-    for fmt, keys in config.LOADERS.items():
+    for fmt, keys in schema.LOADERS.items():
         assert fmt in documented
         for key in keys:
             assert f"{key}" in documented, f"loader {fmt}.{key} is not documented"
-    for mtype, keys in config.MODELS.items():
+    for mtype, keys in schema.MODELS.items():
         for key in keys:
             assert f"{key}:" in documented, f"model {mtype}.{key} is not documented"
     assert t.config["train"]["epochs"] == 30

@@ -7,7 +7,6 @@ A query is `(row, x, shown)`: the dataset row index when the query is a training
 [1, *input_shape] run through the final network.
 """
 
-import json
 import os
 
 from s2build import errors

@@ -1,0 +1,142 @@
+"""The schema of s2build.yaml: every key, its type, default and bounds, per section.
+
+`Key` describes one entry; LOADERS and MODELS hold one schema per loader format and model
+type; TARGET and TOP the target's and the file's own keys. Tasks, losses and metrics come
+from the registry (registry.py). NOT_IN_KEY names the resolved keys that cannot change an
+artifact's bytes. Standard library only: it is on the no-op path.
+"""
+
+import re
+
+from s2build.project import registry
+
+CONFIG_NAME = "s2build.yaml"
+REQUIRED = object()
+USER_REF = re.compile(r"^(?P<path>[^:]+\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+class Key:
+    """A schema entry: `kind` names a checker below; `low`/`high` bound numbers (inclusive low,
+    exclusive high when `open_high`); `choices` restricts strings. (Plain classes, not
+    dataclasses, on the no-op path: importing dataclasses costs ~8 ms.)"""
+
+    __slots__ = ("kind", "default", "choices", "low", "high", "open_high", "item")
+
+    def __init__(self, kind, default=REQUIRED, choices=(), low=None, high=None, open_high=False,
+                 item=None):
+        self.kind, self.default, self.choices = kind, default, choices
+        self.low, self.high, self.open_high = low, high, open_high
+        self.item = item                          # maplist: the schema of each mapping
+
+
+# Loader formats: each has its own keys. Tasks: classification (one class per row, softmax),
+# regression (one or more values), multilabel (one or more independent 0/1 outputs, sigmoid).
+TASKS = tuple(registry.TASKS)
+
+
+def _loader(**keys):
+    common = {"task": Key("str", "classification", choices=TASKS),
+              "classes": Key("classes", None),      # int N (labels 0..N-1), a list, or inferred
+              "shape": Key("intlist", None)}        # reshape each row's features, e.g. [1, 8, 8]
+    return {"format": Key("str"), **common, **keys}
+
+
+LOADERS = {
+    "csv": _loader(features=Key("strlist", None),   # None: every column but the label
+                   label=Key("str", REQUIRED), delimiter=Key("str", ",")),
+    "jsonl": _loader(features=Key("strlist", REQUIRED),  # fields: numbers, lists or strings
+                     label=Key("str", REQUIRED),
+                     text=Key("str", "error", choices=("error", "digits", "hash")),
+                     buckets=Key("int", 256, low=1)),    # text: hash -> this many features
+    "npz": _loader(features=Key("str", "x"), label=Key("str", "y")),   # array names
+    "npy": _loader(label_column=Key("int", -1)),         # 2-D array; one column is the label
+    "images": _loader(size=Key("intlist", None),         # [height, width] to resize to
+                      channels=Key("int", 1, choices=(), low=1, high=3),
+                      scale=Key("float", 1 / 255, low=0.0)),  # pixel * scale
+}
+for _name, _schema in LOADERS.items():
+    _schema["format"] = Key("str", _name)
+
+# Model types: built-ins by name; a user model is `path/file.py:Name` with `args`.
+MODELS = {
+    "mlp": {
+        "type": Key("str", "mlp"),
+        "hidden": Key("intlist", [64, 64]),      # widths of the hidden layers
+        "activation": Key("str", "relu", choices=("relu", "tanh", "gelu", "silu")),
+        "dropout": Key("float", 0.0, low=0.0, high=1.0, open_high=True),
+        "normalize": Key("bool", True),           # standardise features inside the network
+    },
+    "cnn": {
+        "type": Key("str", "cnn"),
+        "channels": Key("intlist", [16, 32]),     # one conv layer per entry
+        "kernel": Key("int", 3, low=1),
+        "padding": Key("str", "zeros", choices=("zeros", "circular")),
+        "pool": Key("int", 2, low=1),             # max-pool factor after the convs (1: none)
+        "head": Key("str", "dense", choices=("dense", "conv")),  # conv: one output per cell
+        "hidden": Key("intlist", []),             # dense widths, or 1x1-conv widths for head conv
+        "activation": Key("str", "relu", choices=("relu", "tanh", "gelu", "silu")),
+        "dropout": Key("float", 0.0, low=0.0, high=1.0, open_high=True),
+        "normalize": Key("bool", False),          # standardise inputs (one mean/std)
+    },
+}
+USER_MODEL = {"type": Key("str"), "args": Key("map", {})}
+
+TRAIN = {
+    "epochs": Key("int", 30, low=1),
+    "batch_size": Key("int", 32, low=1),
+    "lr": Key("float", 1e-3, low=1e-12),
+    "optimizer": Key("str", "adam", choices=("adam", "adamw", "sgd")),
+    "weight_decay": Key("float", 0.0, low=0.0),
+    "momentum": Key("float", 0.9, low=0.0),      # sgd only
+    "seed": Key("int", 0),
+    "device": Key("str", "cpu", choices=("cpu", "cuda", "auto")),
+}
+
+HOLDOUT = {
+    "fraction": Key("float", 0.2, low=0.0, high=1.0, open_high=True),
+    "seed": Key("int", 0),
+    "sources": Key("strlist", []),
+}
+
+EXPORT = {
+    "exporter": Key("str", "dynamo", choices=("dynamo", "legacy")),
+    "opset": Key("int", None, low=7),
+}
+
+# Behaviour specs: the target's tests (s2build/specs.py checks their contents and runs them).
+# Each names one kind: example, gate or invariance; `over` picks the rows (holdout or a file).
+SPEC = {
+    "name": Key("str", REQUIRED),
+    "example": Key("tree", None),        # {input: {FEATURE: N} | file, line; expect; tolerance}
+    "gate": Key("str", None),            # "METRIC OP BOUND", e.g. "accuracy >= 0.95"
+    "invariance": Key("tree", None),     # {noise, seed, set, shift, min_agreement, tolerance}
+    "over": Key("str", None),            # gate/invariance rows: holdout (default) or a glob
+}
+
+TARGET = {
+    "description": Key("str", ""),
+    "sources": Key("strlist", REQUIRED),
+    "loader": Key("section", {}),
+    "model": Key("section", {}),
+    "loss": Key("str", None),
+    "metrics": Key("metrics", None),     # names, path/file.py:fn, or {name, higher_is_better}
+    "train": Key("section", {}),
+    "holdout": Key("section", {}),
+    "output": Key("str", None),
+    "deps": Key("strlist", []),
+    "export": Key("section", {}),
+    "specs": Key("maplist", [], item=SPEC),
+}
+
+# A user metric's mapping entry: `{name: path/file.py:fn, higher_is_better: BOOL}`.
+USER_METRIC = {"name": Key("str"), "higher_is_better": Key("bool", None)}
+
+TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED),
+       "allow_outside_sources": Key("bool", False)}    # sources may lie outside the project
+
+# Keys of the resolved config that cannot change the artifact's bytes: not in the build key.
+# `deps` only orders the build (no target reads another's artifact yet). Glob patterns
+# (`sources`, `holdout.sources`) are replaced by the digests of the files they match; the
+# built-in `metrics` by the artifact recording every built-in metric of its task (see
+# key_config), so the list only selects what is reported and gated.
+NOT_IN_KEY = ("description", "output", "specs", "deps", "sources")

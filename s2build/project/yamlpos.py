@@ -1,0 +1,73 @@
+"""YAML with positions: every value keeps its `file:line:col`, so every config error names it.
+
+`parse_yaml(text, fname)` composes the document with PyYAML (C loader when available) and
+returns a tree of `Y` nodes. Merge keys (`<<: *defaults`) are resolved here: an explicit key
+overrides a merged one wherever it stands; a key given twice explicitly is an error.
+"""
+
+import yaml
+
+from s2build.errors import ConfigError
+
+class Y:
+    """A YAML value with its position: `value` is a dict of str -> (key_loc, _Y), a list of _Y,
+    or a plain scalar."""
+
+    __slots__ = ("value", "loc", "kind")
+
+    def __init__(self, value, loc, kind):
+        self.value, self.loc, self.kind = value, loc, kind
+
+
+def _mark(fname, node):
+    return f"{fname}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+def _convert(node, fname, constructor):
+    """_Y of a composed node. Merge keys (`<<: *a` or `<<: [*a, *b]`) give defaults: an
+    explicit key of the mapping wins over a merged one wherever it stands, an earlier merged
+    mapping over a later one; the same explicit key twice is an error."""
+    if isinstance(node, yaml.MappingNode):
+        out, merged = {}, {}
+        for knode, vnode in node.value:
+            if knode.tag == "tag:yaml.org,2002:merge":
+                sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+                for src in sources:
+                    m = _convert(src, fname, constructor)
+                    if m.kind != "map":
+                        raise ConfigError("'<<' merges only mappings", _mark(fname, src))
+                    for k, v in m.value.items():
+                        merged.setdefault(k, v)
+                continue
+            if not isinstance(knode, yaml.ScalarNode):
+                raise ConfigError("keys must be plain strings", _mark(fname, knode))
+            key = str(constructor.construct_object(knode))
+            if key in out:
+                raise ConfigError(f"duplicate key '{key}'", _mark(fname, knode),
+                                  f"first given at {out[key][0]}")
+            out[key] = (_mark(fname, knode), _convert(vnode, fname, constructor))
+        for k, v in merged.items():
+            out.setdefault(k, v)
+        return Y(out, _mark(fname, node), "map")
+    if isinstance(node, yaml.SequenceNode):
+        return Y([_convert(n, fname, constructor) for n in node.value],
+                  _mark(fname, node), "list")
+    return Y(constructor.construct_object(node), _mark(fname, node), "scalar")
+
+
+def parse_yaml(text, fname):
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        node = yaml.compose(text, Loader=loader_cls)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{fname}:{mark.line + 1}:{mark.column + 1}" if mark else fname
+        cm, hint = e.context_mark, None
+        if e.context and cm is not None and mark is not None and cm.line != mark.line:
+            hint = f"{e.context} started at {fname}:{cm.line + 1}:{cm.column + 1}"
+        raise ConfigError(f"invalid YAML: {e.problem or e.context}", where, hint) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML: {e}", fname) from None
+    if node is None:
+        raise ConfigError("the file is empty", fname, "declare at least one target under 'targets:'")
+    return _convert(node, fname, yaml.constructor.SafeConstructor())
