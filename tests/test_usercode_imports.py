@@ -118,7 +118,7 @@ def test_the_import_scan_is_reused_on_a_no_op(tmp_path, monkeypatch):
 
 
 def test_watch_watches_the_imported_helpers(tmp_path):
-    from s2build.engine.watch import Rules
+    from s2build.engine.watchrules import Rules
     from s2build.project import config
     d = project(tmp_path / "p", "code/losses.py", "from helpers import scale\nimport lib.k\n")
     helper(d / "code" / "helpers.py", 1.0)

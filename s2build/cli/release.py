@@ -27,9 +27,9 @@ def cmd_ci(args):
 
 
 def cmd_verify(args):
-    from s2build.release import pipeline
+    from s2build.release import verify
     project = common.load(args)
-    return pipeline.verify(project, args.targets, keep=args.keep)
+    return verify.verify(project, args.targets, keep=args.keep)
 
 
 def cmd_watch(args):

@@ -20,7 +20,6 @@ entry, then the output file and its sidecar `NAME.onnx.json`, then state.json, e
 atomically. A failure or Ctrl-C at any point leaves the previous artifact and cache intact.
 """
 
-import hashlib
 import json
 import os
 import time
@@ -28,6 +27,7 @@ import time
 from s2build import atomic
 from s2build.engine import explain
 from s2build.engine import fingerprint
+from s2build.engine import record as records
 from s2build.project import graph
 from s2build.store.local import Cache
 from s2build.errors import S2Error
@@ -77,87 +77,10 @@ def plan(project, names, state, cache, mode="release"):
             inputs = incremental.incremental_inputs(inputs, d.parent)
         if hashed or (record and record.get("output_stat") != before):
             state.dirty = True
-        if d.action == "up-to-date" and _reselect(t, record):
+        if d.action == "up-to-date" and records.reselect(t, record):
             state.dirty = True
         steps.append(Step(t, inputs, d.reasons, d.action))
     return steps
-
-
-def selected_metrics(target, metrics):
-    """The metrics `target`'s `metrics:` list selects from all that its artifact records
-    (user metrics `file.py:fn` are named `fn`), in the list's order."""
-    from s2build.project import registry
-    names = [use.name for use in registry.metrics_of(target.config)]
-    return {n: metrics[n] for n in names if n in metrics}
-
-
-def _reselect(target, record):
-    """Refresh a current record's reported metrics after the `metrics:` list changed (no
-    retraining: the artifact records every built-in metric). True when it changed."""
-    every = record.get("artifact_metrics")
-    if not isinstance(every, dict):
-        return False
-    chosen = selected_metrics(target, every)
-    if chosen == record.get("metrics"):
-        return False
-    record["metrics"] = chosen
-    return True
-
-
-def _record(inputs, metrics, artifact):
-    """The facts that identify a build, shared by every target with the same key (the cache
-    entry's record.json): no target name, no output path. `metrics`: all the artifact records."""
-    return {"key": inputs.key, "mode": inputs.mode,
-            "sources": inputs.sources, "holdout": inputs.holdout, "user_code": inputs.user_code,
-            "config": inputs.config, "toolchain": inputs.toolchain,
-            "metrics": metrics, "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
-            "artifact_size": len(artifact), **fingerprint.user_record(inputs),
-            **({"parent": inputs.parent, "inputs_key": inputs.release.key}
-               if getattr(inputs, "parent", None) else {})}
-
-
-def _local(target, shared, output_stat):
-    """state.json's record of `target`: the shared record plus its name, output and the
-    metrics its `metrics:` list selects (`artifact_metrics`: all the artifact records)."""
-    rec = {k: v for k, v in shared.items() if k != "facts"}
-    every = rec.get("metrics") or {}
-    rec.update(target=target.name, output=target.config["output"], output_stat=output_stat,
-               artifact_metrics=every, metrics=selected_metrics(target, every))
-    return rec
-
-
-def provenance(target, inputs, ds, metrics):
-    """ONNX metadata_props: identify the build; no timestamps, no absolute paths, and nothing
-    the build key does not cover: no target name (targets with the same recipe share the
-    artifact; the name is in state.json and the sidecar), no dependency keys. `metrics`: every
-    built-in metric of the task and the user metrics (so the `metrics:` list cannot change
-    the bytes)."""
-    compact = lambda o: json.dumps(o, sort_keys=True, separators=(",", ":"))  # noqa: E731
-    return {
-        "s2build.build_key": inputs.key,
-        "s2build.mode": inputs.mode,
-        "s2build.sources": compact(inputs.sources),
-        "s2build.holdout_sources": compact(inputs.holdout),
-        "s2build.user_code": compact(inputs.user_code),
-        "s2build.config": compact(inputs.config),
-        "s2build.config_digest": fingerprint.canonical_digest(inputs.config),
-        "s2build.exporter": exporter_used(target, inputs),
-        "s2build.toolchain": compact(inputs.toolchain),
-        "s2build.metrics": compact({k: float(f"{v:.6g}") for k, v in metrics.items()}),
-        "s2build.task": ds.task,
-        "s2build.classes": compact(ds.classes),
-        "s2build.features": compact(ds.features),
-        "s2build.input_shape": compact(list(ds.x.shape[1:])),
-        "s2build.loader": compact(target.config["loader"]),
-        "s2build.rows": compact({"train": ds.n_train, "holdout": int(ds.holdout.sum())}),
-        **({"s2build.parent": inputs.parent} if getattr(inputs, "parent", None) else {}),
-    }
-
-
-def exporter_used(target, inputs):
-    """The exporter a build of `inputs` uses: a dev artifact never ships, so an incremental
-    build takes the 10x faster legacy exporter whatever `export.exporter` says."""
-    return "legacy" if inputs.mode == "incremental" else target.config["export"]["exporter"]
 
 
 def _install(target, artifact, sidecar):
@@ -177,9 +100,9 @@ def _restore(step, state, cache):
     artifact, record = got
     facts = record.get("facts", {})
     sidecar = dict(facts, target=step.target.name, restored_from_cache=True,
-                   metrics=selected_metrics(step.target, facts.get("metrics") or {}),
+                   metrics=records.selected_metrics(step.target, facts.get("metrics") or {}),
                    restored_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    rec = _local(step.target, record, _install(step.target, artifact, sidecar))
+    rec = records.local(step.target, record, _install(step.target, artifact, sidecar))
     state.targets[step.target.name] = rec
     state.save()
     return rec
@@ -256,9 +179,9 @@ def _build_one(step, project, state, cache, reporter, cancel):
     if len(example) < 2:
         example = torch.cat([example, example])
     artifact = export.export_onnx(wrapper, example, output_names=wrapper.output_names,
-                                  metadata=provenance(t, inputs, ds, trained.metrics),
+                                  metadata=records.provenance(t, inputs, ds, trained.metrics),
                                   # a dev artifact never ships: the 10x faster exporter
-                                  exporter=exporter_used(t, inputs),
+                                  exporter=records.exporter_used(t, inputs),
                                   opset=t.config["export"]["opset"])
     timings["export"] = time.perf_counter() - clock
 
@@ -276,7 +199,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     now, _ = fingerprint.digest_files(list(seen), t.root, dict(state.files))
     changed = sorted(p for p in seen if now.get(p) != seen[p])
 
-    rec = _record(inputs, trained.metrics, artifact)
+    rec = records.shared(inputs, trained.metrics, artifact)
     if getattr(trained, "baseline", None):          # incremental: the full build's metrics
         rec["baseline_metrics"] = trained.baseline
     facts = {"build_key": inputs.key, "artifact_sha256": rec["artifact_sha256"],
@@ -314,8 +237,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
         extra["optimizer.pt"] = buf.getvalue()
     cache.put(inputs.key, artifact, dict(rec, facts=facts), extra)
     sidecar = dict(facts, target=t.name, restored_from_cache=False,
-                   metrics=selected_metrics(t, trained.metrics))
-    rec = _local(t, rec, _install(t, artifact, sidecar))
+                   metrics=records.selected_metrics(t, trained.metrics))
+    rec = records.local(t, rec, _install(t, artifact, sidecar))
     state.targets[t.name] = rec
     state.save()
     detail = ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()) + \
