@@ -85,6 +85,17 @@ def test_merge_keys_and_defaults(tmp_path, monkeypatch):
     assert p.targets["u"].loc("model", "hidden") == "s2build.yaml:9:21"   # the override's place
 
 
+def test_top_level_x_keys_hold_anchors_and_other_unknown_keys_are_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "x-defaults: &d\n  loader: {label: y}\n  train: {epochs: 4}\n"
+                 "targets:\n  t:\n    <<: *d\n    sources: data/a.csv\n")
+    assert config.load(path).targets["t"].config["train"]["epochs"] == 4
+    path = write(tmp_path, "defaults: &d\n  loader: {label: y}\ntargets:\n  t:\n    <<: *d\n"
+                 "    sources: data/a.csv\n")
+    with pytest.raises(ConfigError, match="unknown key 'defaults'"):
+        config.load(path)
+
+
 def test_merge_keys_earlier_mapping_wins_and_explicit_duplicates_are_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, "targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n"

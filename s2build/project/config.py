@@ -93,6 +93,8 @@ def load(path):
         raise ConfigError(f"not UTF-8 text (byte {e.start})", fname) from None
     root = os.path.dirname(path)
     top_y = parse_yaml(text, fname)
+    if top_y.kind == "map":             # `x-NAME:` top-level keys hold anchors for merge keys
+        top_y.value = {k: v for k, v in top_y.value.items() if not k.startswith("x-")}
     locs = {}
     top = check_section((), TOP, top_y, locs)
     project = Project(path=path, root=root)
