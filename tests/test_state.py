@@ -71,7 +71,7 @@ def _rewrite_keeping_mtime(path, text):
     assert os.stat(path).st_mtime_ns == st.st_mtime_ns and os.stat(path).st_size == st.st_size
 
 
-def test_stat_before_hash_and_racy_files(tmp_path):
+def test_stat_before_hash_and_racy_files(tmp_path, monkeypatch):
     a = tmp_path / "a.csv"
     a.write_text("x\n1\n")
     old = time.time() - 100
@@ -82,8 +82,12 @@ def test_stat_before_hash_and_racy_files(tmp_path):
     assert hashed == 1
     d2, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 0 and d1 == d2                     # unchanged stat: not read
-    # A same-size rewrite with the old mtime put back: only ctime tells.
+    # A same-size rewrite with the old mtime put back: only ctime tells. It is hashed within
+    # the timestamp tick of its change: the filesystem's clock is pinned to the file's ctime
+    # (on a loaded machine a real read may land a tick later, which is then rightly trusted).
     _rewrite_keeping_mtime(a, "x\n2\n")
+    same_tick = lambda folder: os.stat(a).st_ctime_ns          # noqa: E731
+    monkeypatch.setattr(fingerprint, "fs_clock_ns", same_tick)
     d3, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 1 and d3 != d1
     # Hashed within the tick of its change (ctime): racily clean, not trusted next time, so a
@@ -92,10 +96,12 @@ def test_stat_before_hash_and_racy_files(tmp_path):
     _rewrite_keeping_mtime(a, "x\n3\n")
     d4, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 1 and d4 not in (d1, d3)
-    # A fresh write (mtime now) is racy too; once the tick has passed it is trusted.
+    # A fresh write (mtime now) hashed within its tick is racy too; once the tick has passed
+    # (the real clock again) it is trusted.
     a.write_text("x\n4\n")
     _, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 1 and stat_cache["a.csv"][1] == 0
+    monkeypatch.undo()
     _wait_for_next_tick(a)
     _, hashed = fingerprint.digest_files(["a.csv"], str(tmp_path), stat_cache)
     assert hashed == 1 and stat_cache["a.csv"][1] == os.stat(a).st_mtime_ns
