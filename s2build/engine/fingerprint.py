@@ -130,17 +130,20 @@ def digest_files(relpaths, root, stat_cache, probe_dir=None):
     the mtime back and lands in the same ctime tick would keep the whole tuple), so it is stored
     with mtime 0 and hashed again next time (git's "racy clean" rule)."""
     out, fresh = {}, []
-    for rel in relpaths:
-        path = os.path.join(root, rel)
+    prefix = os.path.join(root, "")
+    get, stat = stat_cache.get, os.stat
+    for rel in relpaths:                  # the no-op path: 10,000 files, keep the loop lean
+        path = prefix + rel
         try:
-            st = os.stat(path)
+            st = stat(path)
         except FileNotFoundError:
             raise ConfigError(f"source file '{rel}' disappeared while reading", rel) from None
-        entry = stat_cache.get(rel)
-        key = stat_key(st)
-        if entry and entry[:4] == key:
+        entry = get(rel)
+        if entry is not None and entry[1] == st.st_mtime_ns and entry[2] == st.st_ctime_ns \
+                and entry[0] == st.st_size and entry[3] == st.st_ino:
             out[rel] = entry[4]
             continue
+        key = stat_key(st)
         digest = sha256_file(path)
         fresh.append((rel, key, time.monotonic_ns()))
         stat_cache[rel] = key + [digest]
