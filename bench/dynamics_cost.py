@@ -1,8 +1,8 @@
-"""Cost of recording training dynamics (see /work/shared/BENCHMARKS.md and s2build/train.py).
+"""Cost of recording training dynamics (see /work/shared/BENCHMARKS.md and s2build/compile/train.py).
 
     .venv/bin/python bench/dynamics_cost.py [--runs 5] [--cases digits,wine,synthetic] [--json FILE]
 
-Times s2build.train.train(target, ds, threads=1) with record=True (per-row loss and margin every
+Times s2build.compile.train.train(target, ds, threads=1) with record=True (per-row loss and margin every
 step, gradient factors at the checkpoints, final logits and embeddings of every row) against
 record=False, in one process, interleaved (off on, on off, off on, ...) after one untimed
 warm-up of each, on the same cases as bench/throughput.py: the digits example (CNN), the wine

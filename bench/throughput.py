@@ -7,7 +7,7 @@ Samples per second (training rows x epochs / seconds) of four loops on the same 
 in-memory tensors, in one process, interleaved, the order rotated each round so that no loop
 always follows the same one (A B C D, B C D A, C D A B, ...):
 
-    s2build      s2build.train.train(target, ds, threads=1, record=False): the whole call
+    s2build      s2build.compile.train.train(target, ds, threads=1, record=False): the whole call
     minimal      a hand-written loop: torch.manual_seed(seed), models.build (the same
                  architecture), the same optimizer / lr / batch size / epochs, randperm index
                  batches from a generator seeded with the seed, forward, loss, zero_grad,
