@@ -12,9 +12,14 @@ is inside the project, not under .s2build/ or an installed-package folder) are r
 Ninja depfile: `imported_files(target)` gives them to the runner, which records the ones the
 static import scan (fingerprint.user_code) missed, so the next build key includes them.
 A loaded module is reused only while its file and every file it imported keep their digests.
+User files and the project modules they import are compiled from their bytes, never from a
+.pyc: Python trusts a .pyc whose source has the same whole-second mtime and size, so an edit
+within a second that keeps the size (`1.0` -> `5.0`, under `watch`) would run the old code.
 """
 
 import hashlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -74,6 +79,29 @@ def imported_files(target):
     return sorted(seen) if any_loaded else None
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """A source file loader that compiles the file's current bytes every time (no .pyc)."""
+
+    def get_code(self, fullname):
+        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
+
+
+class _ProjectFinder(importlib.abc.MetaPathFinder):
+    """While user code loads (first on sys.meta_path): project modules get a _SourceLoader;
+    anything else is left to the normal finders."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def find_spec(self, name, path=None, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or type(spec.loader) is not importlib.machinery.SourceFileLoader \
+                or _project_file(self.root, spec.origin) is None:
+            return None
+        spec.loader = _SourceLoader(spec.loader.name, spec.loader.path)
+        return spec
+
+
 def _exec(target, path, rel, yaml_loc, digest):
     """Execute user file `path` as a fresh module with its folder and the project root first
     on sys.path; returns (module, {abs path of imported project file: digest})."""
@@ -81,11 +109,14 @@ def _exec(target, path, rel, yaml_loc, digest):
     for name in _local_modules(root):          # stale helpers: import them again
         sys.modules.pop(name, None)
     mod_name = f"s2build_user_{digest[:16]}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
+    spec = importlib.util.spec_from_file_location(mod_name, path,
+                                                  loader=_SourceLoader(mod_name, path))
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
     saved = list(sys.path)
     sys.path[:0] = [os.path.dirname(os.path.abspath(path)), os.path.abspath(root)]
+    finder = _ProjectFinder(root)
+    sys.meta_path.insert(0, finder)
     try:
         spec.loader.exec_module(module)
     except Exception as e:
@@ -94,6 +125,7 @@ def _exec(target, path, rel, yaml_loc, digest):
                          user_location(e, path) or rel, f"referenced at {yaml_loc}") from e
     finally:
         sys.path[:] = saved
+        sys.meta_path.remove(finder)
     deps = {}
     for dep in sorted(set(_local_modules(root).values())):
         full = os.path.join(root, dep)
