@@ -31,10 +31,11 @@ class VerifyReport:
     seconds: float  # wall time of the whole verification
 
 
-def verify_onnx(onnx_bytes, module, inputs):
+def verify_onnx(onnx_bytes, module, inputs, feeds=None):
     """Check `onnx_bytes` and compare it with `module` on `inputs` (float32 tensor [n, ...]).
 
-    The model's single input is fed `inputs`; its outputs are compared, in order, with the
+    The model's single input is fed `inputs`, or, for a model that takes raw columns, `feeds`
+    ({input name: array}, the same rows before preprocessing); its outputs are compared, in order, with the
     module's output (a tensor or a tuple of tensors); a module on another device is compared
     through a CPU copy. Raises VerificationError on a checker failure, a torch or onnxruntime failure,
     an output count or shape mismatch, or a parity failure.
@@ -67,8 +68,9 @@ def verify_onnx(onnx_bytes, module, inputs):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
         session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        outs = session.run(None, {name: x.numpy()})
+        if feeds is None:
+            feeds = {session.get_inputs()[0].name: x.numpy()}
+        outs = session.run(None, feeds)
     except Exception as exc:
         raise VerificationError(f"onnxruntime could not run the model: {_summary(exc)}") from exc
     names = [o.name for o in session.get_outputs()]

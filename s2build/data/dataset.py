@@ -1,163 +1,253 @@
-"""The dataset of a target: its source files' shards (shards.py) joined into one in-memory table,
-in source order, with row origins, class indices and the holdout split.
+"""The dataset of a target: its source files' blocks (shards.py) joined into one in-memory table,
+in source order, with row origins, class indices and the holdout split, all as whole arrays.
 
-Origins: `file:line` (csv, jsonl), `file[index]` (npz, npy), `file` (images). Holdout: the
-target's holdout files, or else a row is held out when BLAKE2b(seed, features) < fraction, so
-editing one row never reshuffles the others. Imported lazily (numpy): not on the no-op path.
+Tables (csv, parquet, feather) keep their raw columns (`raw`, a RawTable) and a TablePrep fitted
+on the training rows (`prep`: standardisation, imputation and missing indicators, one-hot
+categories); `x` is `prep.transform(raw)`, what the network sees. The artifact holds the same
+preprocessing in its graph and takes the raw columns. Other formats: `x` is the rows as read.
+
+Origins: `file:line` (csv, jsonl), `file[index]` (npz, npy, parquet, feather), `file` (images).
+Holdout: the target's holdout files, or else rowhash.holdout_mask over the rows' input hashes,
+so editing one row never reshuffles the others. Imported lazily (numpy): not on the no-op path.
 """
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from s2build.data import rowhash
 from s2build.data.readers import origin
-from s2build.data.shards import SourcesChanged
+from s2build.data.shards import TABLES, SourcesChanged
 from s2build.errors import DataError
+
+
+class Origins:
+    """Where each row comes from, made into text only when asked: `origins[i]`, iteration,
+    `len`. Holds a file index and a line per row, not a million strings."""
+
+    def __init__(self, files, file_index, lines, fmt):
+        self.files, self.file_index, self.lines, self.fmt = files, file_index, lines, fmt
+
+    def __len__(self):
+        return len(self.lines)
+
+    def __getitem__(self, i):
+        if isinstance(i, (slice, np.ndarray, list)):
+            return Origins(self.files, self.file_index[i], self.lines[i], self.fmt)
+        return origin(self.files[self.file_index[i]], int(self.lines[i]), self.fmt)
+
+    def __iter__(self):
+        files, fmt = self.files, self.fmt
+        for fi, line in zip(self.file_index.tolist(), self.lines.tolist()):
+            yield origin(files[fi], line, fmt)
+
+    def tolist(self):
+        return list(self)
 
 
 @dataclass
 class Dataset:
     """Rows of a target, in source order: `x` float32 [n, *shape]; `origins[i]` is where row i
-    comes from ('file:line', 'file[i]' or 'file'); `holdout` is a bool mask [n]."""
+    comes from; `holdout` is a bool mask [n]."""
 
     x: "np.ndarray"
     y: "np.ndarray"          # int64 [n] class indices, or float32 [n, k] values / 0-1 labels
-    origins: list
+    origins: object          # Origins (or a list of str)
     row_hash: "np.ndarray"
     input_hash: "np.ndarray"
     holdout: "np.ndarray"
-    features: list
+    features: list           # names of x's columns (tables: after preprocessing)
     classes: list            # class names (classification) or [] (regression)
     task: str
-    parsed_files: list       # files parsed this time (shard cache misses)
+    parsed_files: list       # files with at least one block parsed this time
+    raw: object = None       # RawTable (tables)
+    prep: object = None      # TablePrep fitted on the training rows (tables)
+    blocks: dict = field(default_factory=dict)   # {"parsed": n, "reused": n}
 
     @property
     def n_train(self):
         return int((~self.holdout).sum())
 
 
-def _class_names(loader, shards):
+def _class_names(loader, label_vocabs):
     """Class names in index order, from `classes` (int or list) or inferred from the labels."""
     classes = loader["classes"]
     if isinstance(classes, int):
         return [str(i) for i in range(classes)]
     if isinstance(classes, list):
-        return list(classes)
-    seen = sorted({str(l) for _rel, s in shards for l in s.labels.tolist()})
+        return [str(c) for c in classes]
+    seen = sorted(set().union(*label_vocabs)) if label_vocabs else []
     try:
         return sorted(seen, key=float)
     except ValueError:
         return seen
 
 
-def _split(input_hash, fraction, seed):
-    """Holdout mask: a row is held out when BLAKE2b(seed, features) falls below `fraction`.
-    Depends on the row's features only, so editing one row never reshuffles the others."""
-    salt = str(seed).encode()
-    limit = int(fraction * 2**64)
-    return np.array([int.from_bytes(hashlib.blake2b(salt + h, digest_size=8).digest(), "big") < limit
-                     for h in input_hash.tolist()], dtype=bool)
+def _class_lookup(vocab, classes):
+    """int64 [len(vocab)]: each block class name's index in `classes` ('1.0' matches class '1'
+    when class names are integers), -1 when absent."""
+    pos = {c: i for i, c in enumerate(classes)}
+    out = np.empty(len(vocab), dtype=np.int64)
+    for j, name in enumerate(vocab):
+        k = pos.get(name)
+        if k is None:
+            try:
+                v = float(name)
+                k = pos.get(str(int(v))) if v.is_integer() else None
+            except (ValueError, OverflowError):
+                k = None
+        out[j] = -1 if k is None else k
+    return out
+
+
+def _gather(target, inputs, store):
+    """[(rel, [Block])] of the target's files in source order, then holdout-only files."""
+    loader = target.config["loader"]
+    rels = list(inputs.sources) + [r for r in inputs.holdout if r not in inputs.sources]
+    kinds = None
+    if loader["format"] in TABLES and rels:
+        first = rels[0]
+        kinds = store.file_kinds(target.root, first, inputs.sources.get(first) or
+                                 inputs.holdout[first], loader)
+    out = []
+    for rel in rels:
+        digest = inputs.sources.get(rel) or inputs.holdout[rel]
+        out.append((rel, store.blocks(target.root, rel, digest, loader, kinds)))
+    return out, kinds
+
+
+def _check_same(parts, fmt, task):
+    """Every file of a target has the same features (names, kinds, shapes) and label width."""
+    ref_rel, ref = next(((r, bs[0]) for r, bs in parts if bs), (None, None))
+    for rel, blocks in parts:
+        for b in blocks:
+            if b.features != ref.features or b.kinds != ref.kinds or \
+                    b.x.shape[1:] != ref.x.shape[1:]:
+                raise DataError(f"features {b.features} {list(b.x.shape[1:])} differ from those "
+                                f"of '{ref_rel}' {ref.features} {list(ref.x.shape[1:])}",
+                                origin(rel, 1, fmt) if fmt in ("csv", "jsonl") else rel,
+                                "every source file of a target needs the same features")
+            if task != "classification" and b.labels.shape[1:] != ref.labels.shape[1:]:
+                raise DataError(f"label has {b.labels.shape[1]} values; '{ref_rel}' has "
+                                f"{ref.labels.shape[1]}", rel)
+    return ref
 
 
 def load_dataset(target, inputs, store):
     """Build the target's Dataset from its fingerprinted sources (`inputs`)."""
     loader = target.config["loader"]
     fmt, task = loader["format"], loader["task"]
-    root = target.root
-    parsed, parts, features = [], [], None
-    holdout_files = set(inputs.holdout)
-    store.use_pack(target.name)
-    for rel in list(inputs.sources) + [r for r in inputs.holdout if r not in inputs.sources]:
-        digest = inputs.sources.get(rel) or inputs.holdout[rel]
-        shard, feats, was_parsed = store.load(root, rel, digest, loader)
-        if was_parsed:
-            parsed.append(rel)
-        if parts and (feats != features or shard.x.shape[1:] != parts[0][1].x.shape[1:]):
-            raise DataError(f"features {feats} {list(shard.x.shape[1:])} differ from those of "
-                            f"'{parts[0][0]}' {features} {list(parts[0][1].x.shape[1:])}",
-                            origin(rel, 1, fmt) if fmt in ("csv", "jsonl") else rel,
-                            "every source file of a target needs the same features")
-        if parts and task != "classification" and shard.labels.shape[1:] != parts[0][1].labels.shape[1:]:
-            raise DataError(f"label has {shard.labels.shape[1]} values; '{parts[0][0]}' has "
-                            f"{parts[0][1].labels.shape[1]}", rel)
-        features = feats
-        parts.append((rel, shard))
-    classes = _class_names(loader, parts) if task == "classification" else []
-    xs, ys, origins, rh, ih, hold = [], [], [], [], [], []
-    pos = {c: i for i, c in enumerate(classes)}
-    for rel, s in parts:
-        if task == "classification":
-            idx = np.empty(len(s.labels), dtype=np.int64)
-            for j, lab in enumerate(s.labels.tolist()):
-                k = pos.get(lab)
-                if k is None:
-                    k = _numeric_match(lab, pos)
-                if k is None:
-                    shown = f"0..{len(classes) - 1}" if isinstance(loader["classes"], int) \
-                        else ", ".join(classes)
-                    raise DataError(f"label '{lab}' is out of range (classes: {shown})",
-                                    origin(rel, int(s.lines[j]), fmt),
-                                    "fix the label or loader.classes")
-                idx[j] = k
-            ys.append(idx)
-        else:
-            y = s.labels.astype(np.float32)
-            if task == "multilabel" and not np.isin(y, (0.0, 1.0)).all():
-                j = int(np.argmax(~np.isin(y, (0.0, 1.0)).all(axis=1)))
-                raise DataError("multilabel targets must be 0 or 1", origin(rel, int(s.lines[j]), fmt))
-            ys.append(y)
-        xs.append(s.x)
-        origins += [origin(rel, ln, fmt) for ln in s.lines.tolist()]
-        rh.append(s.row_hash)
-        ih.append(s.input_hash)
-        hold.append(np.full(len(s.lines), rel in holdout_files, dtype=bool))
-    if not parts or sum(len(s.lines) for _r, s in parts) == 0:
+    parts, kinds = _gather(target, inputs, store)
+    n = sum(len(b) for _r, bs in parts for b in bs)
+    if n == 0:
         raise DataError("no rows in the sources", target.loc("sources"), "add data")
-    x = np.concatenate(xs)
-    y = np.concatenate(ys)
-    input_hash = np.concatenate(ih)
+    ref = _check_same(parts, fmt, task)
+    blocks = [b for _r, bs in parts for b in bs]
+    files = [r for r, _bs in parts]
+    file_index = np.concatenate([np.full(len(b), i, np.int32)
+                                 for i, (_r, bs) in enumerate(parts) for b in bs])
+    lines = np.concatenate([b.lines for b in blocks])
+    origins = Origins(files, file_index, lines, fmt)
+
+    # labels: class indices through one lookup table per block
+    if task == "classification":
+        classes = _class_names(loader, [b.label_vocab for b in blocks])
+        y = np.empty(n, dtype=np.int64)
+        at = 0
+        for b in blocks:
+            idx = _class_lookup(b.label_vocab, classes)[b.labels] if len(b) else \
+                np.empty(0, np.int64)
+            bad = np.flatnonzero(idx < 0)
+            if len(bad):
+                i = at + int(bad[0])
+                shown = f"0..{len(classes) - 1}" if isinstance(loader["classes"], int) \
+                    else ", ".join(classes)
+                raise DataError(f"label '{b.label_vocab[b.labels[bad[0]]]}' is out of range "
+                                f"(classes: {shown})", origins[i],
+                                "fix the label or loader.classes")
+            y[at:at + len(b)] = idx
+            at += len(b)
+    else:
+        classes = []
+        y = np.concatenate([b.labels for b in blocks]).astype(np.float32)
+        if task == "multilabel" and not np.isin(y, (0.0, 1.0)).all():
+            i = int(np.argmax(~np.isin(y, (0.0, 1.0)).all(axis=1)))
+            raise DataError("multilabel targets must be 0 or 1", origins[i])
+
+    input_hash = np.concatenate([b.input_hash for b in blocks])
+    holdout_files = set(inputs.holdout)
     if holdout_files:
-        holdout = np.concatenate(hold)
+        holdout = np.concatenate([np.full(len(b), rel in holdout_files, dtype=bool)
+                                  for rel, bs in parts for b in bs])
     else:
         h = target.config["holdout"]
-        holdout = _split(input_hash, h["fraction"], h["seed"])
-    ds = Dataset(x=x, y=y, origins=origins, row_hash=np.concatenate(rh), input_hash=input_hash,
-                 holdout=holdout, features=features or [], classes=classes, task=task,
-                 parsed_files=parsed)
-    if ds.n_train == 0:
+        holdout = rowhash.holdout_mask(input_hash, h["fraction"], h["seed"])
+    if not (~holdout).any():
         raise DataError("no training rows", target.loc("sources"),
                         "add data, or lower holdout.fraction")
-    store.save_pack()
-    return ds
+
+    raw = prep = None
+    if fmt in TABLES:
+        from s2build.data.columns import TablePrep
+        raw = _raw_table(ref.features, ref.kinds, blocks, n)
+        prep = TablePrep.fit(raw, ~holdout)
+        x = prep.transform(raw)
+        features = list(prep.feature_names)
+    else:
+        x = np.empty((n,) + ref.x.shape[1:], dtype=np.float32)
+        at = 0
+        for b in blocks:
+            x[at:at + len(b)] = b.x
+            at += len(b)
+        features = list(ref.features)
+    parsed = [rel for rel in files if rel in store.parsed_files]
+    return Dataset(x=x, y=y, origins=origins, row_hash=np.concatenate([b.row_hash for b in blocks]),
+                   input_hash=input_hash, holdout=holdout, features=features, classes=classes,
+                   task=task, parsed_files=parsed, raw=raw, prep=prep,
+                   blocks={"parsed": store.parsed_blocks, "reused": store.reused_blocks})
 
 
-def _numeric_match(label, pos):
-    """Match '1.0' to class '1' when class names are integers."""
-    try:
-        v = float(label)
-    except ValueError:
-        return None
-    return pos.get(str(int(v))) if v.is_integer() else None
+def _raw_table(names, kinds, blocks, n):
+    """RawTable of the blocks' rows: number columns copied once into one matrix, category codes
+    remapped from each block's vocabulary to the union's (sorted), vectorised per block."""
+    from s2build.data import tablefile
+    from s2build.data.table import RawTable
+    k = blocks[0].x.shape[1] if blocks else 0
+    c = blocks[0].codes.shape[1] if blocks else 0
+    num = np.empty((n, k), dtype=np.float32)
+    codes = np.empty((n, c), dtype=np.int32)
+    vocab = [sorted(set().union(*(b.vocab[j] for b in blocks))) for j in range(c)]
+    at = 0
+    for b in blocks:
+        num[at:at + len(b)] = b.x
+        for j in range(c):
+            codes[at:at + len(b), j] = tablefile.remap(b.codes[:, j], b.vocab[j], vocab[j])
+        at += len(b)
+    return RawTable(names=list(names), kinds=list(kinds), num=num, codes=codes, vocab=vocab)
 
 
 def row_changes(target, rel, old_digest, new_digest, store, limit=10):
     """Rows of `rel` that differ between two versions of the file, as ['row changed: f:12', ...]
-    (at most `limit`, then a count). Compares per-row content hashes of the two shards; the old
-    shard must still be in the shard cache (else returns [])."""
+    (at most `limit`, then a count). Compares per-row content hashes of the two versions'
+    blocks; the old version's blocks must still be in the shard cache (else returns [])."""
     loader = target.config["loader"]
     fmt = loader["format"]
     try:
-        old, _f, _p = store.load(target.root, rel, old_digest, loader, parse=False)
-        new, _f, _p = store.load(target.root, rel, new_digest, loader)
+        kinds = store.file_kinds(target.root, rel, new_digest, loader) \
+            if fmt in TABLES else None
+        old = store.blocks(target.root, rel, old_digest, loader, kinds, parse=False)
+        new = store.blocks(target.root, rel, new_digest, loader, kinds)
     except (DataError, SourcesChanged):
         return []
     if old is None:
         return []
-    old_lines = dict(zip(old.lines.tolist(), old.row_hash.tolist()))
-    new_set, old_set = set(new.row_hash.tolist()), set(old.row_hash.tolist())
+    old_lines = dict(zip(np.concatenate([b.lines for b in old]).tolist(),
+                         np.concatenate([b.row_hash for b in old]).tolist()))
+    new_lines = np.concatenate([b.lines for b in new]).tolist()
+    new_hash = np.concatenate([b.row_hash for b in new]).tolist()
+    new_set, old_set = set(new_hash), set(old_lines.values())
     out, changed = [], set()
-    for line, h in zip(new.lines.tolist(), new.row_hash.tolist()):
+    for line, h in zip(new_lines, new_hash):
         if h in old_set:
             continue
         if line in old_lines and old_lines[line] not in new_set:

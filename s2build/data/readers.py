@@ -26,16 +26,58 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2build.data import rowhash
 from s2build.errors import DataError
 
 
 @dataclass
-class Shard:
+class Block:
+    """Rows of one block of a file (a whole file for jsonl, npz, npy and images).
+
+    x           float32 [n, *shape]  numbers (tables: the number columns, NaN = missing)
+    codes       int32 [n, c]         tables: category columns, -1 = missing, into vocab[j]
+    vocab       [[str]]              per category column, its values in this block, sorted
+    labels      int32 [n] class codes into label_vocab | float32 [n, k] values | None
+    label_vocab [str] | None         the block's class names, sorted
+    lines       int64 [n]            csv/jsonl: line of the row's first line; arrays,
+                                     parquet, feather: row index; images: 0
+    input_hash, row_hash  S16 [n]    rowhash.py: of the inputs, of inputs and label
+    features    [str]                feature (column) names; kinds: "number"|"category" each,
+                                     None outside tables
+    first_line  int                  the block's first line (shards store lines relative to it)
+    """
     x: "np.ndarray"
+    codes: "np.ndarray"
+    vocab: list
     labels: "np.ndarray"
+    label_vocab: list
     lines: "np.ndarray"
-    row_hash: "np.ndarray"
     input_hash: "np.ndarray"
+    row_hash: "np.ndarray"
+    features: list
+    kinds: list = None
+    first_line: int = 0
+
+    def __len__(self):
+        return len(self.x)
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for a in (self.x, self.codes, self.lines, self.input_hash,
+                                      self.row_hash) + ((self.labels,) if self.labels is not None
+                                                        else ()))
+
+    def moved(self, first_line):
+        """This block, starting at line `first_line` instead."""
+        if first_line == self.first_line:
+            return self
+        import dataclasses
+        return dataclasses.replace(self, lines=self.lines + (first_line - self.first_line),
+                                   first_line=first_line)
+
+    def class_names(self):
+        """[str] per row (classification)."""
+        return np.asarray(self.label_vocab, dtype=np.str_)[self.labels]
 
 
 def _blake(data):
@@ -140,11 +182,11 @@ def parse_csv(rel, data, loader, with_label=True, bad=None):
     x = np.asarray(xs, dtype=np.float32).reshape(len(xs), len(features))
     lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), 1) if regression and with_label \
         else np.asarray(labels, dtype=np.str_)
-    return _shard(x, lab, lines, loader, rel), list(features)
+    return _shard(x, lab, lines, loader, rel, features)
 
 
-def _shard(x, labels, lines, loader, rel):
-    """Assemble a Shard: reshape features to loader.shape and hash every row."""
+def _shard(x, labels, lines, loader, rel, features=None):
+    """Assemble a Block: reshape features to loader.shape, encode class names, hash every row."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if loader.get("shape"):
         shape = tuple(loader["shape"])
@@ -153,11 +195,14 @@ def _shard(x, labels, lines, loader, rel):
             raise DataError(f"rows have {int(np.prod(x.shape[1:]))} feature values; loader.shape "
                             f"{list(shape)} needs {per_row}", rel)
         x = x.reshape((len(x),) + shape)
-    input_hash = np.array([_blake(r.tobytes()) for r in x], dtype="S16")
-    row_hash = np.array([_blake(r.tobytes() + (l.tobytes() if isinstance(l, np.ndarray)
-                                               else str(l).encode()))
-                         for r, l in zip(x, labels)], dtype="S16")
-    return Shard(x, labels, np.asarray(lines, dtype=np.int64), row_hash, input_hash)
+    label_vocab = None
+    if labels.dtype.kind in "US":
+        vocab, codes = np.unique(labels, return_inverse=True)
+        label_vocab, labels = [str(v) for v in vocab], codes.astype(np.int32).reshape(-1)
+    input_hash, row_hash = rowhash.row_hashes(len(x), x=x, labels=labels, label_vocab=label_vocab)
+    return Block(x=x, codes=np.zeros((len(x), 0), np.int32), vocab=[], labels=labels,
+                 label_vocab=label_vocab, lines=np.asarray(lines, dtype=np.int64),
+                 input_hash=input_hash, row_hash=row_hash, features=list(features or []))
 
 
 def json_values(value, field, where, loader, bad=None):
@@ -243,7 +288,7 @@ def parse_jsonl(rel, data, loader, with_label=True, bad=None):
     x = np.asarray(xs, dtype=np.float32).reshape(len(xs), width or 0)
     lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), -1) if regression and with_label \
         else np.asarray(labels, dtype=np.str_)
-    return _shard(x, lab, lines, loader, rel), list(loader["features"])
+    return _shard(x, lab, lines, loader, rel, loader["features"])
 
 
 def _check_array(arr, rel, what, bad=None):
@@ -285,7 +330,7 @@ def parse_npz(rel, data, loader, with_label=True, bad=None):
     _check_array(x, rel, f"array '{loader['features']}'", bad)
     x = x.astype(np.float32).reshape(len(x), -1) if x.ndim == 1 else x.astype(np.float32)
     labels = _array_labels(y, rel, loader, bad) if with_label else y.astype(np.str_)
-    return _shard(x, labels, np.arange(len(x)), loader, rel), [loader["features"]]
+    return _shard(x, labels, np.arange(len(x)), loader, rel, [loader["features"]])
 
 
 def parse_npy(rel, data, loader, with_label=True, bad=None):
@@ -299,8 +344,8 @@ def parse_npy(rel, data, loader, with_label=True, bad=None):
     _check_array(arr, rel, "array", bad)
     col = loader["label_column"] % arr.shape[1]
     x = np.delete(arr, col, axis=1).astype(np.float32)
-    shard = _shard(x, _array_labels(arr[:, col], rel, loader, bad), np.arange(len(arr)), loader, rel)
-    return shard, [f"c{i}" for i in range(arr.shape[1]) if i != col]
+    return _shard(x, _array_labels(arr[:, col], rel, loader, bad), np.arange(len(arr)), loader, rel,
+                  [f"c{i}" for i in range(arr.shape[1]) if i != col])
 
 
 def decode_image(rel, data, loader):
@@ -324,8 +369,8 @@ def parse_image(rel, data, loader, with_label=True, bad=None):
     """One image file = one row; its class is the name of its folder."""
     x = decode_image(rel, data, loader)[None]
     label = (os.path.basename(os.path.dirname(rel)) or ".") if with_label else ""
-    return _shard(x, np.asarray([label], dtype=np.str_), [0], dict(loader, shape=None), rel), \
-        ["pixels"]
+    return _shard(x, np.asarray([label], dtype=np.str_), [0], dict(loader, shape=None), rel,
+                  ["pixels"])
 
 
 FORMATS = {"csv": parse_csv, "jsonl": parse_jsonl, "npz": parse_npz, "npy": parse_npy,
@@ -333,7 +378,11 @@ FORMATS = {"csv": parse_csv, "jsonl": parse_jsonl, "npz": parse_npz, "npy": pars
 
 
 def parse(rel, data, loader, with_label=True, bad=None):
-    """Read one file of format loader.format (see the module docstring)."""
+    """Read one whole file of format loader.format into a Block (see the module docstring);
+    tables (csv, parquet, feather) through tablefile.py."""
+    if loader["format"] in ("csv", "parquet", "feather"):
+        from s2build.data import tablefile
+        return tablefile.parse_whole(rel, data, loader, with_label=with_label, bad=bad)
     return FORMATS[loader["format"]](rel, data, loader, with_label=with_label, bad=bad)
 
 

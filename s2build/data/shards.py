@@ -1,30 +1,36 @@
-"""Per-file shards, the object files of software 2.0: each source file is parsed once (readers.py)
-into a Shard, cached under
+"""Shards, the object files of software 2.0: every source file is cut into blocks of rows, and
+each block is parsed once (readers.py) and cached by its content:
 
-    .s2build/shards/ab/<shard_key(file digest, loader config, folder, toolchain.shard_salt())>.npz
+    .s2build/shards/ab/<key>.s2s       one Block (shardfile.py format; lines relative to the
+                                       block's first line, so a block that moves keeps its shard)
+    .s2build/shards/files/ab/<key>.json  a table file's manifest: its header, the kinds it
+                                       implies and its blocks [[content key, first line, rows]]
 
-holding the Shard's arrays (`x`, `labels`, `lines`, `row_hash`, `input_hash`, see readers.py)
-and `features` (str [f]). An edit re-parses only the files whose digest changed. Shards are
-written atomically; a damaged or unreadable shard (or pack) costs a warning and a re-parse, never
-a wrong row. A target's shards are also packed into one file (packs.py), so that a fresh process
-reads one file. Shards loaded in this process are kept in memory (MEMO) for a long-lived
+A CSV file is cut into content-defined blocks (csvblocks.py: an edit or insertion changes the
+block it falls in, not the others), a parquet file into its row groups, an Arrow IPC file into
+its record batches; every other format is one block per file. Block keys are SHA-256 over the
+canonical JSON of the block's content digest, the loader, the column kinds and
+`toolchain.shard_salt()` (the data code, numpy, pillow and pyarrow versions). A fresh process
+whose file did not change reads the manifest and the shards, never the file.
+
+Shards and manifests are written atomically; a damaged one costs a warning and a re-parse,
+never a wrong row. Blocks loaded in this process stay in memory (MEMO) for a long-lived
 `watch`. Imported lazily (numpy): not on the no-op path.
 """
 
 import hashlib
-import io
 import json
 import os
 
 import numpy as np
 
 from s2build import atomic
-from s2build.data import readers
-from s2build.data.readers import Shard
+from s2build.data import readers, shardfile
+from s2build.data.readers import Block
 from s2build.engine import toolchain
 
-SHARD_VERSION = 2
-PACK_MIN_READS = 32     # shards read from their own files before a new pack is written
+SHARD_VERSION = 3
+TABLES = ("csv", "parquet", "feather")
 
 
 class SourcesChanged(Exception):
@@ -40,141 +46,179 @@ def read_verified(root, rel, digest):
     return data
 
 
-def shard_key(digest, loader_json, label=None):
-    """SHA-256 hex of the canonical JSON of {"file": digest, "label": folder (images only),
-    "loader": loader, "salt": toolchain.shard_salt() (the data code's digest, numpy and pillow
-    versions: what can change a shard's bytes), "v": SHARD_VERSION}; `loader_json` is the
-    loader's canonical JSON."""
-    label = "" if label is None else ',"label":' + json.dumps(label)
-    blob = (f'{{"file":{json.dumps(digest)}{label},"loader":{loader_json},'
-            f'"salt":{json.dumps(toolchain.shard_salt())},"v":{SHARD_VERSION}}}')
+def shard_key(content, loader_json, extra=None):
+    """SHA-256 hex of the canonical JSON of {"content": digest, "extra": kinds or folder,
+    "loader": loader, "salt": toolchain.shard_salt(), "v": SHARD_VERSION}."""
+    blob = (f'{{"content":{json.dumps(content)},"extra":{json.dumps(extra, sort_keys=True)},'
+            f'"loader":{loader_json},"salt":{json.dumps(toolchain.shard_salt())},'
+            f'"v":{SHARD_VERSION}}}')
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class Memo:
-    """Shards loaded in this process, by shard path: a long-lived process (watch) re-reads
+    """Blocks loaded in this process, by shard path: a long-lived process (watch) re-reads
     nothing that did not change. Shards are content-addressed, so entries never go stale.
-    `bytes` counts each entry once; past `limit` the memo starts over."""
+    Past `limit` bytes the memo starts over."""
 
-    def __init__(self, limit=512 * 2**20):
+    def __init__(self, limit=0):
         self.entries, self.bytes, self.limit = {}, 0, limit
 
     def get(self, path):
         return self.entries.get(path)
 
-    def put(self, path, shard, features):
+    def put(self, path, block):
         if path in self.entries:
             return
-        size = shard.x.nbytes + shard.labels.nbytes
+        size = block.nbytes
         if self.bytes + size > self.limit:
             self.entries.clear()
             self.bytes = 0
-        self.entries[path] = (shard, features)
+        self.entries[path] = block
         self.bytes += size
 
 
 MEMO = Memo()
 
 
-def _valid(shard, features):
-    """A shard read back from disk is used only when its arrays agree with each other."""
-    n = len(shard.x)
-    return all(len(a) == n for a in (shard.labels, shard.lines, shard.row_hash,
-                                     shard.input_hash)) \
-        and shard.row_hash.dtype == shard.input_hash.dtype == np.dtype("S16") \
-        and shard.x.dtype == np.float32 and shard.lines.dtype == np.int64 \
-        and isinstance(features, list)
+def _arrays(block):
+    out = {"x": block.x, "codes": block.codes, "lines": block.lines - block.first_line,
+           "input_hash": block.input_hash, "row_hash": block.row_hash}
+    if block.labels is not None:
+        out["labels"] = block.labels
+    return out
+
+
+def _meta(block):
+    return {"features": block.features, "kinds": block.kinds, "vocab": block.vocab,
+            "label_vocab": block.label_vocab}
+
+
+def _from_file(arrays, meta, first_line):
+    n = len(arrays["x"])
+    labels = arrays.get("labels")
+    fields = [arrays["codes"], arrays["lines"], arrays["input_hash"], arrays["row_hash"]] + \
+        ([labels] if labels is not None else [])
+    if any(len(a) != n for a in fields) or arrays["x"].dtype != np.float32 or \
+            arrays["input_hash"].dtype != np.dtype("S16") or not isinstance(meta, dict):
+        raise shardfile.ShardDamaged("arrays of different lengths or types")
+    return Block(x=arrays["x"], codes=arrays["codes"], vocab=meta["vocab"], labels=labels,
+                 label_vocab=meta["label_vocab"], lines=arrays["lines"] + first_line,
+                 input_hash=arrays["input_hash"], row_hash=arrays["row_hash"],
+                 features=meta["features"], kinds=meta["kinds"], first_line=first_line)
 
 
 class ShardStore:
-    """Shard cache: parse a file only when (its digest, the loader config) is new. For image
-    folders the label is the file's folder, so the folder is part of the key: moving an image
-    to another class folder relabels it. `warnings` lists damaged files that were discarded."""
+    """Shard cache of one project. `blocks(root, rel, digest, loader)` gives a file's Blocks,
+    parsing only blocks whose content is new. `parsed_blocks` / `reused_blocks` count this
+    store's work; `warnings` lists damaged files that were discarded."""
 
     def __init__(self, state_dir):
         self.root = os.path.join(state_dir, "shards")
-        self.pack_path = None       # set by use_pack: shards are looked up in that pack too
-        self.packed = None          # {shard file name: (fields, features)} once read
-        self.file_reads = 0         # shards that came from their own file or a parse
-        self.loaded = []            # [(shard file name, Shard, features)] in load order
+        self.parsed_blocks = self.reused_blocks = 0
+        self.parsed_files = set()   # files with a block parsed by this store
         self.warnings = []
         self._loader, self._loader_json = None, ""
 
     def use_pack(self, target_name):
-        """Look shards up in `target_name`'s pack (see packs.py) before their own files, and
-        record what is loaded so that `save_pack` can write a new one."""
-        from s2build.data import packs
-        self.pack_path = packs.path(self.root, target_name)
+        """Kept for callers of the old per-file shards: blocks need no pack."""
 
-    def save_pack(self, min_reads=PACK_MIN_READS):
-        """Write the pack of what was loaded when at least `min_reads` shards came from their
-        own files (a first build, or many edits since the last pack). Best effort."""
-        if self.pack_path is None or self.file_reads < min_reads:
-            return
-        from s2build.data import packs
-        try:
-            packs.write(self.pack_path, [(key, vars(shard), feats)
-                                         for key, shard, feats in self.loaded])
-        except OSError:
-            pass                    # a missing pack costs speed, never correctness
+    def save_pack(self):
+        """See use_pack."""
 
-    def _path(self, digest, loader, rel=""):
-        """The shard file of `rel` (see shard_key). The loader's JSON is made once per loader
-        object, not once per file (1,797 files: 35 ms)."""
+    def _json(self, loader):
         if self._loader is not loader:
             self._loader = loader
             self._loader_json = json.dumps(loader, sort_keys=True, separators=(",", ":"))
-        label = (os.path.basename(os.path.dirname(rel)) or ".") \
-            if loader["format"] == "images" else None
-        key = shard_key(digest, self._loader_json, label)
-        return os.path.join(self.root, key[:2], key + ".npz")
+        return self._loader_json
 
-    def load(self, root, rel, digest, loader, parse=True):
-        """(Shard, feature names, parsed?); with parse=False, (None, None, False) on a miss."""
-        path = self._path(digest, loader, rel)
-        got = MEMO.get(path)
-        if got is None:
-            got = self._lookup(path)
-            if got is None and not parse:
-                return None, None, False
-        was_parsed = got is None
-        if got is None:
-            got = readers.parse(rel, read_verified(root, rel, digest), loader)
-            shard, features = got
-            buf = io.BytesIO()
-            np.savez(buf, x=shard.x, labels=shard.labels, lines=shard.lines,
-                     row_hash=shard.row_hash, input_hash=shard.input_hash,
-                     features=np.asarray(features, dtype=np.str_))
-            atomic.write_bytes(path, buf.getvalue())
-            self.file_reads += 1
-        MEMO.put(path, *got)
-        if self.pack_path is not None:
-            self.loaded.append((os.path.basename(path), *got))
-        return got + (was_parsed,)
+    def _path(self, key, sub=""):
+        return os.path.join(self.root, sub, key[:2], key + (".json" if sub else ".s2s"))
 
-    def _lookup(self, path):
-        """(Shard, features) from the pack or the shard's file; None on a miss."""
-        if self.pack_path is not None:
-            if self.packed is None:
-                from s2build.data import packs
-                self.packed, why = packs.read(self.pack_path)
-                if why:
-                    self.warnings.append(f"shard pack {os.path.basename(self.pack_path)} {why}; "
-                                         "discarded")
-            hit = self.packed.get(os.path.basename(path))
-            if hit is not None:
-                return Shard(**hit[0]), hit[1]
+    def _get(self, path, first_line):
+        block = MEMO.get(path)
+        if block is not None:
+            return block.moved(first_line)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                shard = Shard(z["x"], z["labels"], z["lines"], z["row_hash"], z["input_hash"])
-                features = [str(f) for f in z["features"]]
-            if not _valid(shard, features):
-                raise ValueError("arrays of different lengths or types")
+            arrays, meta = shardfile.read(path)
+            block = _from_file(arrays, meta, first_line)
         except FileNotFoundError:
             return None
-        except Exception as e:      # any damage (BadZipFile, bad header, CRC...): parse again
-            self.warnings.append(f"shard {os.path.basename(path)[:12]} is unreadable "
-                                 f"({type(e).__name__}: {e}); parsed again")
+        except (shardfile.ShardDamaged, KeyError, TypeError, ValueError) as e:
+            self.warnings.append(f"shard {os.path.basename(path)[:12]} is unreadable ({e}); "
+                                 "parsed again")
             return None
-        self.file_reads += 1
-        return shard, features
+        MEMO.put(path, block)
+        return block
+
+    def _put(self, path, block):
+        shardfile.write(path, _arrays(block), _meta(block))
+        MEMO.put(path, block)
+
+    def blocks(self, root, rel, digest, loader, kinds=None, parse=True):
+        """[Block] of file `rel` (SHA-256 `digest`), in row order. Tables need `kinds` (see
+        `file_kinds`). parse=False: None when anything would have to be parsed."""
+        fmt = loader["format"]
+        if fmt not in TABLES:
+            folder = (os.path.basename(os.path.dirname(rel)) or ".") if fmt == "images" else None
+            path = self._path(shard_key(digest, self._json(loader), folder))
+            block = self._get(path, 0)
+            if block is None:
+                if not parse:
+                    return None
+                block = readers.parse(rel, read_verified(root, rel, digest), loader)
+                self._put(path, block)
+                self.parsed_blocks += 1
+                self.parsed_files.add(rel)
+            else:
+                self.reused_blocks += 1
+            return [block]
+        manifest = self.manifest(root, rel, digest, loader, parse=parse)
+        if manifest is None:
+            return None
+        out, data, todo = [], None, []
+        for i, (content, first_line, _rows) in enumerate(manifest["blocks"]):
+            path = self._path(shard_key(content, self._json(loader), kinds))
+            block = self._get(path, first_line)
+            if block is None:
+                todo.append(i)
+            out.append((path, block))
+        if todo and not parse:
+            return None
+        if todo:
+            from s2build.data import tablefile      # pyarrow: only for tables
+            data = read_verified(root, rel, digest)
+            parsed = tablefile.parse_blocks(rel, data, loader, kinds, manifest, todo)
+            for i, block in parsed.items():
+                path = out[i][0]
+                self._put(path, block)
+                out[i] = (path, block)
+            self.parsed_blocks += len(todo)
+            self.parsed_files.add(rel)
+        self.reused_blocks += len(out) - len(todo)
+        return [b for _p, b in out]
+
+    def manifest(self, root, rel, digest, loader, parse=True):
+        """A table file's manifest {"header": [...], "kinds": {...}, "blocks": [...]} (see the
+        module docstring), from the cache or by cutting the file."""
+        path = self._path(shard_key(digest, self._json(loader)), "files")
+        try:
+            with open(path, encoding="utf-8") as f:
+                got = json.load(f)
+            if isinstance(got, dict) and isinstance(got.get("blocks"), list):
+                return got
+            raise ValueError("not a manifest")
+        except FileNotFoundError:
+            pass
+        except (ValueError, OSError) as e:
+            self.warnings.append(f"manifest {os.path.basename(path)[:12]} is unreadable ({e}); "
+                                 "cut again")
+        if not parse:
+            return None
+        from s2build.data import tablefile
+        got = tablefile.cut(rel, read_verified(root, rel, digest), loader)
+        atomic.write_text(path, json.dumps(got, sort_keys=True))
+        return got
+
+    def file_kinds(self, root, rel, digest, loader):
+        """{column: kind} of a table as its file `rel` implies it (declared or inferred)."""
+        return self.manifest(root, rel, digest, loader)["kinds"]

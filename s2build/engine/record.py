@@ -81,12 +81,22 @@ def provenance(target, inputs, ds, metrics):
         "s2build.metrics": compact({k: float(f"{v:.6g}") for k, v in metrics.items()}),
         "s2build.task": ds.task,
         "s2build.classes": compact(ds.classes),
-        "s2build.features": compact(ds.features),
-        "s2build.input_shape": compact(list(ds.x.shape[1:])),
+        **(_table_facts(ds, compact) if ds.prep is not None else {
+            "s2build.features": compact(ds.features),
+            "s2build.input_shape": compact(list(ds.x.shape[1:]))}),
         "s2build.loader": compact(target.config["loader"]),
         "s2build.rows": compact({"train": ds.n_train, "holdout": int(ds.holdout.sum())}),
         **({"s2build.parent": inputs.parent} if getattr(inputs, "parent", None) else {}),
     }
+
+
+def _table_facts(ds, compact):
+    """A table artifact takes raw columns: its features are the columns (one graph input
+    each), and the fitted preprocessing (vocabularies, statistics) is recorded with them."""
+    return {"s2build.features": compact(ds.raw.names),
+            "s2build.columns": compact(dict(zip(ds.raw.names, ds.raw.kinds))),
+            "s2build.input_shape": compact([len(ds.raw.names)]),
+            "s2build.prep": compact(ds.prep.to_json())}
 
 
 def exporter_used(target, inputs):

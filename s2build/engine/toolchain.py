@@ -20,7 +20,8 @@ line, read as text), CUDA_VISIBLE_DEVICES is not "" or "-1" and /dev/nvidia0 exi
 'cpu'. The environment variable S2BUILD_DEVICE (cpu | cuda) forces what 'auto' resolves to.
 
 `shard_salt()` is what, besides a file's bytes and the loader config, changes a shard's bytes:
-the digest of s2build's data-reading code (s2build/data/*.py) and the numpy and pillow versions.
+the digest of s2build's data-reading code (s2build/data/*.py) and the numpy, pillow and pyarrow
+versions.
 
 Only the standard library: this module is on the no-op path.
 """
@@ -127,13 +128,13 @@ _SALT = None
 
 def shard_salt():
     """Text that changes whenever code or libraries that write shards change: the digest of
-    s2build/data/*.py and the numpy and pillow versions. Cached per process."""
+    s2build/data/*.py and the numpy, pillow and pyarrow versions. Cached per process."""
     global _SALT
     if _SALT is None:
-        versions = _installed_versions(("numpy", "pillow"))
-        _SALT = "data=%s;numpy=%s;pillow=%s" % (code_digest("data")[:16],
-                                                versions.get("numpy", "missing"),
-                                                versions.get("pillow", "missing"))
+        versions = _installed_versions(("numpy", "pillow", "pyarrow"))
+        _SALT = "data=%s;numpy=%s;pillow=%s;pyarrow=%s" % (
+            code_digest("data")[:16], versions.get("numpy", "missing"),
+            versions.get("pillow", "missing"), versions.get("pyarrow", "missing"))
     return _SALT
 
 

@@ -43,6 +43,9 @@ BURST_GAP = 1.0       # seconds between saves that make them one burst
 SAVE_GAP = 0.05       # events closer than this are one save (an editor's write, rename, ...)
 
 
+WATCH_MEMO_BYTES = 512 * 2**20
+
+
 class Watcher:
     def __init__(self, project, names, mode="release", debounce=DEBOUNCE, verbose=False,
                  out=None, err=None):
@@ -332,4 +335,6 @@ class _Tracking:
 
 def watch(project, names, mode="dev", debounce=DEBOUNCE, verbose=False):
     """`s2build watch`: build, then rebuild on every relevant change until Ctrl-C."""
+    from s2build.data import shards
+    shards.MEMO.limit = WATCH_MEMO_BYTES       # a long-lived process re-reads no unchanged shard
     return Watcher(project, names, mode=mode, debounce=debounce, verbose=verbose).run()

@@ -1,0 +1,139 @@
+"""Table files (csv, parquet, feather) as blocks: cut a file into blocks, parse chosen blocks.
+
+    cut(rel, data, loader) -> manifest  {"header": [names], "kinds": {column: kind},
+                                         "blocks": [[content, first_line, rows, lo, hi]]}
+
+`content` identifies a block's bytes: the SHA-256 of the header line plus the block's records
+(csv; csvblocks.py cuts at content-defined record boundaries, so an edit changes one block),
+or "<file digest>:<i>" for the i-th row group (parquet) or record batch (feather). `lo`/`hi`
+are byte offsets (csv) or row offsets. `first_line` is the line of the block's first record
+(csv) or its first row index. Kinds: loader.columns, else inferred from the first block
+(arrowread.infer_kinds); the dataset uses the first source file's kinds for every file.
+
+    parse_blocks(rel, data, loader, kinds, manifest, which) -> {i: Block}
+    parse_whole(rel, data, loader, with_label, bad) -> Block    (predict, lint, specs)
+"""
+
+import hashlib
+
+import numpy as np
+
+from s2build.data import arrowread, csvblocks, rowhash
+from s2build.data.readers import Block
+
+
+def _digest(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()
+
+
+def cut(rel, data, loader):
+    fmt = loader["format"]
+    if fmt == "csv":
+        rec = csvblocks.split_records(data)
+        header = data[:rec.header_end]
+        names = arrowread.header_names(rel, header, loader)
+        spans = csvblocks.cut_blocks(data, rec)
+        first = data[rec.starts[spans[0][0]]:rec.starts[spans[0][1]]] if spans else b""
+        kinds = arrowread.infer_kinds(rel, header, first, loader)
+        blocks = []
+        for lo, hi in spans:
+            a, b = int(rec.starts[lo]), int(rec.starts[hi])
+            blocks.append([_digest(header, data[a:b]), int(rec.lines[lo]), hi - lo, a, b])
+        return {"header": names, "kinds": kinds, "blocks": blocks}
+    digest = hashlib.sha256(data).hexdigest()
+    names, kinds, sizes = arrowread.arrow_layout(rel, data, loader)
+    blocks, at = [], 0
+    for i, rows in enumerate(sizes):
+        blocks.append([f"{digest}:{i}", at, rows, at, at + rows])
+        at += rows
+    return {"header": names, "kinds": kinds, "blocks": blocks}
+
+
+def _finish(cols, first_line, with_label=True):
+    """Block from an arrowread.Columns: hash the rows."""
+    labels, label_vocab = None, None
+    if with_label and cols.labels is not None:
+        if isinstance(cols.labels, tuple):
+            labels, label_vocab = cols.labels
+        else:
+            labels = cols.labels
+    ih, rh = rowhash.row_hashes(len(cols.lines), x=cols.num, codes=cols.codes, vocab=cols.vocab,
+                                labels=labels, label_vocab=label_vocab)
+    return Block(x=np.ascontiguousarray(cols.num, dtype=np.float32),
+                 codes=np.ascontiguousarray(cols.codes, dtype=np.int32), vocab=cols.vocab,
+                 labels=labels, label_vocab=label_vocab,
+                 lines=np.asarray(cols.lines, dtype=np.int64), input_hash=ih, row_hash=rh,
+                 features=list(cols.names), kinds=list(cols.kinds), first_line=first_line)
+
+
+def parse_blocks(rel, data, loader, kinds, manifest, which, with_label=True, bad=None):
+    fmt = loader["format"]
+    out = {}
+    if fmt == "csv":
+        rec = csvblocks.split_records(data)
+        header = data[:rec.header_end]
+        row_of = {int(s): i for i, s in enumerate(rec.starts.tolist())} if which else {}
+        for i in which:
+            _content, first_line, rows, a, b = manifest["blocks"][i]
+            r0 = row_of[a]
+            cols = arrowread.read_csv_block(rel, header, data[a:b], rec.lines[r0:r0 + rows],
+                                            loader, kinds, with_label=with_label, bad=bad)
+            out[i] = _finish(cols, first_line, with_label)
+        return out
+    groups = arrowread.read_arrow(rel, data, loader, kinds, which, with_label=with_label, bad=bad)
+    for i in which:
+        out[i] = _finish(groups[i], manifest["blocks"][i][1], with_label)
+    return out
+
+
+def parse_whole(rel, data, loader, with_label=True, bad=None):
+    """Every row of one table file as one Block (kinds as this file implies them)."""
+    manifest = cut(rel, data, loader)
+    kinds = manifest["kinds"]
+    which = list(range(len(manifest["blocks"])))
+    parts = parse_blocks(rel, data, loader, kinds, manifest, which, with_label, bad)
+    blocks = [parts[i] for i in which]
+    if not blocks:
+        names = manifest["header"]
+        ks = [kinds[n] for n in names if n in kinds]
+        return Block(x=np.zeros((0, ks.count("number")), np.float32),
+                     codes=np.zeros((0, ks.count("category")), np.int32),
+                     vocab=[[] for _ in range(ks.count("category"))],
+                     labels=None, label_vocab=None, lines=np.zeros(0, np.int64),
+                     input_hash=np.zeros(0, "S16"), row_hash=np.zeros(0, "S16"),
+                     features=[n for n in names if n in kinds], kinds=ks)
+    return merge(blocks)
+
+
+def remap(codes, block_vocab, vocab):
+    """int32 codes into `block_vocab` -> codes into `vocab` (sorted, a superset); -1 stays."""
+    if not len(block_vocab):
+        return np.full(len(codes), -1, np.int32)
+    table = np.searchsorted(vocab, block_vocab).astype(np.int32)
+    return np.where(codes < 0, -1, table[np.maximum(codes, 0)]).astype(np.int32)
+
+
+def merge(blocks):
+    """One Block holding `blocks`' rows (vocabularies united)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    b0 = blocks[0]
+    c = b0.codes.shape[1]
+    vocab = [sorted(set().union(*(b.vocab[j] for b in blocks))) for j in range(c)]
+    codes = [np.stack([remap(b.codes[:, j], b.vocab[j], vocab[j]) for j in range(c)], axis=1)
+             if c else np.zeros((len(b), 0), np.int32) for b in blocks]
+    labels, label_vocab = None, None
+    if b0.labels is not None and b0.label_vocab is not None:
+        label_vocab = sorted(set().union(*(b.label_vocab for b in blocks)))
+        labels = np.concatenate([remap(b.labels, b.label_vocab, label_vocab) for b in blocks])
+    elif b0.labels is not None:
+        labels = np.concatenate([b.labels for b in blocks])
+    return Block(x=np.concatenate([b.x for b in blocks]), codes=np.concatenate(codes),
+                 vocab=vocab, labels=labels, label_vocab=label_vocab,
+                 lines=np.concatenate([b.lines for b in blocks]),
+                 input_hash=np.concatenate([b.input_hash for b in blocks]),
+                 row_hash=np.concatenate([b.row_hash for b in blocks]),
+                 features=b0.features, kinds=b0.kinds, first_line=b0.first_line)
