@@ -28,9 +28,9 @@ from s2build import atomic
 from s2build.data import readers, shardfile
 from s2build.data.readers import Block
 from s2build.engine import toolchain
+from s2build.project.schema import TABLES
 
 SHARD_VERSION = 3
-TABLES = ("csv", "parquet", "feather")
 
 
 class SourcesChanged(Exception):

@@ -108,6 +108,13 @@ def parse_whole(rel, data, loader, with_label=True, bad=None):
     return merge(blocks)
 
 
+def raw_of(block):
+    """The RawTable of one table Block (its own vocabularies)."""
+    from s2build.data.table import RawTable
+    return RawTable(names=list(block.features), kinds=list(block.kinds), num=block.x,
+                    codes=block.codes, vocab=[list(v) for v in block.vocab])
+
+
 def remap(codes, block_vocab, vocab):
     """int32 codes into `block_vocab` -> codes into `vocab` (sorted, a superset); -1 stays."""
     if not len(block_vocab):

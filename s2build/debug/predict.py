@@ -27,10 +27,58 @@ def _by_reader(path, loader):
     loader's delimiter and features, NaN/inf rejected at `file:line`; no label needed."""
     from s2build.data import readers
     rel = os.path.relpath(path)
-    shard, _features = readers.parse(rel, _read_bytes(path), dict(loader, shape=None),
-                                     with_label=False)
+    block = readers.parse(rel, _read_bytes(path), dict(loader, shape=None), with_label=False)
     return [(readers.origin(rel, line, loader["format"]), x)
-            for line, x in zip(shard.lines.tolist(), shard.x)]
+            for line, x in zip(block.lines.tolist(), block.x)]
+
+
+def _table_rows(art, path):
+    """(origins, RawTable) of `path` for a table artifact, which takes raw columns:
+    a file of the target's table format (or any .csv/.parquet/.feather) by the build's reader;
+    .json/.jsonl objects keyed by column (strings for categories, null or "NA" for missing)."""
+    from s2build.data import readers, tablefile
+    loader = json.loads(art.meta.get("s2build.loader", "{}"))
+    rel = os.path.relpath(path)
+    ext = os.path.splitext(path)[1].lower()
+    fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".feather": "feather",
+           ".arrow": "feather"}.get(ext)
+    if fmt is not None:
+        table_loader = dict(loader, format=fmt, features=art.features, label=None,
+                            columns=dict(zip(art.features, art.json("s2build.columns", {}).values()))
+                            if art.json("s2build.columns") else loader.get("columns"))
+        if fmt != "csv":
+            table_loader.pop("delimiter", None)
+        block = readers.parse(rel, _read_bytes(path), table_loader, with_label=False)
+        origins = [readers.origin(rel, line, fmt) for line in block.lines.tolist()]
+        return origins, tablefile.raw_of(block)
+    if ext not in (".json", ".jsonl"):
+        raise UsageError(f"{rel}: expected a .csv, .parquet, .feather, .json or .jsonl file")
+    try:
+        text = _read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", rel) from None
+    try:
+        if ext == ".jsonl":
+            items = [(f"{rel}:{i}", json.loads(line)) for i, line in readers.text_lines(text)
+                     if line.strip()]
+        else:
+            data = json.loads(text)
+            items = [(f"{rel}[{n}]", d) for n, d in
+                     enumerate(data if isinstance(data, list) else [data])]
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON: {e.msg}", f"{rel}:{e.lineno}") from None
+    for where, item in items:
+        if not isinstance(item, dict):
+            raise DataError(f"expected an object with keys {art.features}", where)
+        missing = [c for c in art.features if c not in item]
+        if missing:
+            raise DataError(f"missing column '{missing[0]}' (give null for a missing value)",
+                            where)
+    try:
+        raw = art.prep.raw_from_values([item for _w, item in items])
+    except ValueError as e:
+        raise DataError(str(e), rel) from None
+    return [w for w, _i in items], raw
 
 
 def _images(path, loader):
@@ -131,12 +179,16 @@ def predict(target, path):
     import numpy as np
     art = _open(target)
     meta, classes, shape = art.meta, art.classes, art.json("s2build.input_shape")
-    rows = _rows(meta, path)
+    if art.prep is not None:
+        origins, x = _table_rows(art, path)
+        rows = [(o, None) for o in origins]
+    else:
+        rows = _rows(meta, path)
+        x = np.asarray([np.ravel(v) for _o, v in rows], dtype=np.float32)
+        if shape:
+            x = x.reshape([len(x)] + shape)
     if not rows:
         return []
-    x = np.asarray([np.ravel(v) for _o, v in rows], dtype=np.float32)
-    if shape:
-        x = x.reshape([len(x)] + shape)
     outputs = art.run(x)
     results = []
     task = meta.get("s2build.task")

@@ -45,6 +45,14 @@ def query(project, target, dyn, text):
     if not os.path.isfile(path):
         raise errors.UsageError(f"--input {text}: neither a row of the dataset nor a file",
                                 hint="give an origin such as data/a.csv:12, or a file of inputs")
+    art = predict._open(target)
+    if art.prep is not None:                    # a table: raw columns -> the network's input
+        found, raw = predict._table_rows(art, path)
+        want = f"{os.path.relpath(path)}:{line}" if line else None
+        hits = [i for i, o in enumerate(found) if want is None or o == want]
+        if not hits:
+            raise errors.UsageError(f"--input {text}: no such row")
+        return None, art.prep.transform(raw.take([hits[0]])), found[hits[0]]
     rows = predict.rows_for_target(target, path)
     if line:
         rows = [r for r in rows if r[0] == f"{os.path.relpath(path)}:{line}"]
@@ -87,8 +95,12 @@ def spec_query(project, target, dyn, name):
         return query(project, target, dyn, origin if origin in set(map(str, dyn["origins"]))
                      else f"{rel}:{p['line']}")
     from s2build.compile.artifact import Artifact
-    feats = Artifact(target.output).features
+    art = Artifact(target.output)
+    feats = art.features
     inp = p["input"]
+    if art.prep is not None:
+        values = dict(zip(feats, inp)) if isinstance(inp, list) else inp
+        return None, art.prep.transform(art.prep.raw_from_values([values])), f"spec '{name}'"
     values = inp if isinstance(inp, list) else [inp[f] for f in feats]
     x = np.asarray(values, dtype=np.float32).reshape([1] + input_shape(target.output))
     return None, x, f"spec '{name}'"

@@ -34,6 +34,12 @@ class Key:
 TASKS = tuple(registry.TASKS)
 
 
+TABLES = ("csv", "parquet", "feather")     # formats read as tables of raw columns (pyarrow)
+COLUMN_KINDS = ("number", "category")
+_TABLE_KEYS = dict(features=Key("strlist", None),      # None: every column but the label
+                   label=Key("str", REQUIRED),
+                   columns=Key("colkinds", None))      # {column: number|category}; else inferred
+
 def _loader(**keys):
     common = {"task": Key("str", "classification", choices=TASKS),
               "classes": Key("classes", None),      # int N (labels 0..N-1), a list, or inferred
@@ -42,8 +48,9 @@ def _loader(**keys):
 
 
 LOADERS = {
-    "csv": _loader(features=Key("strlist", None),   # None: every column but the label
-                   label=Key("str", REQUIRED), delimiter=Key("str", ",")),
+    "csv": _loader(**_TABLE_KEYS, delimiter=Key("str", ",")),
+    "parquet": _loader(**_TABLE_KEYS),                   # a file or a folder's files; row groups
+    "feather": _loader(**_TABLE_KEYS),                   # Arrow IPC file (.arrow, .feather)
     "jsonl": _loader(features=Key("strlist", REQUIRED),  # fields: numbers, lists or strings
                      label=Key("str", REQUIRED),
                      text=Key("str", "error", choices=("error", "digits", "hash")),

@@ -16,6 +16,7 @@ from s2build.project.schema import (EXPORT, HOLDOUT, LOADERS, MODELS, REQUIRED, 
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
                "strlist": "a list of strings", "intlist": "a list of integers",
                "map": "a mapping", "section": "a mapping",
+               "colkinds": "a mapping of column name to number or category",
                "classes": "an integer or a list of class names",
                "maplist": "a list of mappings", "tree": "a mapping",
                "metrics": "a list of metric names or {name, higher_is_better} mappings"}
@@ -95,6 +96,22 @@ def _check_value(path, key, y, locs):
         if y.kind != "map":
             raise _type_error(path, key, y)
         return _plain(y)
+    if key.kind == "colkinds":               # loader.columns: {column: number | category}
+        if y.kind != "map":
+            raise _type_error(path, key, y)
+        from s2build.project.schema import COLUMN_KINDS
+        out = {}
+        for k, (_kloc, item) in y.value.items():
+            if item.kind != "scalar" or item.value not in COLUMN_KINDS:
+                shown = item.value if item.kind == "scalar" else f"a {item.kind}"
+                import difflib
+                close = difflib.get_close_matches(str(shown), COLUMN_KINDS, n=1)
+                raise ConfigError(f"{'.'.join(map(str, path + (k,)))}: {shown!r} is not a column "
+                                  f"kind (did you mean '{close[0]}'?)" if close else
+                                  f"{'.'.join(map(str, path + (k,)))}: {shown!r} is not a column "
+                                  f"kind (use number or category)", item.loc)
+            out[str(k)] = item.value
+        return out
     if key.kind == "tree":                   # a mapping checked later; every node's location kept
         if y.kind != "map":
             raise _type_error(path, key, y)

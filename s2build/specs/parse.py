@@ -42,6 +42,7 @@ import re
 
 from s2build.errors import ConfigError
 from s2build.project import registry
+from s2build.project.schema import TABLES
 
 KINDS = ("example", "gate", "invariance")
 GATE = re.compile(r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>>=|<=|>|<)\s*"
@@ -159,12 +160,16 @@ def _parse_example(target, task, name, ex, base):
                           "(with 'line')", target.loc(*base))
     if has_input:
         inp = ex["input"]
+        # tables take raw columns: a category's text, or null / "NA" for a missing value
+        table = target.config["loader"]["format"] in TABLES
+        ok = (lambda v: _num(v) or v is None or isinstance(v, str)) if table else _num
         if isinstance(inp, dict):
             for k, v in inp.items():
-                if not _num(v):
-                    raise ConfigError(f"{where}.input.{k}: expected a number, got {v!r}",
-                                      target.loc(*base, "input", k))
-        elif not (isinstance(inp, list) and inp and all(_num(v) for v in inp)):
+                if not ok(v):
+                    raise ConfigError(f"{where}.input.{k}: expected a number"
+                                      + (", a category's text or null" if table else "")
+                                      + f", got {v!r}", target.loc(*base, "input", k))
+        elif not (isinstance(inp, list) and inp and all(ok(v) for v in inp)):
             raise ConfigError(f"{where}.input: expected a mapping of feature name to number "
                               "(or a list of numbers in feature order)",
                               target.loc(*base, "input"))

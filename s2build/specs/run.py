@@ -12,6 +12,7 @@ import os
 import time
 
 from s2build.compile.artifact import Artifact
+from s2build.project import schema
 from s2build.specs.parse import HOLDOUT, describe_perturbation, parse
 
 OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b,
@@ -60,7 +61,7 @@ class Runner:
 
     # rows -------------------------------------------------------------------------------
     def _file_rows(self, rel):
-        """(Shard, features) of one file parsed by the target's loader (shard-cached)."""
+        """(Block, features) of one file parsed by the target's loader (shard-cached)."""
         from s2build.data.shards import ShardStore
         from s2build.engine import fingerprint
         key = ("file", rel)
@@ -70,10 +71,34 @@ class Runner:
                 raise SpecError(f"file '{rel}' not found")
             digest = fingerprint.sha256_file(path)
             store = ShardStore(self.state_dir)
-            shard, feats, _ = store.load(self.target.root, rel, digest,
-                                         self.target.config["loader"])
-            self._rows[key] = (shard, list(feats))
+            loader = self.target.config["loader"]
+            kinds = store.file_kinds(self.target.root, rel, digest, loader) \
+                if loader["format"] in schema.TABLES else None
+            from s2build.data import tablefile
+            blocks = store.blocks(self.target.root, rel, digest, loader, kinds)
+            block = tablefile.merge(blocks) if blocks else None
+            if block is None:
+                raise SpecError(f"{rel} holds no rows")
+            self._rows[key] = (block, list(block.features))
         return self._rows[key]
+
+    def _x(self, block, rel, rows=None):
+        """What the artifact takes for `block`'s rows: a RawTable (tables; columns by name) or
+        the features, reordered into the artifact's feature order."""
+        if block.kinds is not None:
+            from s2build.data import tablefile
+            raw = tablefile.raw_of(block)
+            missing = [f for f in self.artifact.features if f not in raw.names]
+            if missing:
+                raise SpecError(f"{rel} has no column '{missing[0]}' (the artifact's columns: "
+                                f"{', '.join(self.artifact.features)})")
+            return raw.take(rows) if rows is not None else raw
+        x = block.x if rows is None else block.x[rows]
+        return self._align(x, block.features, rel)
+
+    def _labels_of(self, block):
+        """The block's labels as text (classification) or values."""
+        return block.class_names() if block.label_vocab is not None else block.labels
 
     def _align(self, x, feats, rel):
         """Reorder columns of `x` (named `feats`) into the artifact's feature order."""
@@ -110,8 +135,9 @@ class Runner:
             from s2build.data.shards import ShardStore
             ds = data.load_dataset(self.target, self.inputs, ShardStore(self.state_dir))
             mask = ds.holdout
-            origins = [o for o, h in zip(ds.origins, mask.tolist()) if h]
-            rows = Rows(ds.x[mask], ds.y[mask], origins, "holdout rows")
+            origins = ds.origins[np.flatnonzero(mask)]
+            x = ds.raw.take(np.flatnonzero(mask)) if ds.raw is not None else ds.x[mask]
+            rows = Rows(x, ds.y[mask], origins, "holdout rows")
         else:
             root = self.target.root
             rels = sorted(os.path.normpath(m) for m in glob.glob(over, root_dir=root,
@@ -122,13 +148,13 @@ class Runner:
                 raise SpecError(f"glob '{over}' matches no files")
             xs, ys, origins = [], [], []
             for rel in rels:
-                shard, feats = self._file_rows(rel)
-                xs.append(self._align(shard.x, feats, rel))
-                ys.append(shard.labels)
-                origins += [self._origin(rel, ln) for ln in shard.lines.tolist()]
+                block, _feats = self._file_rows(rel)
+                xs.append(self._x(block, rel))
+                ys.append(self._labels_of(block))
+                origins += [self._origin(rel, ln) for ln in block.lines.tolist()]
             raw = np.concatenate(ys) if ys else np.zeros(0)
-            rows = Rows(np.concatenate(xs), self._labels(raw), origins,
-                        f"rows of {over}")
+            x = xs[0].concat(xs[1:]) if xs and hasattr(xs[0], "kinds") else np.concatenate(xs)
+            rows = Rows(x, self._labels(raw), origins, f"rows of {over}")
         self._rows[over] = rows
         return rows
 
@@ -149,8 +175,9 @@ class Runner:
         return out
 
     def _predict_one(self, x):
+        """Prediction for one row: x is a batch of one (array, RawTable or feeds)."""
         import numpy as np
-        out = self.artifact.outputs(x[None, ...])[0]
+        out = self.artifact.outputs(x)[0]
         if self.artifact.task == "multilabel":
             return [int(v) for v in (np.ravel(out) > 0)], None, None
         if self.artifact.task == "classification":
@@ -169,7 +196,9 @@ class Runner:
                 if a.features and len(inp) != len(a.features):
                     raise SpecError(f"input has {len(inp)} values, the artifact takes "
                                     f"{len(a.features)} features")
-                x = np.asarray(inp, dtype=np.float32)
+                x = np.asarray(inp, dtype=np.float32)[None]
+                if a.prep is not None:
+                    x = a.prep.feeds_from_values([dict(zip(a.features, inp))])
             else:
                 unknown = [k for k in inp if k not in a.features]
                 if unknown:
@@ -181,11 +210,17 @@ class Runner:
                     raise SpecError(f"input lacks feature '{missing[0]}'"
                                     + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
                                     + " (give every feature by name)")
-                x = np.asarray([inp[f] for f in a.features], dtype=np.float32)
+                if a.prep is not None:
+                    try:
+                        x = a.prep.feeds_from_values([inp])
+                    except ValueError as e:
+                        raise SpecError(str(e)) from None
+                else:
+                    x = np.asarray([inp[f] for f in a.features], dtype=np.float32)[None]
             where = None
         else:
             rel = os.path.normpath(p["file"])
-            shard, feats = self._file_rows(rel)
+            shard, _feats = self._file_rows(rel)
             if p["line"] is None:
                 if len(shard.lines) != 1:
                     raise SpecError(f"{rel} holds {len(shard.lines)} rows; give 'line'")
@@ -195,9 +230,9 @@ class Runner:
                 if not len(hits):
                     raise SpecError(f"{rel}:{p['line']} is not a data row")
                 j = int(hits[0])
-            x = self._align(shard.x[j:j + 1], feats, rel)[0]
+            x = self._x(shard, rel, slice(j, j + 1))
             if p["expect"] is None:                       # the row's own label
-                label = shard.labels[j]
+                label = self._labels_of(shard)[j]
                 if a.task == "classification":
                     p = dict(p, expect=str(label))
                 else:
@@ -267,9 +302,31 @@ class Runner:
         return False, (f"{p['metric']} is {value:.4g}, the gate requires {p['text']} ({n})"), \
             details
 
+    def _perturb_raw(self, p, raw):
+        """Perturbed copy of a RawTable: `set` a column (a number or a category's text),
+        `noise` on the number columns (scaled by each column's spread; missing stays missing)."""
+        import numpy as np
+        if p["shift"]:
+            raise SpecError("shift needs an image input; this artifact takes table columns")
+        raw = raw.take(slice(None)).copy()
+        for f, v in (p["set"] or {}).items():
+            if f not in raw.names:
+                close = difflib.get_close_matches(f, raw.names, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise SpecError(f"unknown feature '{f}'{hint}")
+            raw.set_column(f, v)
+        if p["noise"] is not None:
+            rng = np.random.default_rng(p["seed"])
+            spread = np.nan_to_num(np.nanstd(raw.num, axis=0)) if len(raw.num) else 0
+            raw.num = raw.num + (rng.standard_normal(raw.num.shape) * p["noise"] * spread
+                                 ).astype(np.float32)
+        return raw
+
     def _perturb(self, p, x):
         import numpy as np
         a = self.artifact
+        if hasattr(x, "kinds"):
+            return self._perturb_raw(p, x)
         shape = x.shape
         x = x.reshape(len(x), -1).astype(np.float32, copy=True)      # [n, features]
         if p["set"]:
