@@ -16,6 +16,8 @@ Checks (each a `check` name, for `--json` and for filtering):
                                 the 90th percentile of that distance)
     near-duplicate     note     almost the same input as an earlier row
     class-imbalance    warning  a class with under a tenth of the rows of the largest one
+    mostly-missing     warning  tables: a column missing in over half of the rows
+    unseen-category    warning  tables: a holdout row whose category no training row has
 
 Each diagnostic has a `confidence` in [0, 1]; output is sorted by severity, then confidence.
 """
@@ -242,9 +244,53 @@ def label_errors_cleanlab(ds, probs):
     return out
 
 
+MOSTLY_MISSING = 0.5       # a column missing in more than this share of rows is reported
+UNSEEN_SHOWN = 20          # unseen-category rows listed per column, then a count
+
+
+def table_columns(ds):
+    """Tables only. mostly-missing (warning): a column missing in over half of the rows, at
+    the first file's header. unseen-category (warning): a holdout row whose category value no
+    training row has (the artifact maps it to the '(other)' slot)."""
+    raw = ds.raw
+    if raw is None or not len(raw):
+        return []
+    out = []
+    first = ds.origins.files[0] if hasattr(ds.origins, "files") else str(ds.origins[0])
+    header = f"{first}:1" if ds.origins.fmt == "csv" else first
+    ni = ci = 0
+    train = ~ds.holdout
+    for name, kind in zip(raw.names, raw.kinds):
+        if kind == "number":
+            missing = np.isnan(raw.num[:, ni])
+            ni += 1
+        else:
+            codes = raw.codes[:, ci]
+            missing = codes < 0
+            seen = np.zeros(len(raw.vocab[ci]) + 1, dtype=bool)
+            seen[codes[train & ~missing]] = True
+            unseen = np.flatnonzero(ds.holdout & ~missing & ~seen[np.maximum(codes, 0)])
+            for i in unseen[:UNSEEN_SHOWN].tolist():
+                out.append(Diagnostic(ds.origins[i], "warning", "unseen-category",
+                                      f"column '{name}': '{raw.vocab[ci][codes[i]]}' appears in "
+                                      "no training row; the model treats it as unknown"))
+            if len(unseen) > UNSEEN_SHOWN:
+                out.append(Diagnostic(header, "warning", "unseen-category",
+                                      f"column '{name}': {len(unseen) - UNSEEN_SHOWN} more "
+                                      "holdout rows with categories no training row has"))
+            ci += 1
+        share = float(missing.mean())
+        if share > MOSTLY_MISSING:
+            out.append(Diagnostic(header, "warning", "mostly-missing",
+                                  f"column '{name}' is missing in {share:.0%} of the rows"
+                                  + (" (all of them)" if share == 1.0 else ""), share))
+    return out
+
+
 def run(target, ds, dyn, where, folds=0, progress=None):
     """Every model-aware check on a loaded dataset; `dyn` is the loaded dynamics.npz."""
-    diags = duplicates(ds) + leakage(ds) + geometry(ds) + imbalance(ds, where)
+    diags = duplicates(ds) + leakage(ds) + geometry(ds) + imbalance(ds, where) + \
+        table_columns(ds)
     if ds.task == "classification":
         if folds:
             diags += label_errors_cleanlab(ds, fold_probabilities(target, ds, folds, progress))

@@ -146,6 +146,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
         for w in store.warnings:                    # damaged shards or pack: parsed again
             reporter.warn(w)
     timings["data"] = time.perf_counter() - clock
+    for w in (ds.prep.warnings if ds.prep is not None else ()):
+        reporter.warn(f"{t.name}: {w}")
 
     progress = lambda e, n, loss: reporter.progress(t.name, e, n, loss)   # noqa: E731
     trained = None
