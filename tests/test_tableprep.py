@@ -1,0 +1,210 @@
+"""data/columns (TablePrep), compile/prepgraph (the same preprocessing as ONNX nodes) and the
+artifact's raw-column inputs: fitted on training rows only, the ONNX features equal numpy's bit
+for bit, the merged artifact runs on raw strings and NaN, and its bytes are deterministic."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from s2build.compile import artifact, prepgraph
+from s2build.data import columns
+from s2build.data.columns import TablePrep
+from s2build.data.table import RawTable
+
+N, TRAIN = 60, 40
+ISLANDS = ["Biscoe", "Dream", "Mars", "Torgersen"]      # "Mars" only in non-training rows
+
+
+def make_raw():
+    """Columns: bill (some missing in training), input (a column named like the network's
+    input; never missing in training, missing later), island (category, missing in training,
+    unseen value later), flat (constant), sex (category, never missing in training), empty
+    (missing in every training row)."""
+    rng = np.random.default_rng(0)
+    bill = (rng.normal(size=N) * 5 + 44).astype(np.float32)
+    bill[[1, 8, 45]] = np.nan
+    depth = (rng.normal(size=N) * 2 + 17).astype(np.float32)
+    depth[[50, 51]] = np.nan
+    flat = np.full(N, 3.5, dtype=np.float32)
+    empty = np.full(N, np.nan, dtype=np.float32)
+    empty[55] = 2.0
+    island = rng.choice([0, 1, 3], size=N).astype(np.int32)
+    island[[3, 9]] = -1
+    island[[41, 42]] = 2                                  # unseen in training
+    island[43] = -1
+    sex = rng.integers(0, 2, size=N).astype(np.int32)
+    sex[[44, 52]] = -1                                    # missing only outside training
+    num = np.stack([bill, depth, flat, empty], axis=1)
+    codes = np.stack([island, sex], axis=1)
+    return RawTable(["bill", "input", "island", "flat", "sex", "empty"],
+                    ["number", "number", "category", "number", "category", "number"],
+                    num, codes, [list(ISLANDS), ["female", "male"]])
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return make_raw()
+
+
+@pytest.fixture(scope="module")
+def prep(raw):
+    return TablePrep.fit(raw, np.arange(N) < TRAIN)
+
+
+def ort_run(data, feeds):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def test_fit_uses_training_rows_only(raw, prep):
+    train = raw.num[:TRAIN].astype(np.float64)
+    bill = train[:, 0][~np.isnan(train[:, 0])]
+    b = prep.columns[0]
+    assert (b.mean, b.std, b.indicator) == (np.float32(bill.mean()), np.float32(bill.std()), True)
+    assert prep.columns[1].indicator is False                    # missing only after training
+    assert (prep.columns[3].mean, prep.columns[3].std) == (np.float32(3.5), np.float32(1.0))
+    assert prep.columns[2].vocab == ["Biscoe", "Dream", "Torgersen"]
+    assert prep.feature_names == [
+        "bill", "bill (missing)", "input", "island=Biscoe", "island=Dream", "island=Torgersen",
+        "island=(other)", "island=(missing)", "flat", "sex=female", "sex=male", "sex=(other)",
+        "empty", "empty (missing)"]
+    assert prep.width == len(prep.feature_names) == 14
+    assert prep.inputs == [("bill", "float"), ("input", "float"), ("island", "string"),
+                           ("flat", "float"), ("sex", "string"), ("empty", "float")]
+    assert prep.warnings == ["column 'empty' is missing in every training row; "
+                             "it is imputed with 0"]
+    x = prep.transform(raw)
+    assert x.dtype == np.float32 and x.shape == (N, 14)
+    assert x[1, 0] == 0.0 and x[1, 1] == 1.0 and x[0, 1] == 0.0           # imputed with mean
+    assert x[41, 6] == 1.0 and x[41, 3:6].sum() == 0 and x[43, 7] == 1.0  # unseen, missing
+    assert x[44, 11] == 1.0                        # missing, no (missing) slot -> (other)
+    assert x[55, 12] == 2.0 and x[0, 12] == 0.0 and x[0, 13] == 1.0
+    np.testing.assert_allclose(x[:TRAIN, 0][~np.isnan(raw.num[:TRAIN, 0])].mean(), 0, atol=1e-5)
+    assert (x[:, 3:8].sum(axis=1) == 1).all() and (x[:, 9:12].sum(axis=1) == 1).all()
+
+
+def test_transform_writes_into_out_in_chunks(raw, prep, monkeypatch):
+    want = prep.transform(raw, rows=np.arange(5, 50))
+    monkeypatch.setattr(columns, "CHUNK", 7)
+    out = np.full((45, prep.width), 9.0, dtype=np.float32)
+    assert prep.transform(raw, rows=np.arange(5, 50), out=out) is out
+    np.testing.assert_array_equal(out, want)
+    assert TablePrep.fit(raw, np.arange(N) < TRAIN).to_json() == prep.to_json()
+    with pytest.raises(ValueError, match="needs float32"):
+        prep.transform(raw, out=np.zeros((N, 3), np.float32))
+
+
+def test_vocabulary_keeps_the_most_frequent(monkeypatch):
+    rng = np.random.default_rng(1)
+    vocab = sorted(f"c{i:03d}" for i in range(40))
+    codes = rng.integers(0, 40, size=(500, 1)).astype(np.int32)
+    raw = RawTable(["c"], ["category"], np.zeros((500, 0), np.float32), codes, [vocab])
+    monkeypatch.setattr(columns, "MAX_CATEGORIES", 10)
+    prep = TablePrep.fit(raw, np.ones(500, bool))
+    counts = np.bincount(codes[:, 0], minlength=40)
+    want = sorted(sorted(range(40), key=lambda i: (-counts[i], vocab[i]))[:10])
+    assert prep.columns[0].vocab == [vocab[i] for i in want]
+    assert "40 categories" in prep.warnings[0] and "10 most frequent" in prep.warnings[0]
+    x = prep.transform(raw)
+    assert (x[:, 10] == ~np.isin(codes[:, 0], want)).all()     # the rest read as (other)
+
+
+def test_onnx_features_equal_numpy_bit_for_bit(raw, prep):
+    import onnx
+    model = prepgraph.prep_model(prep)
+    onnx.checker.check_model(onnx.load_model_from_string(model), full_check=True)
+    feeds = prep.feeds(raw)
+    assert feeds["island"][3] == "" and feeds["island"][41] == "Mars"
+    assert math.isnan(feeds["bill"][1]) and feeds["bill"].dtype == np.float32
+    got = ort_run(model, feeds)[0]
+    want = prep.transform(raw)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_inline_values_match_the_table(prep):
+    rows = [{"bill": None, "input": 17.25, "island": "NA", "flat": "3.5", "sex": "male",
+             "empty": math.nan},
+            {"bill": " 41.5 ", "input": "NaN", "island": "Mars", "flat": 1, "sex": "",
+             "empty": "null"},
+            {"bill": 50, "input": 16.0, "island": " Dream ", "flat": None, "sex": "n/a",
+             "empty": 7.0}]
+    same = RawTable(  # the same three rows as a table
+        ["bill", "input", "island", "flat", "sex", "empty"],
+        ["number", "number", "category", "number", "category", "number"],
+        np.array([[np.nan, 17.25, 3.5, np.nan], [41.5, np.nan, 1, np.nan],
+                  [50, 16, np.nan, 7]], np.float32),
+        np.array([[-1, 1], [2, -1], [1, -1]], np.int32), [list(ISLANDS), ["female", "male"]])
+    feeds = prep.feeds_from_values(rows)
+    assert list(feeds["island"]) == ["", "Mars", "Dream"] and list(feeds["sex"]) == ["male", "", ""]
+    got = ort_run(prepgraph.prep_model(prep), feeds)[0]
+    np.testing.assert_array_equal(got, prep.transform(same))
+    for row, message in [({**rows[0], "beak": 1}, "unknown column 'beak'"),
+                         ({k: v for k, v in rows[0].items() if k != "sex"}, "no value for column 'sex'"),
+                         ({**rows[0], "bill": "long"}, "'bill' is a number column"),
+                         ({**rows[0], "flat": math.inf}, "not finite")]:
+        with pytest.raises(ValueError, match=message):
+            prep.feeds_from_values([rows[0], row])
+
+
+def exported_net(width, seed=0):
+    import torch
+
+    from s2build.compile import export
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(width, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    net.eval()
+    meta = {"s2build.task": "classification", "s2build.classes": '["a","b","c"]'}
+    data = export.export_onnx(net, torch.zeros(2, width), output_names=["logits"],
+                              metadata=meta, exporter="legacy")
+    return net, data, meta
+
+
+def test_the_artifact_takes_raw_columns(raw, prep, monkeypatch):
+    import onnx
+    import torch
+    net, network, meta = exported_net(prep.width)
+    data = prepgraph.prepend(prep, network)
+    model = onnx.load_model_from_string(data)
+    onnx.checker.check_model(model, full_check=True)
+    assert {o.domain: o.version for o in model.opset_import}["ai.onnx.ml"] == prepgraph.ML_OPSET
+    assert {p.key: p.value for p in model.metadata_props} == meta
+    assert not [n for n in model.graph.node if n.doc_string] and not model.doc_string
+    a = artifact.Artifact(data=data)
+    assert a.output_names == ["logits"] and a.takes_columns
+    assert a.inputs == [(name, kind, ["batch"]) for name, kind in prep.inputs]
+    assert artifact.Artifact(data=network).inputs == [("input", "float", ["batch", prep.width])]
+    monkeypatch.setattr(artifact, "CHUNK", 7)                  # several chunks
+    got = a.outputs_feeds(prep.feeds(raw))
+    with torch.no_grad():
+        want = net(torch.from_numpy(prep.transform(raw))).numpy()
+    assert got.shape == (N, 3) and np.abs(got - want).max() <= 1e-5
+    with pytest.raises(ValueError, match="the artifact takes"):
+        a.run_feeds({"bill": raw.num[:, 0]})
+
+
+def test_bytes_are_deterministic_and_json_round_trips(raw, prep):
+    _net, network, _meta = exported_net(prep.width)
+    once = prepgraph.prepend(prep, network)
+    assert prepgraph.prepend(prep, network) == once
+    text = json.dumps(prep.to_json(), sort_keys=True)
+    back = TablePrep.from_json(json.loads(text))
+    assert json.dumps(back.to_json(), sort_keys=True) == text
+    assert prepgraph.prepend(back, network) == once
+    np.testing.assert_array_equal(back.transform(raw), prep.transform(raw))
+    assert b"/work" not in once and b"/tmp" not in once
+    with pytest.raises(ValueError, match="not a s2build.tableprep/1"):
+        TablePrep.from_json({"columns": []})
+
+
+def test_merge_refuses_what_it_cannot_join(prep):
+    _net, network, _meta = exported_net(prep.width + 1)
+    with pytest.raises(ValueError, match=r"table gives \[batch, 14\]"):
+        prepgraph.prepend(prep, network)
+    _net, network, _meta = exported_net(1)
+    logits = TablePrep([columns.NumberPrep("logits", 0.0, 1.0, False)])
+    with pytest.raises(ValueError, match="column 'logits' has the name of a model output"):
+        prepgraph.prepend(logits, network)
