@@ -208,3 +208,48 @@ def test_merge_refuses_what_it_cannot_join(prep):
     logits = TablePrep([columns.NumberPrep("logits", 0.0, 1.0, False)])
     with pytest.raises(ValueError, match="column 'logits' has the name of a model output"):
         prepgraph.prepend(logits, network)
+
+
+def test_raw_tables_join_copy_and_change(raw, prep):
+    a, b = raw.take(slice(0, 30)), raw.take(np.arange(30, N))
+    b.vocab[0] = ["Biscoe", "Dream", "Mars", "Torgersen", "Zeta"]       # a superset: same codes
+    joined = a.concat([b])
+    assert len(joined) == N and joined.vocab[0] == b.vocab[0]
+    assert list(joined.column("island")) == list(raw.column("island"))
+    np.testing.assert_array_equal(prep.transform(joined), prep.transform(raw))
+    other = RawTable(raw.names, raw.kinds, raw.num[:2], np.array([[0, 0], [-1, 0]], np.int32),
+                     [["Aa"], ["male"]])                                 # its own vocabularies
+    j = raw.concat([other])
+    assert j.vocab == [["Aa", *ISLANDS], ["female", "male"]]
+    assert list(j.column("island")[-2:]) == ["Aa", ""] and list(j.column("sex")[-2:]) == ["male"] * 2
+    c = raw.copy()
+    c.set_column("island", " Zeta ")
+    c.set_column("bill", "NA")
+    c.set_column("input", 2)
+    assert set(c.column("island")) == {"Zeta"} and np.isnan(c.column("bill")).all()
+    assert (c.column("input") == 2).all() and not np.isnan(raw.column("bill")).all()
+    with pytest.raises(ValueError, match="'flat' is a number column"):
+        c.set_column("flat", "tall")
+    x = prep.transform(c)
+    assert (x[:, 6] == 1).all() and (x[:, 1] == 1).all()                # (other), (missing)
+
+
+def test_inline_rows_as_a_table_and_the_artifact_on_either(raw, prep):
+    _net, network, meta = exported_net(prep.width)
+    meta_prep = {**meta, "s2build.prep": json.dumps(prep.to_json(), sort_keys=True)}
+    import onnx
+    model = onnx.load_model_from_string(prepgraph.prepend(prep, network))
+    del model.metadata_props[:]
+    for k in sorted(meta_prep):
+        model.metadata_props.add(key=k, value=meta_prep[k])
+    a = artifact.Artifact(data=model.SerializeToString())
+    assert a.prep.to_json() == prep.to_json()
+    assert artifact.Artifact(data=network).prep is None
+    rows = [{"bill": 40, "input": None, "island": "Dream", "flat": 3.5, "sex": "NA",
+             "empty": None}, {"bill": "NA", "input": 15, "island": "Mars", "flat": 0,
+                              "sex": "female", "empty": 1}]
+    table = prep.raw_from_values(rows)
+    assert table.vocab == [["Dream", "Mars"], ["female"]] and table.codes.tolist() == [[0, -1], [1, 0]]
+    want = a.outputs(prep.feeds_from_values(rows))
+    np.testing.assert_array_equal(a.outputs(table), want)
+    np.testing.assert_array_equal(a.run(raw)[0], a.outputs_feeds(prep.feeds(raw)))

@@ -166,7 +166,7 @@ class Artifact:
         self.classes = self.json("s2build.classes", [])
         self.task = self.meta.get("s2build.task", "classification")
         self.build_key = self.meta.get("s2build.build_key")
-        self._session = None
+        self._session = self._prep = None
 
     def json(self, key, default=None):
         """The metadata value at `key` parsed as JSON; `default` when absent or not JSON."""
@@ -205,9 +205,28 @@ class Artifact:
             return x.reshape((len(x), *tail))        # flat rows -> the graph's [n, C, H, W]
         return x
 
+    @property
+    def prep(self):
+        """The table preprocessing in the graph (data/columns.TablePrep, from the metadata's
+        s2build.prep), or None for an artifact that takes one array."""
+        if "s2build.prep" not in self.meta:
+            return None
+        if self._prep is None:
+            from s2build.data.columns import TablePrep
+            self._prep = TablePrep.from_json(self.json("s2build.prep"))
+        return self._prep
+
     def run(self, x):
-        """Every output over rows `x` (float32 [n, ...]), computed in chunks: [array, ...]."""
+        """Every output over `x`, computed in chunks: [array, ...]. `x` is rows (float32
+        [n, ...]), or for an artifact that takes raw columns, feeds {input name: array [n]}
+        or a RawTable (data/table; its columns by name, fed through `prep.feeds`)."""
         import numpy as np
+        if isinstance(x, dict):
+            return self.run_feeds(x)
+        if hasattr(x, "kinds"):
+            if self.prep is None:
+                raise ValueError("this artifact takes one array, not table columns")
+            return self.run_feeds(self.prep.feeds(x))
         x = np.ascontiguousarray(x, dtype=np.float32)
         chunks = [self.session.run(None, {self.input_name: self._shape(x[i:i + CHUNK])})
                   for i in range(0, len(x), CHUNK)]
@@ -216,7 +235,7 @@ class Artifact:
         return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
 
     def outputs(self, x):
-        """The first output (logits or values), float32 [n, ...]."""
+        """The first output (logits or values), float32 [n, ...], over `x` as `run` takes it."""
         return self.run(x)[0]
 
     @property

@@ -32,12 +32,12 @@ import math
 
 import numpy as np
 
+from s2build.data.table import NULL_TOKENS, RawTable
+
 FORMAT = "s2build.tableprep/1"
 MAX_CATEGORIES = 256
 CHUNK = 65536                      # rows per step of fit and transform (bounds temporaries)
 OTHER, MISSING = "(other)", "(missing)"
-NULL_TOKENS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-               "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
 _NULLS = frozenset(NULL_TOKENS)
 
 
@@ -203,6 +203,25 @@ class TablePrep:
         a NULL_TOKEN for missing. Every column must be given, no other; a ValueError says
         which row and column is wrong (callers add file:line)."""
         known = {c.name: c for c in self.columns}
+        return {name: np.array(v, dtype=np.float32 if known[name].kind == "number" else object)
+                for name, v in self._values(rows).items()}
+
+    def raw_from_values(self, rows):
+        """The RawTable of inline rows (as feeds_from_values takes them), columns in
+        `names` order, each category column's vocabulary the distinct texts given."""
+        cols = self._values(rows)
+        n = len(rows)
+        nums = [c.name for c in self.columns if c.kind == "number"]
+        cats = [c.name for c in self.columns if c.kind == "category"]
+        num = np.array([cols[c] for c in nums], dtype=np.float32).T.reshape(n, len(nums))
+        vocab = [sorted({v for v in cols[c] if v != ""}) for c in cats]
+        codes = np.array([[vocab[j].index(v) if v != "" else -1 for v in cols[c]]
+                          for j, c in enumerate(cats)], dtype=np.int32).T.reshape(n, len(cats))
+        return RawTable(self.names, self.kinds, num, codes, vocab)
+
+    def _values(self, rows):
+        """{column: [float (NaN = missing) | str ("" = missing)]} of inline rows."""
+        known = {c.name: c for c in self.columns}
         cols = {c.name: [] for c in self.columns}
         for r, row in enumerate(rows):
             extra = sorted(set(row) - set(known), key=str)
@@ -216,8 +235,7 @@ class TablePrep:
             for name, c in known.items():
                 cols[name].append(_number(row[name], name, r) if c.kind == "number"
                                   else _category(row[name], c))
-        return {name: np.array(v, dtype=np.float32 if known[name].kind == "number" else object)
-                for name, v in cols.items()}
+        return cols
 
     # --- JSON ------------------------------------------------------------------------------
 

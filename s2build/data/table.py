@@ -9,7 +9,9 @@ Contract (docs: /work/notes/contract.md, "RawTable"):
     vocab: list[list[str]]  per category column, its distinct non-missing values, sorted
 
 The j-th number column of `names` is `num[:, j]`, the j-th category column is `codes[:, j]` with
-values `vocab[j]`. Nothing here is fitted: standardising, imputing and one-hot encoding live in
+values `vocab[j]`. `take(rows)`, `copy()`, `concat(others)` (vocabularies merged, codes
+remapped) and `set_column(name, value)` (specs' perturbations) keep that shape. NULL_TOKENS, the
+texts that mean missing, live here: every reader and input path shares them. Nothing here is fitted: standardising, imputing and one-hot encoding live in
 `data/columns.TablePrep`, fitted on training rows.
 """
 
@@ -18,6 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 KINDS = ("number", "category")
+# strings that mean "missing" in a cell or a string input, after stripping whitespace (the
+# pyarrow default list); parquet/feather nulls and float NaN are missing too
+NULL_TOKENS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+               "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
 
 
 @dataclass
@@ -64,7 +70,61 @@ class RawTable:
         return values[self.codes[:, j]]                  # code -1 picks the trailing ""
 
     def take(self, rows):
-        """The RawTable of `rows` (int indices or a bool mask), vocabularies unchanged."""
-        rows = np.asarray(rows)
+        """The RawTable of `rows` (int indices, a bool mask or a slice: then num and codes are
+        views), vocabularies unchanged."""
+        if not isinstance(rows, slice):
+            rows = np.asarray(rows)
         return RawTable(list(self.names), list(self.kinds), self.num[rows], self.codes[rows],
                         [list(v) for v in self.vocab])
+
+    def copy(self):
+        """A deep copy (arrays and vocabularies)."""
+        return RawTable(list(self.names), list(self.kinds), self.num.copy(), self.codes.copy(),
+                        [list(v) for v in self.vocab])
+
+    def set_column(self, name, value):
+        """Set column `name` to `value` in every row, in place: a number (None, NaN or a
+        NULL_TOKEN = missing), or a category's text (None or a NULL_TOKEN = missing; a new text
+        joins the vocabulary, which stays sorted); strings are stripped. ValueError when a number column gets text that is not a number."""
+        kind, j = self._slot[name]
+        text = None if value is None else str(value).strip()
+        if kind == "number":
+            if text is None or text in NULL_TOKENS:
+                v = np.nan
+            else:
+                try:
+                    v = np.float32(float(value))
+                except (TypeError, ValueError):
+                    raise ValueError(f"column {name!r} is a number column, "
+                                     f"got {value!r}") from None
+            self.num = np.array(self.num, dtype=np.float32, copy=True)
+            self.num[:, j] = v
+            return
+        codes = np.array(self.codes, dtype=np.int32, copy=True)
+        if text is None or text in NULL_TOKENS:
+            codes[:, j] = -1
+        else:
+            vocab = sorted(set(self.vocab[j]) | {text})
+            codes[:, j] = vocab.index(text)
+            self.vocab[j] = vocab
+        self.codes = codes
+
+    def concat(self, others):
+        """This table's rows, then each of `others`' (same names and kinds); the vocabularies
+        are merged (sorted union) and the codes remapped."""
+        tables = [self, *others]
+        for t in others:
+            if t.names != self.names or t.kinds != self.kinds:
+                raise ValueError(f"cannot join tables with columns {self.names} and {t.names}")
+        vocab = [sorted(set().union(*(t.vocab[j] for t in tables))) for j in range(len(self.vocab))]
+        codes = []
+        for t in tables:
+            c = np.empty(t.codes.shape, dtype=np.int32)
+            for j, v in enumerate(vocab):
+                table = np.searchsorted(v, t.vocab[j]).astype(np.int32) if t.vocab[j] \
+                    else np.zeros(1, np.int32)
+                c[:, j] = np.where(t.codes[:, j] < 0, -1, table[np.maximum(t.codes[:, j], 0)])
+            codes.append(c)
+        num = np.concatenate([t.num for t in tables]).astype(np.float32, copy=False)
+        return RawTable(list(self.names), list(self.kinds), num,
+                        np.concatenate(codes).reshape(-1, len(vocab)), vocab)
