@@ -150,7 +150,7 @@ def test_inline_values_match_the_table(prep):
             prep.feeds_from_values([rows[0], row])
 
 
-def exported_net(width, seed=0):
+def exported_net(width, seed=0, exporter="legacy"):
     import torch
 
     from s2build.compile import export
@@ -159,8 +159,23 @@ def exported_net(width, seed=0):
     net.eval()
     meta = {"s2build.task": "classification", "s2build.classes": '["a","b","c"]'}
     data = export.export_onnx(net, torch.zeros(2, width), output_names=["logits"],
-                              metadata=meta, exporter="legacy")
+                              metadata=meta, exporter=exporter)
     return net, data, meta
+
+
+def test_the_dynamo_export_takes_the_prep_too(raw, prep):
+    """The default exporter's graph (opset 18, optimised) merges and keeps parity as well."""
+    import onnx
+    import torch
+    net, network, meta = exported_net(prep.width, exporter="dynamo")
+    data = prepgraph.prepend(prep, network)
+    model = onnx.load_model_from_string(data)
+    onnx.checker.check_model(model, full_check=True)
+    assert {p.key: p.value for p in model.metadata_props} == meta
+    with torch.no_grad():
+        want = net(torch.from_numpy(prep.transform(raw))).numpy()
+    assert np.abs(artifact.Artifact(data=data).outputs(prep.feeds(raw)) - want).max() <= 1e-5
+    assert prepgraph.prepend(prep, network) == data
 
 
 def test_the_artifact_takes_raw_columns(raw, prep, monkeypatch):
@@ -208,6 +223,8 @@ def test_merge_refuses_what_it_cannot_join(prep):
     logits = TablePrep([columns.NumberPrep("logits", 0.0, 1.0, False)])
     with pytest.raises(ValueError, match="column 'logits' has the name of a model output"):
         prepgraph.prepend(logits, network)
+    with pytest.raises(ValueError, match="cannot name a graph input"):
+        prepgraph.prepend(TablePrep([columns.NumberPrep("s2prep/num", 0.0, 1.0, False)]), network)
 
 
 def test_raw_tables_join_copy_and_change(raw, prep):

@@ -12,16 +12,17 @@ and the network's ONNX bytes (one float input [batch, prep.width]) into one Mode
     features agree bit for bit); Cast(nan) -> float for the missing indicators;
   * category columns: ai.onnx.ml LabelEncoder (string -> slot: `CategoryPrep.keys()`, default
     the (other) slot), then OneHot over the column's slots;
-  * Concat of the pieces, then a Gather along axis 1 into `prep.feature_names` order (skipped
-    when that order is already the concatenation's), feeding the network where its input was;
+  * Split of those [batch, k] results into columns, and one Concat of every column's features in
+    `prep.feature_names` order, feeding the network where its input was;
   * the network's nodes, initializers, outputs, model metadata_props, ir_version and default
     opset are kept; ai.onnx.ml is added to the opset imports. Every new name starts "s2prep/";
     a network value named like a column is renamed "net/<name>"; a column named like a network
     output is a ValueError. No doc strings; serialised with deterministic=True, so the same prep
     and network bytes give the same bytes.
 
-`prep_model(prep)` is the preprocessing alone (output "features" [batch, width]), for tests and
-for checking parity of the features themselves.
+`prep_model(prep)` is the preprocessing alone (output FEATURES [batch, width]), for tests and
+for checking parity of the features themselves. A column named "" or starting "s2prep/" is a
+ValueError.
 """
 
 PREFIX = "s2prep/"
@@ -76,18 +77,21 @@ def prepend(prep, network, network_input="input"):
     del graph.node[:]
     graph.node.extend(nodes + old)
     graph.initializer.extend(initializers)
-    if _opset(model, ML_DOMAIN) == 0:
+    ml = _opset(model, ML_DOMAIN)
+    if ml == 0:
         model.opset_import.append(onnx.helper.make_opsetid(ML_DOMAIN, ML_OPSET))
+    elif ml < 2:
+        raise ValueError(f"the network imports {ML_DOMAIN} opset {ml}; LabelEncoder needs >= 2")
     return model.SerializeToString(deterministic=True)
 
 
 def prep_model(prep, opset=17):
-    """ONNX bytes of the preprocessing alone: raw inputs -> "features" float [batch, width]."""
+    """ONNX bytes of the preprocessing alone: raw inputs -> FEATURES float [batch, width]."""
     import onnx
     from onnx import helper
 
-    nodes, initializers, inputs = _prep_graph(prep, "features")
-    out = helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT,
+    nodes, initializers, inputs = _prep_graph(prep, FEATURES)
+    out = helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT,
                                         [BATCH_DIM, prep.width])
     graph = helper.make_graph(nodes, "tableprep", inputs, [out], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
@@ -105,10 +109,15 @@ def _prep_graph(prep, output):
     import onnx
     from onnx import helper, numpy_helper
 
-    nodes, inits, pieces, n = [], [], [], 0
+    bad = [c for c in prep.names if not c or c.startswith(PREFIX)]
+    if bad:
+        raise ValueError(f"column name {bad[0]!r} cannot name a graph input "
+                         f"(empty, or starting {PREFIX!r}): rename the column")
+    nodes, inits = [], []
 
     def node(op, ins, out, domain="", **attrs):
-        nodes.append(helper.make_node(op, ins, [out], name=f"{PREFIX}{op}_{len(nodes)}",
+        outs = out if isinstance(out, list) else [out]
+        nodes.append(helper.make_node(op, ins, outs, name=f"{PREFIX}{op}_{len(nodes)}",
                                       domain=domain, **attrs))
         return out
 
@@ -116,12 +125,19 @@ def _prep_graph(prep, output):
         inits.append(numpy_helper.from_array(np.asarray(array), PREFIX + name))
         return PREFIX + name
 
+    def columns_of(x, k, name):
+        """The k columns of x [batch, k], each [batch, 1] (Split, not a Gather: cheaper)."""
+        if k == 1:
+            return [x]
+        return node("Split", [x, const(name + "_split", np.ones(k, dtype=np.int64))],
+                    [f"{PREFIX}{name}{i}" for i in range(k)], axis=1)
+
     inputs = [helper.make_tensor_value_info(
         name, onnx.TensorProto.FLOAT if kind == "float" else onnx.TensorProto.STRING, [BATCH_DIM])
         for name, kind in prep.inputs]
     nums = [c for c in prep.columns if c.kind == "number"]
     cats = [c for c in prep.columns if c.kind == "category"]
-    at = {}                                        # column name -> index in the concatenation
+    pieces = {}                                # column name -> its features, [batch, *] each
     if nums:
         axes = const("axes1", np.array([1], dtype=np.int64))
         cols = [node("Unsqueeze", [c.name, axes], f"{PREFIX}num{i}") for i, c in enumerate(nums)]
@@ -131,16 +147,14 @@ def _prep_graph(prep, output):
         nan = node("IsNaN", [x], PREFIX + "num_nan")
         x = node("Where", [nan, mean, x], PREFIX + "num_imputed")
         x = node("Sub", [x, mean], PREFIX + "num_centered")
-        pieces.append(node("Div", [x, std], PREFIX + "num_z"))
-        for i, c in enumerate(nums):
-            at[c.name] = [i]
-        n = len(nums)
+        z = columns_of(node("Div", [x, std], PREFIX + "num_z"), len(nums), "z")
+        for c, zc in zip(nums, z):
+            pieces[c.name] = [zc]
         if any(c.indicator for c in nums):
-            pieces.append(node("Cast", [nan], PREFIX + "num_missing", to=onnx.TensorProto.FLOAT))
-            for i, c in enumerate(nums):
+            m = node("Cast", [nan], PREFIX + "num_missing", to=onnx.TensorProto.FLOAT)
+            for c, mc in zip(nums, columns_of(m, len(nums), "missing")):
                 if c.indicator:
-                    at[c.name].append(n + i)
-            n += len(nums)
+                    pieces[c.name].append(mc)
     if cats:
         values = const("onehot_values", np.array([0.0, 1.0], dtype=np.float32))
     for i, c in enumerate(cats):
@@ -149,19 +163,13 @@ def _prep_graph(prep, output):
                     keys_strings=list(keys), values_int64s=list(keys.values()),
                     default_int64=c.other_slot)
         depth = const(f"cat{i}_depth", np.array(c.slots, dtype=np.int64))
-        pieces.append(node("OneHot", [slot, depth, values], f"{PREFIX}cat{i}_onehot", axis=-1))
-        at[c.name] = list(range(n, n + c.slots))
-        n += c.slots
-    perm = [k for c in prep.columns for k in at[c.name]]
-    assert len(perm) == prep.width, (len(perm), prep.width)
-    if perm == list(range(n)):
-        if len(pieces) == 1:
-            node("Identity", pieces, output)
-        else:
-            node("Concat", pieces, output, axis=1)
+        pieces[c.name] = [node("OneHot", [slot, depth, values], f"{PREFIX}cat{i}_onehot",
+                               axis=-1)]
+    ordered = [p for c in prep.columns for p in pieces[c.name]]      # feature_names order
+    if len(ordered) == 1:
+        node("Identity", ordered, output)
     else:
-        x = pieces[0] if len(pieces) == 1 else node("Concat", pieces, PREFIX + "concat", axis=1)
-        node("Gather", [x, const("order", np.array(perm, dtype=np.int64))], output, axis=1)
+        node("Concat", ordered, output, axis=1)
     return nodes, inits, inputs
 
 

@@ -14,9 +14,15 @@ Fit (training rows only), per feature column in `names` order:
     "(other)" in the data is an ordinary vocabulary entry. A value in NULL_TOKENS is missing unless
     the vocabulary holds it (the readers never let one through, so this does not happen).
 
-Whitespace: the readers strip cells, `feeds_from_values` strips strings, and the ONNX graph
-compares strings exactly (ONNX has no strip). A consumer feeding the artifact passes category
+Whitespace: the contract has the readers strip cells (NULL_TOKENS match after stripping);
+`feeds_from_values`, `raw_from_values` and RawTable.set_column strip strings; the ONNX graph
+compares strings exactly (ONNX has no strip op). A consumer feeding the artifact passes category
 values stripped and a missing value as "" (or any NULL_TOKEN), a missing number as NaN.
+
+API: `TablePrep.fit(raw, train)`, `transform(raw, rows=None, out=None)`, `feature_names`,
+`width`, `inputs`, `feeds(raw, rows=None)`, `feeds_from_values(rows)`, `raw_from_values(rows)`,
+`to_json()` / `from_json(d)`, `warnings`; the ONNX side is `compile/prepgraph.prepend(prep,
+network_bytes)` (kept out of this module so data code never imports onnx).
 
 `to_json()` is canonical (floats are the exact float32 values as Python floats, so
 `from_json(to_json())` reproduces every bit); it goes into the build key and the provenance:

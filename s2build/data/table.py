@@ -11,8 +11,9 @@ Contract (docs: /work/notes/contract.md, "RawTable"):
 The j-th number column of `names` is `num[:, j]`, the j-th category column is `codes[:, j]` with
 values `vocab[j]`. `take(rows)`, `copy()`, `concat(others)` (vocabularies merged, codes
 remapped) and `set_column(name, value)` (specs' perturbations) keep that shape. NULL_TOKENS, the
-texts that mean missing, live here: every reader and input path shares them. Nothing here is fitted: standardising, imputing and one-hot encoding live in
-`data/columns.TablePrep`, fitted on training rows.
+texts that mean missing, live here: every reader and input path shares them. Nothing here is
+fitted: standardising, imputing and one-hot encoding live in `data/columns.TablePrep`, fitted on
+training rows.
 """
 
 from dataclasses import dataclass
@@ -85,7 +86,8 @@ class RawTable:
     def set_column(self, name, value):
         """Set column `name` to `value` in every row, in place: a number (None, NaN or a
         NULL_TOKEN = missing), or a category's text (None or a NULL_TOKEN = missing; a new text
-        joins the vocabulary, which stays sorted); strings are stripped. ValueError when a number column gets text that is not a number."""
+        joins the vocabulary, which stays sorted); strings are stripped. ValueError when a
+        number column gets text that is not a number."""
         kind, j = self._slot[name]
         text = None if value is None else str(value).strip()
         if kind == "number":
