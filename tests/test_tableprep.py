@@ -262,6 +262,10 @@ def test_inline_rows_as_a_table_and_the_artifact_on_either(raw, prep):
     a = artifact.Artifact(data=model.SerializeToString())
     assert a.prep.to_json() == prep.to_json()
     assert artifact.Artifact(data=network).prep is None
+    entry = next(e for e in model.metadata_props if e.key == "s2build.prep")
+    entry.value = entry.value[:-9]                                            # damaged JSON
+    with pytest.raises(artifact.ArtifactError, match="s2build.prep metadata"):
+        artifact.Artifact(data=model.SerializeToString()).prep
     rows = [{"bill": 40, "input": None, "island": "Dream", "flat": 3.5, "sex": "NA",
              "empty": None}, {"bill": "NA", "input": 15, "island": "Mars", "flat": 0,
                               "sex": "female", "empty": 1}]
@@ -270,3 +274,26 @@ def test_inline_rows_as_a_table_and_the_artifact_on_either(raw, prep):
     want = a.outputs(prep.feeds_from_values(rows))
     np.testing.assert_array_equal(a.outputs(table), want)
     np.testing.assert_array_equal(a.run(raw)[0], a.outputs_feeds(prep.feeds(raw)))
+
+
+def test_null_tokens_are_missing_and_damaged_json_is_an_error():
+    """A null token that slipped into a RawTable vocabulary is missing on both sides."""
+    raw = RawTable(["c"], ["category"], np.zeros((4, 0), np.float32),
+                   np.array([[0], [1], [2], [-1]], np.int32), [["", "NA", "x"]])
+    prep = TablePrep.fit(raw, np.array([False, True, True, False]))
+    assert prep.columns[0].vocab == ["x"] and prep.columns[0].missing
+    x = prep.transform(raw)
+    assert x.tolist() == [[0, 0, 1], [0, 0, 1], [1, 0, 0], [0, 0, 1]]
+    np.testing.assert_array_equal(ort_run(prepgraph.prep_model(prep), prep.feeds(raw))[0], x)
+    inf = RawTable(["v"], ["number"], np.array([[1.0], [np.inf]], np.float32),
+                   np.zeros((2, 0), np.int32), [])
+    with pytest.raises(ValueError, match="'v' holds an infinite value"):
+        TablePrep.fit(inf, np.ones(2, bool))
+    good = prep.to_json()
+    for bad in [{**good, "columns": [{"kind": "number"}]}, {**good, "columns": 3},
+                {**good, "columns": [{"name": "v", "kind": "number", "mean": "1", "std": 1.0,
+                                      "indicator": False}]},
+                {**good, "columns": [{"name": "c", "kind": "category", "vocab": ["NA"],
+                                      "missing": True}]}]:
+        with pytest.raises(ValueError):
+            TablePrep.from_json(bad)

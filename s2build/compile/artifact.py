@@ -208,12 +208,16 @@ class Artifact:
     @property
     def prep(self):
         """The table preprocessing in the graph (data/columns.TablePrep, from the metadata's
-        s2build.prep), or None for an artifact that takes one array."""
+        s2build.prep), or None for an artifact that takes one array; ArtifactError when that
+        metadata is damaged."""
         if "s2build.prep" not in self.meta:
             return None
         if self._prep is None:
             from s2build.data.columns import TablePrep
-            self._prep = TablePrep.from_json(self.json("s2build.prep"))
+            try:
+                self._prep = TablePrep.from_json(self.json("s2build.prep"))
+            except ValueError as e:
+                raise ArtifactError(f"s2build.prep metadata: {e}") from None
         return self._prep
 
     def run(self, x):

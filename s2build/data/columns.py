@@ -11,8 +11,9 @@ Fit (training rows only), per feature column in `names` order:
     `name=v` for v in vocab, then `name=(other)` (values not in vocab; also missing values when
     no training row is missing), then `name=(missing)` when some training row is missing.
     Strings match exactly: "(other)" and "(missing)" are slots, not values, and a value spelled
-    "(other)" in the data is an ordinary vocabulary entry. A value in NULL_TOKENS is missing unless
-    the vocabulary holds it (the readers never let one through, so this does not happen).
+    "(other)" in the data is an ordinary vocabulary entry. A value in NULL_TOKENS is missing
+    always: should a reader let one into a RawTable vocabulary, fit counts it as missing and it
+    never enters the prep's vocabulary.
 
 Whitespace: the contract has the readers strip cells (NULL_TOKENS match after stripping);
 `feeds_from_values`, `raw_from_values` and RawTable.set_column strip strings; the ONNX graph
@@ -70,6 +71,9 @@ class CategoryPrep:
 
     def __init__(self, name, vocab, missing):
         self.name, self.vocab, self.missing = name, sorted(vocab), bool(missing)
+        nulls = [v for v in self.vocab if v in _NULLS or not isinstance(v, str)]
+        if nulls or len(set(self.vocab)) != len(self.vocab):
+            raise ValueError(f"column {name!r}: the vocabulary holds {nulls[:1] or 'duplicates'}")
         self.other_slot = len(self.vocab)
         self.missing_slot = self.other_slot + 1 if self.missing else self.other_slot
         self.slots = len(self.vocab) + 1 + int(self.missing)
@@ -82,8 +86,7 @@ class CategoryPrep:
         """{string: slot} for every string with a slot of its own or the missing slot; any
         other string goes to `other_slot`. The numpy and ONNX encodings both use this."""
         keys = {v: i for i, v in enumerate(self.vocab)}
-        for token in NULL_TOKENS:
-            keys.setdefault(token, self.missing_slot)
+        keys.update((token, self.missing_slot) for token in NULL_TOKENS)
         return keys
 
     def to_json(self):
@@ -131,6 +134,8 @@ class TablePrep:
             j = raw.index(name)[1]
             if kind == "number":
                 mean, std, count = stats[name]
+                if not np.isfinite(mean):
+                    raise ValueError(f"column {name!r} holds an infinite value in training rows")
                 if count == 0:
                     warnings.append(f"column {name!r} is missing in every training row; "
                                     f"it is imputed with 0")
@@ -250,17 +255,31 @@ class TablePrep:
 
     @classmethod
     def from_json(cls, d):
+        """The TablePrep of `to_json()`'s dict; ValueError for anything else (never a crash)."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} table preprocessing")
         cols = []
-        for c in d["columns"]:
-            if c["kind"] == "number":
-                cols.append(NumberPrep(c["name"], c["mean"], c["std"], c["indicator"]))
-            elif c["kind"] == "category":
-                cols.append(CategoryPrep(c["name"], c["vocab"], c["missing"]))
-            else:
-                raise ValueError(f"unknown column kind {c['kind']!r}")
+        try:
+            for c in d["columns"]:
+                if c["kind"] == "number":
+                    cols.append(NumberPrep(c["name"], _float(c["mean"]), _float(c["std"]),
+                                           c["indicator"]))
+                elif c["kind"] == "category":
+                    cols.append(CategoryPrep(c["name"], list(c["vocab"]), c["missing"]))
+                else:
+                    raise ValueError(f"unknown column kind {c['kind']!r}")
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"damaged {FORMAT} table preprocessing ({type(e).__name__}: "
+                             f"{e})") from None
+        if any(not isinstance(c.name, str) for c in cols):
+            raise ValueError(f"damaged {FORMAT} table preprocessing (a name is not text)")
         return cls(cols)
+
+
+def _float(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TypeError(f"{v!r} is not a finite number")
+    return v
 
 
 def _moments(num, rows):
@@ -274,9 +293,10 @@ def _moments(num, rows):
         total += np.nansum(x, axis=0)
     mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
     sq = np.zeros(k)
-    for i in range(0, len(rows), CHUNK):
-        x = num[rows[i:i + CHUNK]].astype(np.float64)
-        sq += np.nansum((x - mean) ** 2, axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):   # an inf: fit raises on the mean
+        for i in range(0, len(rows), CHUNK):
+            x = num[rows[i:i + CHUNK]].astype(np.float64)
+            sq += np.nansum((x - mean) ** 2, axis=0)
     std = np.sqrt(sq / np.maximum(count, 1)).astype(np.float32)
     std = np.where((std > 0) & np.isfinite(std), std, np.float32(1.0))
     return mean.astype(np.float32), std, count
@@ -286,7 +306,9 @@ def _fit_category(name, codes, j, vocab, rows, warnings):
     counts = np.zeros(len(vocab) + 1, dtype=np.int64)    # [0] = missing
     for i in range(0, len(rows), CHUNK):
         counts += np.bincount(codes[rows[i:i + CHUNK], j] + 1, minlength=len(vocab) + 1)
-    missing, counts = int(counts[0]), counts[1:]
+    nulls = np.array([v in _NULLS for v in vocab], dtype=bool)     # missing after all
+    missing = int(counts[0] + counts[1:][nulls].sum())
+    counts = np.where(nulls, 0, counts[1:])
     present = np.flatnonzero(counts)
     if not len(present):
         warnings.append(f"column {name!r} is missing in every training row; "
