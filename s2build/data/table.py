@@ -27,7 +27,7 @@ NULL_TOKENS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-n
                "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
 
 
-@dataclass
+@dataclass(eq=False)               # arrays: compare tables field by field, not with ==
 class RawTable:
     names: list
     kinds: list
