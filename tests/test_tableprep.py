@@ -297,3 +297,18 @@ def test_null_tokens_are_missing_and_damaged_json_is_an_error():
                                       "missing": True}]}]:
         with pytest.raises(ValueError):
             TablePrep.from_json(bad)
+
+
+def test_columns_named_like_network_values_are_kept_apart():
+    """A column named like a network initializer ("0.weight") renames the network's value."""
+    import torch
+    net, network, _meta = exported_net(4)
+    prep = TablePrep([columns.NumberPrep("0.weight", 1.0, 2.0, False),
+                      columns.NumberPrep("bill length (mm)", 0.0, 1.0, False),
+                      columns.CategoryPrep("île", ["a"], False)])
+    a = artifact.Artifact(data=prepgraph.prepend(prep, network))
+    assert [n for n, _t, _s in a.inputs] == ["0.weight", "bill length (mm)", "île"]
+    got = a.outputs(prep.feeds_from_values([{"0.weight": 3, "bill length (mm)": 1, "île": "a"}]))
+    with torch.no_grad():
+        want = net(torch.tensor([[1.0, 1.0, 1.0, 0.0]])).numpy()
+    assert np.abs(got - want).max() <= 1e-6
