@@ -1,0 +1,366 @@
+"""Table preprocessing fitted on training rows: `TablePrep` (numpy; its ONNX twin is
+compile/prepgraph.py, which computes the same float32 values bit for bit).
+
+Fit (training rows only), per feature column in `names` order:
+  * number: mean and std (population, float64 then float32) over the non-missing training
+    values; std 0, non-finite or no values -> 1.0; no values -> mean 0 and a warning. Features:
+    `name` = (x - mean) / std in float32, a missing x imputed with mean first (so it becomes 0);
+    `name (missing)` = 1.0 where x is missing, present only when some training row is missing.
+  * category: vocabulary = the values present in training rows, the MAX_CATEGORIES most frequent
+    kept (ties by name; a warning says how many went), stored sorted. Features: one-hot over
+    `name=v` for v in vocab, then `name=(other)` (values not in vocab; also missing values when
+    no training row is missing), then `name=(missing)` when some training row is missing.
+    Strings match exactly: "(other)" and "(missing)" are slots, not values, and a value spelled
+    "(other)" in the data is an ordinary vocabulary entry. A value in NULL_TOKENS is missing
+    always: should a reader let one into a RawTable vocabulary, fit counts it as missing and it
+    never enters the prep's vocabulary.
+
+Whitespace: the contract has the readers strip cells (NULL_TOKENS match after stripping);
+`feeds_from_values`, `raw_from_values` and RawTable.set_column strip strings; the ONNX graph
+compares strings exactly (ONNX has no strip op). A consumer feeding the artifact passes category
+values stripped and a missing value as "" (or any NULL_TOKEN), a missing number as NaN.
+
+API: `TablePrep.fit(raw, train)`, `transform(raw, rows=None, out=None)`, `feature_names`,
+`width`, `inputs`, `feeds(raw, rows=None)`, `feeds_from_values(rows)`, `raw_from_values(rows)`,
+`to_json()` / `from_json(d)`, `warnings`; the ONNX side is `compile/prepgraph.prepend(prep,
+network_bytes)` (kept out of this module so data code never imports onnx).
+
+`to_json()` is canonical (floats are the exact float32 values as Python floats, so
+`from_json(to_json())` reproduces every bit); it goes into the build key and the provenance:
+
+    {"format": "s2build.tableprep/1", "columns": [
+        {"name": str, "kind": "number", "mean": float, "std": float, "indicator": bool},
+        {"name": str, "kind": "category", "vocab": [str, ...], "missing": bool}, ...]}
+
+`warnings` (fit only, not in the JSON) are sentences the caller reports.
+"""
+
+import math
+
+import numpy as np
+
+from s2build.data.table import NULL_TOKENS, RawTable
+
+FORMAT = "s2build.tableprep/1"
+MAX_CATEGORIES = 256
+CHUNK = 65536                      # rows per step of fit and transform (bounds temporaries)
+OTHER, MISSING = "(other)", "(missing)"
+_NULLS = frozenset(NULL_TOKENS)
+
+
+class NumberPrep:
+    """One number column: x -> (x, mean if missing) -> (x - mean) / std, plus the indicator."""
+    kind = "number"
+
+    def __init__(self, name, mean, std, indicator):
+        self.name, self.indicator = name, bool(indicator)
+        self.mean, self.std = np.float32(mean), np.float32(std)
+
+    @property
+    def feature_names(self):
+        return [self.name] + ([f"{self.name} (missing)"] if self.indicator else [])
+
+    def to_json(self):
+        return {"name": self.name, "kind": "number", "mean": float(self.mean),
+                "std": float(self.std), "indicator": self.indicator}
+
+
+class CategoryPrep:
+    """One category column: value -> slot (vocab index, other, missing) -> one-hot."""
+    kind = "category"
+
+    def __init__(self, name, vocab, missing):
+        self.name, self.vocab, self.missing = name, sorted(vocab), bool(missing)
+        nulls = [v for v in self.vocab if v in _NULLS or not isinstance(v, str)]
+        if nulls or len(set(self.vocab)) != len(self.vocab):
+            raise ValueError(f"column {name!r}: the vocabulary holds {nulls[:1] or 'duplicates'}")
+        self.other_slot = len(self.vocab)
+        self.missing_slot = self.other_slot + 1 if self.missing else self.other_slot
+        self.slots = len(self.vocab) + 1 + int(self.missing)
+
+    @property
+    def feature_names(self):
+        return [f"{self.name}={v}" for v in [*self.vocab, OTHER] + ([MISSING] if self.missing else [])]
+
+    def keys(self):
+        """{string: slot} for every string with a slot of its own or the missing slot; any
+        other string goes to `other_slot`. The numpy and ONNX encodings both use this."""
+        keys = {v: i for i, v in enumerate(self.vocab)}
+        keys.update((token, self.missing_slot) for token in NULL_TOKENS)
+        return keys
+
+    def to_json(self):
+        return {"name": self.name, "kind": "category", "vocab": list(self.vocab),
+                "missing": self.missing}
+
+
+class TablePrep:
+    """The fitted preprocessing of a table's feature columns (see the module docstring)."""
+
+    def __init__(self, columns, warnings=()):
+        if not columns:
+            raise ValueError("a table needs at least one feature column")
+        names = [c.name for c in columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate feature column names in {names}")
+        self.columns, self.warnings = list(columns), list(warnings)
+        self.positions, at = [], 0            # first feature index of each column
+        for c in self.columns:
+            self.positions.append(at)
+            at += len(c.feature_names) if c.kind == "number" else c.slots
+        self.width = at
+
+    names = property(lambda self: [c.name for c in self.columns])
+    kinds = property(lambda self: [c.kind for c in self.columns])
+    feature_names = property(lambda self: [f for c in self.columns for f in c.feature_names])
+    inputs = property(lambda self: [(c.name, "float" if c.kind == "number" else "string")
+                                    for c in self.columns])
+
+    # --- fit -------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, raw, train):
+        """Fit on the rows of RawTable `raw` where bool [n] `train` is True."""
+        train = np.asarray(train, dtype=bool)
+        if train.shape != (len(raw),):
+            raise ValueError(f"train mask has shape {train.shape}, the table {len(raw)} rows")
+        rows = np.flatnonzero(train)
+        if not len(rows):
+            raise ValueError("no training rows to fit the table preprocessing on")
+        warnings, out = [], []
+        numbers = [n for n, k in zip(raw.names, raw.kinds) if k == "number"]
+        stats = dict(zip(numbers, zip(*_moments(raw.num, rows)))) if numbers else {}
+        for name, kind in zip(raw.names, raw.kinds):
+            j = raw.index(name)[1]
+            if kind == "number":
+                mean, std, count = stats[name]
+                if not np.isfinite(mean):
+                    raise ValueError(f"column {name!r} holds an infinite value in training rows")
+                if count == 0:
+                    warnings.append(f"column {name!r} is missing in every training row; "
+                                    f"it is imputed with 0")
+                out.append(NumberPrep(name, mean, std, count < len(rows)))
+            else:
+                out.append(_fit_category(name, raw.codes, j, raw.vocab[j], rows, warnings))
+        return cls(out, warnings)
+
+    # --- transform -------------------------------------------------------------------------
+
+    def transform(self, raw, rows=None, out=None):
+        """float32 [n, width] features of `rows` (None: all) of `raw`, written into `out` when
+        given (float32 [n, width], C-contiguous); computed CHUNK rows at a time."""
+        rows = np.arange(len(raw)) if rows is None else np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        n = len(rows)
+        if out is None:
+            out = np.empty((n, self.width), dtype=np.float32)
+        elif out.shape != (n, self.width) or out.dtype != np.float32:
+            raise ValueError(f"out is {out.dtype} {out.shape}, needs float32 {(n, self.width)}")
+        nums = [(c, p) for c, p in zip(self.columns, self.positions) if c.kind == "number"]
+        cats = [(c, p) for c, p in zip(self.columns, self.positions) if c.kind == "category"]
+        num_cols = [self._raw_index(raw, c) for c, _ in nums]
+        mean = np.array([c.mean for c, _ in nums], dtype=np.float32)
+        std = np.array([c.std for c, _ in nums], dtype=np.float32)
+        value_at = np.array([p for _, p in nums], dtype=np.int64)
+        ind = [i for i, (c, _) in enumerate(nums) if c.indicator]
+        ind_at = np.array([nums[i][1] + 1 for i in ind], dtype=np.int64)
+        luts = [(self._raw_index(raw, c), p, _lut(c, raw.vocab[self._raw_index(raw, c)]))
+                for c, p in cats]
+        for i in range(0, n, CHUNK):
+            part, block = rows[i:i + CHUNK], out[i:i + CHUNK]
+            block[...] = 0.0
+            if nums:
+                x = raw.num[part][:, num_cols]                  # float32 [m, k]
+                nan = np.isnan(x)
+                x = np.where(nan, mean, x)
+                block[:, value_at] = (x - mean) / std
+                if ind:
+                    block[:, ind_at] = nan[:, ind]
+            m = np.arange(len(part))
+            for j, at, lut in luts:
+                block[m, at + lut[raw.codes[part, j] + 1]] = 1.0
+        return out
+
+    def _raw_index(self, raw, col):
+        try:
+            kind, j = raw.index(col.name)
+        except KeyError:
+            raise ValueError(f"the table has no column {col.name!r}") from None
+        if kind != col.kind:
+            raise ValueError(f"column {col.name!r} is a {kind} in the table, "
+                             f"a {col.kind} in the preprocessing")
+        return j
+
+    # --- feeds for the artifact (raw inputs) -----------------------------------------------
+
+    def feeds(self, raw, rows=None):
+        """{input name: array} for the artifact over `rows` of `raw`: float32 [n] (NaN =
+        missing) per number column, object [n] of str ("" = missing) per category column."""
+        rows = np.arange(len(raw)) if rows is None else np.asarray(rows)
+        out = {}
+        for c in self.columns:
+            j = self._raw_index(raw, c)
+            if c.kind == "number":
+                out[c.name] = np.ascontiguousarray(raw.num[rows, j], dtype=np.float32)
+            else:
+                values = np.array(list(raw.vocab[j]) + [""], dtype=object)
+                out[c.name] = values[raw.codes[rows, j]]
+        return out
+
+    def feeds_from_values(self, rows):
+        """Feeds from inline rows, a list of {column: value}: numbers (or their text) for
+        number columns, strings (ints and bools as their text) for category columns, None or
+        a NULL_TOKEN for missing. Every column must be given, no other; a ValueError says
+        which row and column is wrong (callers add file:line)."""
+        known = {c.name: c for c in self.columns}
+        return {name: np.array(v, dtype=np.float32 if known[name].kind == "number" else object)
+                for name, v in self._values(rows).items()}
+
+    def raw_from_values(self, rows):
+        """The RawTable of inline rows (as feeds_from_values takes them), columns in
+        `names` order, each category column's vocabulary the distinct texts given."""
+        cols = self._values(rows)
+        n = len(rows)
+        nums = [c.name for c in self.columns if c.kind == "number"]
+        cats = [c.name for c in self.columns if c.kind == "category"]
+        num = np.array([cols[c] for c in nums], dtype=np.float32).T.reshape(n, len(nums))
+        vocab = [sorted({v for v in cols[c] if v != ""}) for c in cats]
+        codes = np.array([[vocab[j].index(v) if v != "" else -1 for v in cols[c]]
+                          for j, c in enumerate(cats)], dtype=np.int32).T.reshape(n, len(cats))
+        return RawTable(self.names, self.kinds, num, codes, vocab)
+
+    def _values(self, rows):
+        """{column: [float (NaN = missing) | str ("" = missing)]} of inline rows."""
+        known = {c.name: c for c in self.columns}
+        cols = {c.name: [] for c in self.columns}
+        for r, row in enumerate(rows):
+            extra = sorted(set(row) - set(known), key=str)
+            absent = [n for n in known if n not in row]
+            if extra:
+                raise ValueError(f"row {r + 1}: unknown column {extra[0]!r} "
+                                 f"(the columns are {', '.join(known)})")
+            if absent:
+                raise ValueError(f"row {r + 1}: no value for column {absent[0]!r} "
+                                 f"(give null for a missing value)")
+            for name, c in known.items():
+                cols[name].append(_number(row[name], name, r) if c.kind == "number"
+                                  else _category(row[name], c))
+        return cols
+
+    # --- JSON ------------------------------------------------------------------------------
+
+    def to_json(self):
+        return {"format": FORMAT, "columns": [c.to_json() for c in self.columns]}
+
+    @classmethod
+    def from_json(cls, d):
+        """The TablePrep of `to_json()`'s dict; ValueError for anything else (never a crash)."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} table preprocessing")
+        cols = []
+        try:
+            for c in d["columns"]:
+                if c["kind"] == "number":
+                    cols.append(NumberPrep(c["name"], _float(c["mean"]), _float(c["std"]),
+                                           c["indicator"]))
+                elif c["kind"] == "category":
+                    cols.append(CategoryPrep(c["name"], list(c["vocab"]), c["missing"]))
+                else:
+                    raise ValueError(f"unknown column kind {c['kind']!r}")
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"damaged {FORMAT} table preprocessing ({type(e).__name__}: "
+                             f"{e})") from None
+        if any(not isinstance(c.name, str) for c in cols):
+            raise ValueError(f"damaged {FORMAT} table preprocessing (a name is not text)")
+        return cls(cols)
+
+
+def _float(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TypeError(f"{v!r} is not a finite number")
+    return v
+
+
+def _moments(num, rows):
+    """Per number column over `rows`: float32 mean, float32 std (1.0 when 0, not finite or
+    no value), int count of non-missing values. Two passes in float64, CHUNK rows each."""
+    k = num.shape[1]
+    total, count = np.zeros(k), np.zeros(k, dtype=np.int64)
+    for i in range(0, len(rows), CHUNK):
+        x = num[rows[i:i + CHUNK]].astype(np.float64)
+        count += (~np.isnan(x)).sum(axis=0)
+        total += np.nansum(x, axis=0)
+    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    sq = np.zeros(k)
+    with np.errstate(invalid="ignore", over="ignore"):   # an inf: fit raises on the mean
+        for i in range(0, len(rows), CHUNK):
+            x = num[rows[i:i + CHUNK]].astype(np.float64)
+            sq += np.nansum((x - mean) ** 2, axis=0)
+    std = np.sqrt(sq / np.maximum(count, 1)).astype(np.float32)
+    std = np.where((std > 0) & np.isfinite(std), std, np.float32(1.0))
+    return mean.astype(np.float32), std, count
+
+
+def _fit_category(name, codes, j, vocab, rows, warnings):
+    counts = np.zeros(len(vocab) + 1, dtype=np.int64)    # [0] = missing
+    for i in range(0, len(rows), CHUNK):
+        counts += np.bincount(codes[rows[i:i + CHUNK], j] + 1, minlength=len(vocab) + 1)
+    nulls = np.array([v in _NULLS for v in vocab], dtype=bool)     # missing after all
+    missing = int(counts[0] + counts[1:][nulls].sum())
+    counts = np.where(nulls, 0, counts[1:])
+    present = np.flatnonzero(counts)
+    if not len(present):
+        warnings.append(f"column {name!r} is missing in every training row; "
+                        f"it is encoded as {name}=(missing)")
+    if len(present) > MAX_CATEGORIES:
+        warnings.append(f"column {name!r} has {len(present)} categories in training rows; the "
+                        f"{MAX_CATEGORIES} most frequent are kept, the rest read as {name}={OTHER}")
+        # most frequent first, ties by name (vocab is sorted, so by index)
+        present = present[np.lexsort((present, -counts[present]))][:MAX_CATEGORIES]
+    return CategoryPrep(name, [vocab[i] for i in present], missing > 0)
+
+
+def _lut(col, raw_vocab):
+    """int64 [len(raw_vocab) + 1]: slot of each raw code + 1 (index 0 = code -1, missing)."""
+    keys = col.keys()
+    lut = np.array([col.missing_slot] + [keys.get(v, col.other_slot) for v in raw_vocab],
+                   dtype=np.int64)
+    return lut
+
+
+def _number(value, name, r):
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        text = value.strip()
+        if text in _NULLS:
+            return math.nan
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"row {r + 1}: column {name!r} is a number column, "
+                             f"got {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"row {r + 1}: column {name!r} is a number column, got {value!r}")
+    value = float(value)
+    if math.isinf(value):
+        raise ValueError(f"row {r + 1}: column {name!r} is {value} (not finite)")
+    return value
+
+
+def _category(value, col):
+    """The string the artifact gets for inline `value` ("" = missing)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):                 # YAML reads yes/true as True: match the data
+        words = ("true", "yes", "1") if value else ("false", "no", "0")
+        options = [f(w) for w in words for f in (str, str.capitalize, str.upper)]
+        return next((o for o in options if o in col.vocab), str(value).lower())
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        options = [repr(value)] + ([str(int(value))] if value.is_integer() else [])
+        return next((o for o in options if o in col.vocab), options[0])
+    text = str(value).strip()
+    return "" if text in _NULLS else text
