@@ -68,6 +68,10 @@ class Dataset:
     def n_train(self):
         return int((~self.holdout).sum())
 
+    @property
+    def n_holdout(self):
+        return int(self.holdout.sum())
+
 
 def _class_names(loader, label_vocabs):
     """Class names in index order, from `classes` (int or list) or inferred from the labels."""
@@ -133,10 +137,43 @@ def _check_same(parts, fmt, task):
     return ref
 
 
-def load_dataset(target, inputs, store):
-    """Build the target's Dataset from its fingerprinted sources (`inputs`)."""
+def _stream(target, inputs, store):
+    """A data.stream.Stream when `train.memory` is set and the table would not fit in it."""
+    from s2build.data import stream
+    loader = target.config["loader"]
+    budget = target.config["train"].get("memory")
+    if budget is None or loader["format"] not in TABLES:
+        return None
+    rels = list(inputs.sources) + [r for r in inputs.holdout if r not in inputs.sources]
+    if not rels:
+        return None
+    digests = [inputs.sources.get(r) or inputs.holdout[r] for r in rels]
+    manifests = [store.manifest(target.root, r, d, loader) for r, d in zip(rels, digests)]
+    kinds = manifests[0]["kinds"]
+    names = [n for n in manifests[0]["header"] if n in kinds]
+    rows = sum(b[2] for m in manifests for b in m["blocks"])
+    if stream.estimate(rows, names, [kinds[n] for n in names]) <= stream.parse_size(budget):
+        return None
+    refs = []
+    for fi, (rel, digest) in enumerate(zip(rels, digests)):
+        refs += [(p, fi, first, n) for p, first, n in
+                 store.refs(target.root, rel, digest, loader, kinds)]
+    st = stream.Stream(target, refs, rels, names, [kinds[n] for n in names],
+                       set(inputs.holdout)).prepare()
+    st.parsed_files = [r for r in rels if r in store.parsed_files]
+    st.blocks = {"parsed": store.parsed_blocks, "reused": store.reused_blocks}
+    return st
+
+
+def load_dataset(target, inputs, store, allow_stream=False):
+    """Build the target's Dataset from its fingerprinted sources (`inputs`); with
+    `allow_stream`, a data.stream.Stream when the rows exceed `train.memory`."""
     loader = target.config["loader"]
     fmt, task = loader["format"], loader["task"]
+    if allow_stream:
+        got = _stream(target, inputs, store)
+        if got is not None:
+            return got
     parts, kinds = _gather(target, inputs, store)
     n = sum(len(b) for _r, bs in parts for b in bs)
     if n == 0:

@@ -197,6 +197,27 @@ class ShardStore:
         self.reused_blocks += len(out) - len(todo)
         return [b for _p, b in out]
 
+    def refs(self, root, rel, digest, loader, kinds):
+        """[(shard path, first line, rows)] of a table file's blocks, parsing missing ones one
+        at a time and keeping none in memory (data larger than memory: data/stream.py)."""
+        manifest = self.manifest(root, rel, digest, loader)
+        out, data = [], None
+        for i, (content, first_line, rows, *_span) in enumerate(manifest["blocks"]):
+            path = self._path(shard_key(content, self._json(loader), kinds))
+            if os.path.exists(path):
+                self.reused_blocks += 1
+            else:
+                from s2build.data import tablefile
+                if data is None:
+                    data = read_verified(root, rel, digest)
+                block = tablefile.parse_blocks(rel, data, loader, kinds, manifest, [i])[i]
+                shardfile.write(path, _arrays(block), _meta(block))
+                self.parsed_blocks += 1
+                self.parsed_files.add(rel)
+                del block
+            out.append((path, first_line, rows))
+        return out
+
     def manifest(self, root, rel, digest, loader, parse=True):
         """A table file's manifest {"header": [...], "kinds": {...}, "blocks": [...]} (see the
         module docstring), from the cache or by cutting the file."""

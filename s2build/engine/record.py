@@ -85,7 +85,7 @@ def provenance(target, inputs, ds, metrics):
             "s2build.features": compact(ds.features),
             "s2build.input_shape": compact(list(ds.x.shape[1:]))}),
         "s2build.loader": compact(target.config["loader"]),
-        "s2build.rows": compact({"train": ds.n_train, "holdout": int(ds.holdout.sum())}),
+        "s2build.rows": compact({"train": ds.n_train, "holdout": ds.n_holdout}),
         **({"s2build.parent": inputs.parent} if getattr(inputs, "parent", None) else {}),
     }
 

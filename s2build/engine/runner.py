@@ -117,12 +117,16 @@ def _artifact_metrics(target, ds, trained):
     from s2build.compile import scoring
     from s2build.compile import train
     from s2build.project import registry
-    held = torch.from_numpy(ds.holdout)
-    if not int(held.sum()):
-        return dict(trained.metrics)
     builtin = [(n, lambda o, t, fn=registry.implementation(registry.METRICS[n]):
                 fn(scoring._numpy(o), scoring._numpy(t)))
                for n in registry.metrics_for(ds.task)]
+    if ds.x is None:                                # a stream: block by block
+        from s2build.compile import stream
+        every = stream.metrics(trained.module.cpu(), ds, builtin + scoring.metric_fns(target))
+        return every
+    held = torch.from_numpy(ds.holdout)
+    if not int(held.sum()):
+        return dict(trained.metrics)
     every = train.evaluate(trained.module.cpu(), torch.from_numpy(ds.x)[held],
                            torch.from_numpy(ds.y)[held], builtin)
     return dict({k: v for k, v in trained.metrics.items() if k not in registry.METRICS}, **every)
@@ -141,7 +145,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     clock = time.perf_counter()
     store = ShardStore(project.state_dir)
     try:
-        ds = data.load_dataset(t, inputs, store)
+        ds = data.load_dataset(t, inputs, store, allow_stream=True)
     finally:
         for w in store.warnings:                    # damaged shards or pack: parsed again
             reporter.warn(w)
@@ -163,7 +167,11 @@ def _build_one(step, project, state, cache, reporter, cancel):
             step.inputs = inputs = inputs.release
             step.reasons = [explain.Reason("full-build", f"full build: {why}")] + \
                 [r for r in step.reasons if r.kind != "incremental"]
-    if trained is None:
+    streamed = ds.x is None                         # larger than train.memory: data/stream.py
+    if trained is None and streamed:
+        from s2build.compile import stream
+        trained = stream.fit_stream(t, ds, cancel=cancel, progress=progress)
+    elif trained is None:
         trained = train.train(t, ds, cancel=cancel, progress=progress)
     timings["train"] = trained.seconds
     from s2build.compile import usercode
@@ -176,7 +184,14 @@ def _build_one(step, project, state, cache, reporter, cancel):
     trained.metrics = _artifact_metrics(t, ds, trained)
     clock = time.perf_counter()
     wrapper = models.Exported(trained.module, ds.task).eval()
-    x = torch.from_numpy(ds.x)
+    import numpy as np
+    if streamed:                                    # the verification rows the stream kept
+        rows = np.arange(len(ds.raw))
+        x = torch.from_numpy(ds.prep.transform(ds.raw))
+    else:
+        rows = np.flatnonzero(ds.holdout)
+        rows = (rows if len(rows) >= 2 else np.arange(len(ds.x)))[:512]
+        x = torch.from_numpy(ds.x)
     example = x[: max(2, min(4, len(x)))]
     if len(example) < 2:
         example = torch.cat([example, example])
@@ -191,9 +206,6 @@ def _build_one(step, project, state, cache, reporter, cancel):
     timings["export"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    import numpy as np
-    rows = np.flatnonzero(ds.holdout)
-    rows = (rows if len(rows) >= 2 else np.arange(len(ds.x)))[:512]
     feeds = ds.prep.feeds(ds.raw, rows) if ds.prep is not None else None
     vr = verify.verify_onnx(artifact, wrapper, x[torch.from_numpy(rows)], feeds=feeds)
     verify.assert_no_leaks(artifact, [project.root, os.path.expanduser("~")])
@@ -212,7 +224,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     facts = {"build_key": inputs.key, "artifact_sha256": rec["artifact_sha256"],
              "mode": inputs.mode, "metrics": trained.metrics, "history": trained.history,
              "timings": {k: round(v, 4) for k, v in timings.items()},
-             "rows": {"train": ds.n_train, "holdout": int(ds.holdout.sum())},
+             "rows": {"train": ds.n_train, "holdout": ds.n_holdout},
              "parsed_files": len(ds.parsed_files),
              "parsed_blocks": ds.blocks.get("parsed", 0),
              "reused_blocks": ds.blocks.get("reused", 0),
@@ -230,7 +242,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
                  row_hash=ds.row_hash, holdout=ds.holdout, y=ds.y,
                  classes=np.asarray(ds.classes, dtype=np.str_), **trained.dynamics.arrays())
         extra["dynamics.npz"] = buf.getvalue()
-    else:                       # incremental builds: the rows a later warm start compares with
+    elif not streamed:          # incremental builds: the rows a later warm start compares with
         buf = io.BytesIO()
         np.savez_compressed(buf, row_hash=ds.row_hash, holdout=ds.holdout,
                             classes=np.asarray(ds.classes, dtype=np.str_))

@@ -97,6 +97,9 @@ TRAIN = {
     "momentum": Key("float", 0.9, low=0.0),      # sgd only
     "seed": Key("int", 0),
     "device": Key("str", "cpu", choices=("cpu", "cuda", "auto")),
+    # a memory budget ("1GB", "512MB", bytes): a table that would need more is streamed from
+    # its shards block by block (data/stream.py); in the key, as streaming changes the order
+    "memory": Key("size", None),
 }
 
 HOLDOUT = {

@@ -17,6 +17,7 @@ _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "boo
                "strlist": "a list of strings", "intlist": "a list of integers",
                "map": "a mapping", "section": "a mapping",
                "colkinds": "a mapping of column name to number or category",
+               "size": "a size such as 1GB, 512MB or a number of bytes",
                "classes": "an integer or a list of class names",
                "maplist": "a list of mappings", "tree": "a mapping",
                "metrics": "a list of metric names or {name, higher_is_better} mappings"}
@@ -96,6 +97,14 @@ def _check_value(path, key, y, locs):
         if y.kind != "map":
             raise _type_error(path, key, y)
         return _plain(y)
+    if key.kind == "size":                   # train.memory: "1GB", "512MB", bytes
+        import re
+        if y.kind == "scalar" and isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+        if y.kind == "scalar" and isinstance(v, str) and \
+                re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B?|B)?\s*", v, re.I):
+            return v.strip()
+        raise _type_error(path, key, y)
     if key.kind == "colkinds":               # loader.columns: {column: number | category}
         if y.kind != "map":
             raise _type_error(path, key, y)
