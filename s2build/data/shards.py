@@ -176,7 +176,7 @@ class ShardStore:
         if manifest is None:
             return None
         out, data, todo = [], None, []
-        for i, (content, first_line, _rows) in enumerate(manifest["blocks"]):
+        for i, (content, first_line, *_rest) in enumerate(manifest["blocks"]):
             path = self._path(shard_key(content, self._json(loader), kinds))
             block = self._get(path, first_line)
             if block is None:

@@ -29,19 +29,25 @@ def _digest(*parts):
     return h.hexdigest()
 
 
+def _block_bytes(data, rec, lo, hi):
+    """The bytes of records lo..hi-1 (blank lines between them left out)."""
+    if hi - lo > 1 and not (rec.ends[lo:hi - 1] == rec.starts[lo + 1:hi]).all():
+        return b"".join(data[a:b] for a, b in zip(rec.starts[lo:hi].tolist(),
+                                                 rec.ends[lo:hi].tolist()))
+    return data[int(rec.starts[lo]):int(rec.ends[hi - 1])]
+
+
 def cut(rel, data, loader):
     fmt = loader["format"]
     if fmt == "csv":
         rec = csvblocks.split_records(data)
-        header = data[:rec.header_end]
+        header = data[rec.header_start:rec.header_end]
         names = arrowread.header_names(rel, header, loader)
         spans = csvblocks.cut_blocks(data, rec)
-        first = data[rec.starts[spans[0][0]]:rec.starts[spans[0][1]]] if spans else b""
+        first = _block_bytes(data, rec, *spans[0]) if spans else b""
         kinds = arrowread.infer_kinds(rel, header, first, loader)
-        blocks = []
-        for lo, hi in spans:
-            a, b = int(rec.starts[lo]), int(rec.starts[hi])
-            blocks.append([_digest(header, data[a:b]), int(rec.lines[lo]), hi - lo, a, b])
+        blocks = [[_digest(header, _block_bytes(data, rec, lo, hi)), int(rec.lines[lo]),
+                   hi - lo, lo, hi] for lo, hi in spans]
         return {"header": names, "kinds": kinds, "blocks": blocks}
     digest = hashlib.sha256(data).hexdigest()
     names, kinds, sizes = arrowread.arrow_layout(rel, data, loader)
@@ -74,13 +80,12 @@ def parse_blocks(rel, data, loader, kinds, manifest, which, with_label=True, bad
     out = {}
     if fmt == "csv":
         rec = csvblocks.split_records(data)
-        header = data[:rec.header_end]
-        row_of = {int(s): i for i, s in enumerate(rec.starts.tolist())} if which else {}
+        header = data[rec.header_start:rec.header_end]
         for i in which:
-            _content, first_line, rows, a, b = manifest["blocks"][i]
-            r0 = row_of[a]
-            cols = arrowread.read_csv_block(rel, header, data[a:b], rec.lines[r0:r0 + rows],
-                                            loader, kinds, with_label=with_label, bad=bad)
+            _content, first_line, _rows, lo, hi = manifest["blocks"][i]
+            cols = arrowread.read_csv_block(rel, header, _block_bytes(data, rec, lo, hi),
+                                            rec.lines[lo:hi], loader, kinds,
+                                            with_label=with_label, bad=bad)
             out[i] = _finish(cols, first_line, with_label)
         return out
     groups = arrowread.read_arrow(rel, data, loader, kinds, which, with_label=with_label, bad=bad)
