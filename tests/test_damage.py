@@ -1,9 +1,9 @@
-"""Damage under `.s2build/`: every file s2build keeps there (state.json, shards, packs, the cache
+"""Damage under `.s2build/`: every file s2build keeps there (state.json, shards, manifests, the cache
 entry's record.json, model.onnx, dynamics.npz, rows.npz, weights.pt, optimizer.pt, lock.owner),
 truncated at every length (big files: a spread of lengths) or garbled, costs at most a warning
 and a re-parse or a rebuild: never exit 70, never a wrong artifact.
 
-The per-length sweeps call the library in-process (ShardStore, packs.read, State.load,
+The per-length sweeps call the library in-process (ShardStore, its manifests, State.load,
 Cache.get, finetune.load_parent): each damaged read must be a miss or the intact value. A few
 representative damages per file go through the real CLI, which must exit 0, warn where it
 discarded something, and write the artifact a clean build writes (release builds are
@@ -53,7 +53,6 @@ def projects(tmp_path_factory):
     base = tmp_path_factory.mktemp("damage")
     clean = make_project(base / "clean")
     run(["build"], clean, check=0)
-    _write_pack(clean)
     out = {"clean": clean, "clean_sha": sha256(clean / ARTIFACT)}
 
     ref = shutil.copytree(clean, base / "edited_ref")
@@ -72,19 +71,6 @@ def projects(tmp_path_factory):
     return out
 
 
-def _write_pack(d):
-    """The toy has 3 source files, fewer than a pack needs: write its pack as a build would."""
-    from s2build.data import dataset as data
-    from s2build.data.shards import ShardStore
-    from s2build.engine import fingerprint
-    from s2build.project import config
-    t = config.load(str(d / "s2build.yaml")).targets["toy"]
-    store = ShardStore(str(d / ".s2build"))
-    data.load_dataset(t, fingerprint.target_inputs(t, {}, {})[0], store)
-    store.save_pack(min_reads=0)
-    assert len(list((d / ".s2build" / "shards" / "packs").iterdir())) == 1
-
-
 def _key(d):
     import json
     return json.loads((d / ".s2build" / "state.json").read_text())["targets"]["toy"]["key"]
@@ -96,11 +82,11 @@ def _entry(d, key=None):
 
 
 def _shard(d):
-    return sorted(p for p in (d / ".s2build" / "shards").glob("??/*.npz"))[0]
+    return sorted(p for p in (d / ".s2build" / "shards").glob("??/*.s2s"))[0]
 
 
-def _pack(d):
-    return next((d / ".s2build" / "shards" / "packs").iterdir())
+def _manifest(d):
+    return sorted((d / ".s2build" / "shards" / "files").glob("??/*.json"))[0]
 
 
 # --- In-process sweeps: a damaged read is a miss, or the intact value ---------------------------
@@ -113,8 +99,9 @@ def _damages(data):
 
 
 def _same_shard(a, b):
-    return all(np.array_equal(getattr(a[0], f), getattr(b[0], f))
-               for f in ("x", "labels", "lines", "row_hash", "input_hash")) and a[1] == b[1]
+    return all(np.array_equal(getattr(a, f), getattr(b, f))
+               for f in ("x", "codes", "labels", "lines", "row_hash", "input_hash")) and \
+        a.features == b.features and a.vocab == b.vocab and a.label_vocab == b.label_vocab
 
 
 def test_damaged_shard_files_read_as_misses(projects, tmp_path):
@@ -125,33 +112,41 @@ def test_damaged_shard_files_read_as_misses(projects, tmp_path):
     path.parent.mkdir(parents=True)
     good = src.read_bytes()
     path.write_bytes(good)
-    intact = ShardStore(str(state))._lookup(str(path))
+    intact = ShardStore(str(state))._get(str(path), 0)
     assert intact is not None
     for what, data in _damages(good):
         path.write_bytes(data)
         store = ShardStore(str(state))
-        got = store._lookup(str(path))
+        got = store._get(str(path), 0)
         assert got is None or _same_shard(got, intact), what
         assert (got is None) == bool(store.warnings), what
 
 
-def test_damaged_packs_read_as_empty(projects, tmp_path):
-    from s2build.data import packs
-    good = _pack(projects["clean"]).read_bytes()
-    path = tmp_path / "pack.npz"
-    path.write_bytes(good)
-    intact, why = packs.read(str(path))
-    assert intact and why is None
+def test_damaged_manifests_are_cut_again(projects, tmp_path):
+    """A table file's manifest (its blocks and line numbers) that does not match its checksum
+    is cut again from the file, with a warning: never a wrong line or block."""
+    import json as _json
+    from s2build.data.shards import ShardStore
+    src = _manifest(projects["clean"])
+    good = src.read_bytes()
+    body = _json.loads(good)["manifest"]
+    state = tmp_path / "s"
+    path = state / "shards" / "files" / src.parent.name / src.name
+    path.parent.mkdir(parents=True)
+    from s2build.project import config
+    t = config.load(str(projects["clean"] / "s2build.yaml")).targets["toy"]
+    from s2build.engine import fingerprint
+    inputs = fingerprint.target_inputs(t, {}, {})[0]
+    from s2build.data import shards
+    probe = ShardStore(str(state))
+    rel = next(r for r in inputs.sources if probe._path(shards.shard_key(
+        inputs.sources[r], probe._json(t.config["loader"])), "files").endswith(src.name))
     for what, data in _damages(good):
         path.write_bytes(data)
-        got, why = packs.read(str(path))
-        if got:
-            assert why is None and got.keys() == intact.keys(), what
-            for k in got:
-                assert all(np.array_equal(got[k][0][f], intact[k][0][f]) for f in packs.FIELDS), what
-        else:
-            assert why, what
-
+        store = ShardStore(str(state))
+        got = store.manifest(t.root, rel, inputs.sources[rel], t.config["loader"])
+        assert got == body, what
+        assert bool(store.warnings) == (data != good), what
 
 def test_a_damaged_state_file_starts_over(projects, tmp_path):
     from s2build.engine.state import State
@@ -243,12 +238,10 @@ def _cli_case(projects, tmp_path, what):
     s2 = d / ".s2build"
     if what == "state.json":
         return d, s2 / "state.json", projects["clean_sha"], ["build"]
-    if what in ("shard", "pack"):
+    if what in ("shard", "manifest"):
         shutil.rmtree(s2 / "cache")                 # a rebuild reads the shards
         (d / ARTIFACT).unlink()
-        if what == "shard":
-            shutil.rmtree(s2 / "shards" / "packs")
-        return d, _shard(d) if what == "shard" else _pack(d), projects["clean_sha"], ["build"]
+        return d, _shard(d) if what == "shard" else _manifest(d), projects["clean_sha"], ["build"]
     if what in ("record.json", "model.onnx"):
         (d / ARTIFACT).unlink()                     # the build restores from the cache
         return d, _entry(d) / what, projects["clean_sha"], ["build"]
@@ -265,7 +258,7 @@ def _cli_case(projects, tmp_path, what):
 # every file at every length): optimizer.pt, dynamics.npz and rows.npz are read through the same
 # checked Cache.read_file as weights.pt, so the CLI repeats only weights.pt (a build each costs
 # ~10 s of the suite's time budget).
-CLI_CASES = [("state.json", "garbled"), ("shard", "half"), ("pack", "garbled"),
+CLI_CASES = [("state.json", "garbled"), ("shard", "half"), ("manifest", "garbled"),
              ("record.json", "half"), ("model.onnx", "garbled"), ("weights.pt", "garbled"),
              ("lock.owner", "garbled")]
 

@@ -42,10 +42,10 @@ def test_editing_one_of_1000_files_reparses_one(tmp_path):
                                      "    row changed: data/0007.csv:2"]
 
 
-def test_a_fresh_process_reads_the_target_pack_not_one_file_per_shard(tmp_path):
-    """The first build packs the target's shards into one file; a later process finds every
-    shard there (its own files deleted: nothing is parsed again), and a damaged pack costs
-    only speed: the shards are parsed again and the build is the same."""
+def test_a_fresh_process_reads_shards_and_a_damaged_shard_is_parsed_again(tmp_path):
+    """A rebuild in a fresh process (the config changed, the data did not) reads every block
+    from its shard and parses no file; a damaged shard costs a warning and a re-parse, and the
+    build is the same."""
     import shutil
     rng = np.random.default_rng(1)
     (tmp_path / "data").mkdir()
@@ -59,41 +59,33 @@ def test_a_fresh_process_reads_the_target_pack_not_one_file_per_shard(tmp_path):
             "    export: {exporter: legacy}\n")
     (tmp_path / "s2build.yaml").write_text(yaml.replace("EPOCHS", "2"))
     run(["build"], tmp_path, check=0)
-    shards = tmp_path / ".s2build" / "shards"
-    packs = list((shards / "packs").iterdir())
-    assert len(packs) == 1
     first = (tmp_path / "build" / "t.onnx").read_bytes()
-    for d in shards.iterdir():                     # only the pack is left
-        if d.name != "packs":
-            shutil.rmtree(d)
-
     (tmp_path / "s2build.yaml").write_text(yaml.replace("EPOCHS", "3"))
     p = run(["-v", "build"], tmp_path, check=0)
     assert "parsed 0 of 40 files" in p.stdout
 
     (tmp_path / "s2build.yaml").write_text(yaml.replace("EPOCHS", "2"))
-    run(["clean", "--cache"], tmp_path, check=0)       # no shards, no cache: a damaged pack
-    packs[0].parent.mkdir(parents=True)
-    packs[0].write_bytes(b"not a pack")
+    shutil.rmtree(tmp_path / ".s2build" / "cache")
+    shard = sorted((tmp_path / ".s2build" / "shards").glob("??/*.s2s"))[0]
+    shard.write_bytes(shard.read_bytes()[:100])
     p = run(["-v", "build"], tmp_path, check=0)
-    assert "parsed 40 of 40 files" in p.stdout
+    assert "parsed 1 of 40 files" in p.stdout and "is unreadable" in p.stderr
     assert (tmp_path / "build" / "t.onnx").read_bytes() == first
 
 
-def test_shard_keys_are_the_canonical_digest_of_file_label_loader_and_version(tmp_path):
+def test_shard_keys_are_the_canonical_digest_of_content_extra_loader_and_version(tmp_path):
     """The shard path is built from strings for speed; it must equal the documented key."""
     from s2build.data import shards as data
     from s2build.engine import toolchain
     from s2build.engine.fingerprint import canonical_digest
     store = data.ShardStore(str(tmp_path))
-    for loader, rel, label in [({"format": "csv", "label": "y", "classes": ["a", "ü"]}, "d/x.csv", None),
-                               ({"format": "images", "channels": 1, "size": [8, 8]}, "data/7/a.png", "7")]:
-        fields = {"file": "ab" * 32, "loader": loader, "v": data.SHARD_VERSION,
-                  "salt": toolchain.shard_salt()}
-        if label:
-            fields["label"] = label
+    for loader, extra in [({"format": "csv", "label": "y", "classes": ["a", "ü"]},
+                           {"a": "number", "b": "category"}),
+                          ({"format": "images", "channels": 1, "size": [8, 8]}, "7")]:
+        fields = {"content": "ab" * 32, "extra": extra, "loader": loader,
+                  "v": data.SHARD_VERSION, "salt": toolchain.shard_salt()}
         key = canonical_digest(fields)
-        assert store._path("ab" * 32, loader, rel) == str(tmp_path / "shards" / key[:2] / f"{key}.npz")
+        assert data.shard_key("ab" * 32, store._json(loader), extra) == key
 
 
 def test_memo_hits_neither_grow_its_byte_counter_nor_drop_it(tmp_path, monkeypatch):
@@ -107,17 +99,16 @@ def test_memo_hits_neither_grow_its_byte_counter_nor_drop_it(tmp_path, monkeypat
     loader = {"format": "csv", "label": "y", "features": None, "delimiter": ",",
               "task": "classification"}
     state = str(tmp_path / ".s2build")
-    shard, _f, parsed = shards.ShardStore(state).load(str(tmp_path), "a.csv", digest, loader)
-    assert parsed
-    size = shard.x.nbytes + shard.labels.nbytes
-    memo = shards.Memo(limit=3 * size)           # room for three such shards
+    store = shards.ShardStore(state)
+    kinds = store.file_kinds(str(tmp_path), "a.csv", digest, loader)
+    (block,) = store.blocks(str(tmp_path), "a.csv", digest, loader, kinds)
+    assert store.parsed_blocks == 1
+    memo = shards.Memo(limit=3 * block.nbytes)   # room for three such blocks
     monkeypatch.setattr(shards, "MEMO", memo)
-    path = shards.ShardStore(state)._path(digest, loader, "a.csv")
     for _ in range(1000):
         store = shards.ShardStore(state)         # a new build of the watch
-        got, _f, parsed = store.load(str(tmp_path), "a.csv", digest, loader)
-        assert not parsed
-        assert memo.bytes == size
-    assert path in memo.entries
-    assert store.file_reads == 0                 # the last 999 loads came from memory
-    assert got is memo.entries[path][0]
+        (got,) = store.blocks(str(tmp_path), "a.csv", digest, loader, kinds)
+        assert store.parsed_blocks == 0
+        assert memo.bytes == block.nbytes
+    assert len(memo.entries) == 1
+    assert got is next(iter(memo.entries.values()))

@@ -1,1 +1,1 @@
-"""Reading data: one reader per format, per-file shards, packs, and the dataset with its holdout split."""
+"""Reading data: one reader per format, content-defined blocks cached as shards, and the dataset with its holdout split."""

@@ -75,8 +75,9 @@ def _tail_hash(buf, ends):
     return h
 
 
-def cut_blocks(data, records, target=TARGET):
+def cut_blocks(data, records, target=None):
     """[(lo, hi)]: record ranges of the blocks, covering every record once, in order."""
+    target = target or TARGET
     n = len(records)
     if n == 0:
         return []

@@ -3,8 +3,9 @@ each block is parsed once (readers.py) and cached by its content:
 
     .s2build/shards/ab/<key>.s2s       one Block (shardfile.py format; lines relative to the
                                        block's first line, so a block that moves keeps its shard)
-    .s2build/shards/files/ab/<key>.json  a table file's manifest: its header, the kinds it
-                                       implies and its blocks [[content key, first line, rows]]
+    .s2build/shards/files/ab/<key>.json  a table file's manifest {"manifest": {"header": [...],
+                                       "kinds": {...}, "blocks": [[content, first line, rows,
+                                       lo, hi]]}, "sha256": of the manifest's canonical JSON}
 
 A CSV file is cut into content-defined blocks (csvblocks.py: an edit or insertion changes the
 block it falls in, not the others), a parquet file into its row groups, an Arrow IPC file into
@@ -107,6 +108,10 @@ def _from_file(arrays, meta, first_line):
                  features=meta["features"], kinds=meta["kinds"], first_line=first_line)
 
 
+def _body_digest(body):
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 class ShardStore:
     """Shard cache of one project. `blocks(root, rel, digest, loader)` gives a file's Blocks,
     parsing only blocks whose content is new. `parsed_blocks` / `reused_blocks` count this
@@ -118,12 +123,6 @@ class ShardStore:
         self.parsed_files = set()   # files with a block parsed by this store
         self.warnings = []
         self._loader, self._loader_json = None, ""
-
-    def use_pack(self, target_name):
-        """Kept for callers of the old per-file shards: blocks need no pack."""
-
-    def save_pack(self):
-        """See use_pack."""
 
     def _json(self, loader):
         if self._loader is not loader:
@@ -225,9 +224,11 @@ class ShardStore:
         try:
             with open(path, encoding="utf-8") as f:
                 got = json.load(f)
-            if isinstance(got, dict) and isinstance(got.get("blocks"), list):
-                return got
-            raise ValueError("not a manifest")
+            body = got.get("manifest") if isinstance(got, dict) else None
+            if not isinstance(body, dict) or got.get("sha256") != _body_digest(body) or \
+                    not isinstance(body.get("blocks"), list):
+                raise ValueError("does not match its checksum")
+            return body
         except FileNotFoundError:
             pass
         except (ValueError, OSError) as e:
@@ -237,7 +238,8 @@ class ShardStore:
             return None
         from s2build.data import tablefile
         got = tablefile.cut(rel, read_verified(root, rel, digest), loader)
-        atomic.write_text(path, json.dumps(got, sort_keys=True))
+        atomic.write_text(path, json.dumps({"manifest": got, "sha256": _body_digest(got)},
+                                           sort_keys=True))
         return got
 
     def file_kinds(self, root, rel, digest, loader):
