@@ -59,7 +59,8 @@ CASES = {
                         "(fix the row or quote fields that contain the delimiter)"),
     "csv-not-a-number": (lambda d: edit_line(d / "data/wine-2.csv", 5,
                                              lambda l: "abc" + l[l.index(","):]), 4,
-                         "data/wine-2.csv:5: column 'alcohol': 'abc' is not a number"),
+                         "data/wine-2.csv:5: column 'alcohol': 'abc' is not a number "
+                         "(declare it a category: loader.columns: {alcohol: category})"),
     "label-out-of-range": (lambda d: edit_line(d / "data/wine-2.csv", 5,
                                                lambda l: l.rstrip("\n")[:-1] + "7\n"), 4,
                            "data/wine-2.csv:5: label '7' is out of range (classes: 0..2) "
