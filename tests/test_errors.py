@@ -60,14 +60,15 @@ CASES = {
     "csv-not-a-number": (lambda d: edit_line(d / "data/wine-2.csv", 5,
                                              lambda l: "abc" + l[l.index(","):]), 4,
                          "data/wine-2.csv:5: column 'alcohol': 'abc' is not a number "
-                         "(declare it a category: loader.columns: {alcohol: category})"),
+                         "(fix the cell, or declare the column a category: "
+                         "loader.columns: {alcohol: category})"),
     "label-out-of-range": (lambda d: edit_line(d / "data/wine-2.csv", 5,
                                                lambda l: l.rstrip("\n")[:-1] + "7\n"), 4,
                            "data/wine-2.csv:5: label '7' is out of range (classes: 0..2) "
                            "(fix the label or loader.classes)"),
-    "nan-feature": (lambda d: edit_line(d / "data/wine-2.csv", 5,
-                                        lambda l: "nan" + l[l.index(","):]), 4,
-                    "data/wine-2.csv:5: column 'alcohol' is nan (fix or remove the row)"),
+    "inf-feature": (lambda d: edit_line(d / "data/wine-2.csv", 5,
+                                        lambda l: "inf" + l[l.index(","):]), 4,
+                    "data/wine-2.csv:5: column 'alcohol' is inf (fix or remove the row)"),
     "user-loss-missing": (lambda d: edit(d / "s2build.yaml", "    model:\n",
                                          "    loss: losses.py:focal\n    model:\n"), 3,
                           "s2build.yaml:13:11: user file 'losses.py' not found "

@@ -232,7 +232,9 @@ def test_the_label_listed_as_a_feature_is_an_error(tmp_path):
 
 def test_underscores_in_numbers_are_not_numbers(tmp_path):
     text = "a,b,y\n1.5,2,0\n1_0,3,1\n" + "".join(f"{i},{i + 1},{i % 2}\n" for i in range(20))
-    assert _csv_error(tmp_path, "{label: y}", text) == "data.csv:3: column 'a': '1_0' is not a number"
+    assert _csv_error(tmp_path, "{label: y}", text) == (
+        "data.csv:3: column 'a': '1_0' is not a number "
+        "(fix the cell, or declare the column a category: loader.columns: {a: category})")
 
 
 def test_jsonl_lines_split_on_newlines_only(tmp_path):

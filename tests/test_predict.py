@@ -33,14 +33,16 @@ def test_predict_honours_the_targets_delimiter(tmp_path):
     assert all(pred.split()[0] in ("0", "1") for _, pred in rows), p.stdout
 
 
-def test_predict_rejects_nan_at_its_line_like_the_build(tmp_path):
+def test_predict_rejects_inf_at_its_line_like_the_build(tmp_path):
     d = _project(tmp_path / "p", ",")
-    (d / "q.csv").write_text("a,b\n1.0,2.0\n\n0.5,nan\n")
+    (d / "q.csv").write_text("a,b\n1.0,2.0\n\n0.5,inf\n")
     p = run(["predict", "t", "q.csv"], d, check=4)
-    assert p.stderr.strip().splitlines()[-1] == "q.csv:4: column 'b' is nan (fix or remove the row)"
+    assert p.stderr.strip().splitlines()[-1] == "q.csv:4: column 'b' is inf (fix or remove the row)"
     (d / "q.csv").write_text("a,b\n1.0,1_0\n")
     p = run(["predict", "t", "q.csv"], d, check=4)
-    assert p.stderr.strip().splitlines()[-1] == "q.csv:2: column 'b': '1_0' is not a number"
+    assert p.stderr.strip().splitlines()[-1] == (
+        "q.csv:2: column 'b': '1_0' is not a number "
+        "(fix the cell, or declare the column a category: loader.columns: {b: category})")
     (d / "q.jsonl").write_text('{"a": 1.0, "b": 2.0}\n{"a": Infinity, "b": 2.0}\n')
     p = run(["predict", "t", "q.jsonl"], d, check=4)
     assert p.stderr.strip().splitlines()[-1] == "q.jsonl:2: column 'a' is inf (fix or remove the row)"

@@ -141,7 +141,7 @@ def test_unseen_category_and_mostly_missing_column_are_reported(tmp_path):
         parts[1] = "violet"
         lines[line - 1] = ",".join(parts)
     (d / "data" / "t.csv").write_text("\n".join(lines) + "\n")
-    p = run(["lint", "--fail-on", "never"], d, check=None)
+    p = run(["lint"], d, check=None)
     out = p.stdout + p.stderr
     assert "unseen-category" in out and "'violet'" in out, out
     assert "mostly-missing" in out and "column 'empty'" in out

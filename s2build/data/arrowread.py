@@ -106,10 +106,26 @@ def infer_kinds(rel, header, first_block, loader):
                 loader, {c: None for c in todo}, infer=True))
             for f in todo:
                 kinds[f] = _kind_of(table.schema.field(f).type, pa)
+                if kinds[f] == "category" and _mostly_numbers(table.column(f), pa):
+                    kinds[f] = "number"     # a typo in a number column: reported, not inferred
         except pa.lib.ArrowInvalid:
             for f in todo:             # the block's error is reported when it is parsed
                 kinds[f] = "number"
     return kinds
+
+
+NUMBER_SHARE = 0.9     # a column whose cells are at least this share numbers is a number column
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|infinity)$"
+
+
+def _mostly_numbers(col, pa):
+    """Whether most non-missing cells of a text column look like numbers: then the others are
+    typos to report at their line, not a reason to make the column a category."""
+    cells = pa.compute.drop_null(_strings(col, pa))
+    if not len(cells):
+        return False
+    hits = pa.compute.sum(pa.compute.match_substring_regex(cells, _NUMBER, ignore_case=True))
+    return (hits.as_py() or 0) >= NUMBER_SHARE * len(cells)
 
 
 def _options(loader, types, infer=False):
@@ -149,7 +165,7 @@ def read_csv_block(rel, header, block, lines, loader, kinds, with_label=True, ba
 
 def _locate(rel, header, block, lines, loader, names, label, features, kinds, regression):
     """Raise the DataError of the first bad row of a block pyarrow refused (Python scan)."""
-    from s2build.data.readers import number
+    from s2build.data.cells import number
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -179,8 +195,8 @@ def _locate(rel, header, block, lines, loader, names, label, features, kinds, re
                     number(cell, f, rel, line, bad=[])
                 except DataError as e:
                     raise DataError(e.message, e.location,
-                                    f"declare it a category: loader.columns: {{{f}: category}}") \
-                        from None
+                                    "fix the cell, or declare the column a category: "
+                                    f"loader.columns: {{{f}: category}}") from None
         if label is not None and regression:
             number(row[index[label]].strip(), label, rel, line, bad=[])
 
@@ -227,7 +243,7 @@ def _floats(col, pa, name, rel, where):
 
 def columns_of(rel, table, label, features, kinds, regression, lines, bad=None, fmt="csv"):
     """Columns of a pyarrow Table; `lines` number its rows in errors."""
-    from s2build.data.readers import origin
+    from s2build.data.cells import origin
     pa = _pa()
     n = table.num_rows
     where = lambda i: origin(rel, int(lines[i]), fmt)        # noqa: E731

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from s2build.data import rowhash
-from s2build.data.readers import origin
+from s2build.data.cells import origin
 from s2build.data.shards import TABLES, SourcesChanged
 from s2build.errors import DataError
 

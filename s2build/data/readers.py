@@ -1,83 +1,31 @@
-"""One reader per source format: bytes of one file -> a Shard (rows, labels, row origins, hashes).
+"""One reader per source format: bytes of one file -> a Block (data/block.py: rows, labels, row
+origins, hashes). Tables (csv, parquet, feather) are read by pyarrow through tablefile.py and
+arrowread.py; this module reads jsonl, npz, npy and images (one folder per class, PNG/JPEG).
 
-Formats (loader.format): csv, jsonl, npz, npy, images (one folder per class, PNG/JPEG). Every
-reader has the signature `parse(rel, data, loader, with_label=True, bad=None)` and returns
-(Shard, feature names); `rel` names the file in errors. Build, specs, predict and lint all read
-through these functions, so a file means the same to each of them.
+`parse(rel, data, loader, with_label=True, bad=None)` reads a whole file; `rel` names it in
+errors. Build, specs, predict and lint all read through it, so a file means the same to each.
 
 - Malformed input raises DataError at its origin: `file:line` (csv, jsonl; 1-based), `file[i]`
-  (npz, npy), `file` (images).
-- with_label=False (predict): the label is neither needed nor read; labels are "".
+  (npz, npy, parquet, feather), `file` (images).
+- with_label=False (predict): the label is neither needed nor read (labels None).
 - bad=[] (lint): a NaN/inf cell is appended to `bad` as the DataError it would raise and the
   row is kept, so that every such cell is found in one pass; other errors still raise.
+  (In tables NaN means missing; inf is the error.)
 
-A Shard holds `x` (float32 [rows, *shape]), `labels` (str [rows] for classification, float32
-[rows, k] for regression and multilabel), `lines` (int64 [rows]: line for csv/jsonl, index
-for arrays, 0 for images) and `row_hash` / `input_hash` (S16 [rows]: BLAKE2b-128 of
-features+label and of features only). Imported lazily (numpy): not on the no-op path.
+Row hashes: rowhash.py, over whole arrays. Imported lazily (numpy): not on the no-op path.
 """
 
-import csv
 import hashlib
 import io
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from s2build.data import rowhash
+from s2build.data.block import Block
+from s2build.data.cells import _flag, number, origin  # noqa: F401  (re-exported)
 from s2build.errors import DataError
-
-
-@dataclass
-class Block:
-    """Rows of one block of a file (a whole file for jsonl, npz, npy and images).
-
-    x           float32 [n, *shape]  numbers (tables: the number columns, NaN = missing)
-    codes       int32 [n, c]         tables: category columns, -1 = missing, into vocab[j]
-    vocab       [[str]]              per category column, its values in this block, sorted
-    labels      int32 [n] class codes into label_vocab | float32 [n, k] values | None
-    label_vocab [str] | None         the block's class names, sorted
-    lines       int64 [n]            csv/jsonl: line of the row's first line; arrays,
-                                     parquet, feather: row index; images: 0
-    input_hash, row_hash  S16 [n]    rowhash.py: of the inputs, of inputs and label
-    features    [str]                feature (column) names; kinds: "number"|"category" each,
-                                     None outside tables
-    first_line  int                  the block's first line (shards store lines relative to it)
-    """
-    x: "np.ndarray"
-    codes: "np.ndarray"
-    vocab: list
-    labels: "np.ndarray"
-    label_vocab: list
-    lines: "np.ndarray"
-    input_hash: "np.ndarray"
-    row_hash: "np.ndarray"
-    features: list
-    kinds: list = None
-    first_line: int = 0
-
-    def __len__(self):
-        return len(self.x)
-
-    @property
-    def nbytes(self):
-        return sum(a.nbytes for a in (self.x, self.codes, self.lines, self.input_hash,
-                                      self.row_hash) + ((self.labels,) if self.labels is not None
-                                                        else ()))
-
-    def moved(self, first_line):
-        """This block, starting at line `first_line` instead."""
-        if first_line == self.first_line:
-            return self
-        import dataclasses
-        return dataclasses.replace(self, lines=self.lines + (first_line - self.first_line),
-                                   first_line=first_line)
-
-    def class_names(self):
-        """[str] per row (classification)."""
-        return np.asarray(self.label_vocab, dtype=np.str_)[self.labels]
 
 
 def _blake(data):
@@ -91,12 +39,6 @@ def _text(rel, data):
         raise DataError(f"not UTF-8 text (byte {e.start})", rel) from None
 
 
-def _flag(err, bad):
-    """Raise `err`, or (lint's collecting mode) append it to `bad` and carry on."""
-    if bad is None:
-        raise err
-    bad.append(err)
-
 
 def _label_not_feature(loader, features, where, with_label):
     label = loader.get("label")
@@ -104,85 +46,6 @@ def _label_not_feature(loader, features, where, with_label):
         raise DataError(f"'{label}' is both the label and a feature", where,
                         f"remove '{label}' from loader.features in s2build.yaml")
 
-
-def number(text, col, rel, line, bad=None):
-    """A cell's text -> float. Rejects what Python's float() accepts but a data file should
-    not mean: underscores (`1_0`), and NaN/inf (see `bad`)."""
-    try:
-        if "_" in text:
-            raise ValueError(text)
-        v = float(text)
-    except ValueError:
-        shown = text if len(text) < 30 else text[:27] + "..."
-        raise DataError(f"column '{col}': {shown!r} is not a number", f"{rel}:{line}") from None
-    if not math.isfinite(v):
-        _flag(DataError(f"column '{col}' is {text.strip()}", f"{rel}:{line}",
-                        "fix or remove the row"), bad)
-    return v
-
-
-def parse_csv(rel, data, loader, with_label=True, bad=None):
-    """A header row, then one row per line; columns by name (loader.features, default: every
-    column but the label), split on loader.delimiter. Duplicate header names are an error."""
-    reader = csv.reader(io.StringIO(_text(rel, data), newline=""),
-                        delimiter=loader.get("delimiter") or ",")
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataError("empty file: expected a header row", rel) from None
-    except csv.Error as e:
-        raise DataError(f"malformed CSV: {e}", f"{rel}:1") from None
-    header = [h.strip() for h in header]
-    seen = set()
-    for h in header:
-        if h in seen:
-            raise DataError(f"duplicate column '{h}' in the header", f"{rel}:1",
-                            "give every column its own name")
-        seen.add(h)
-    label = loader["label"] if with_label else None
-    features = loader.get("features") or [h for h in header if h != loader.get("label")]
-    _label_not_feature(loader, features, f"{rel}:1", with_label)
-    index = {h: i for i, h in enumerate(header)}
-    for col in ([label] if with_label else []) + features:
-        if col not in index:
-            import difflib
-            close = difflib.get_close_matches(col, header, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "columns: " + ", ".join(header)
-            raise DataError(f"no column '{col}' in the header", f"{rel}:1", hint)
-    fidx = [index[c] for c in features]
-    regression = loader["task"] != "classification"
-    xs, labels, lines = [], [], []
-    line = reader.line_num
-    while True:
-        start = line + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            raise DataError(f"malformed CSV: {e}", f"{rel}:{start}") from None
-        line = reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) != len(header):
-            raise DataError(f"expected {len(header)} fields (as in the header), got {len(row)}",
-                            f"{rel}:{start}", "fix the row or quote fields that contain the delimiter")
-        xs.append([number(row[i], c, rel, start, bad) for c, i in zip(features, fidx)])
-        lines.append(start)
-        if not with_label:
-            labels.append("")
-            continue
-        raw = row[index[label]].strip()
-        if regression:
-            labels.append(number(raw, label, rel, start, bad))
-        else:
-            if not raw:
-                raise DataError(f"label column '{label}' is empty", f"{rel}:{start}")
-            labels.append(raw)
-    x = np.asarray(xs, dtype=np.float32).reshape(len(xs), len(features))
-    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), 1) if regression and with_label \
-        else np.asarray(labels, dtype=np.str_)
-    return _shard(x, lab, lines, loader, rel, features)
 
 
 def _shard(x, labels, lines, loader, rel, features=None):
@@ -373,7 +236,7 @@ def parse_image(rel, data, loader, with_label=True, bad=None):
                   ["pixels"])
 
 
-FORMATS = {"csv": parse_csv, "jsonl": parse_jsonl, "npz": parse_npz, "npy": parse_npy,
+FORMATS = {"jsonl": parse_jsonl, "npz": parse_npz, "npy": parse_npy,
            "images": parse_image}
 
 
@@ -384,12 +247,3 @@ def parse(rel, data, loader, with_label=True, bad=None):
         from s2build.data import tablefile
         return tablefile.parse_whole(rel, data, loader, with_label=with_label, bad=bad)
     return FORMATS[loader["format"]](rel, data, loader, with_label=with_label, bad=bad)
-
-
-def origin(rel, line, fmt):
-    """Where a row comes from, as users see it."""
-    if fmt in ("csv", "jsonl"):
-        return f"{rel}:{line}"
-    if fmt == "images":
-        return rel
-    return f"{rel}[{line}]"

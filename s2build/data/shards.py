@@ -27,7 +27,7 @@ import numpy as np
 
 from s2build import atomic
 from s2build.data import readers, shardfile
-from s2build.data.readers import Block
+from s2build.data.block import Block
 from s2build.engine import toolchain
 from s2build.project.schema import TABLES
 
@@ -50,7 +50,8 @@ def read_verified(root, rel, digest):
 def shard_key(content, loader_json, extra=None):
     """SHA-256 hex of the canonical JSON of {"content": digest, "extra": kinds or folder,
     "loader": loader, "salt": toolchain.shard_salt(), "v": SHARD_VERSION}."""
-    blob = (f'{{"content":{json.dumps(content)},"extra":{json.dumps(extra, sort_keys=True)},'
+    extra = json.dumps(extra, sort_keys=True, separators=(",", ":"))
+    blob = (f'{{"content":{json.dumps(content)},"extra":{extra},'
             f'"loader":{loader_json},"salt":{json.dumps(toolchain.shard_salt())},'
             f'"v":{SHARD_VERSION}}}')
     return hashlib.sha256(blob.encode()).hexdigest()

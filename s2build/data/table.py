@@ -111,6 +111,22 @@ class RawTable:
             self.vocab[j] = vocab
         self.codes = codes
 
+    def perturbed(self, values=None, noise=None, seed=0):
+        """A copy with columns set to `values` ({name: number or text}) and Gaussian noise of
+        `noise` x each number column's spread (NaN-aware) added; missing stays missing."""
+        out = self.copy()
+        for name, v in (values or {}).items():
+            out.set_column(name, v)
+        if noise is not None and len(out.num):
+            rng = np.random.default_rng(seed)
+            import warnings
+            with warnings.catch_warnings():     # an all-missing column has no spread
+                warnings.simplefilter("ignore", RuntimeWarning)
+                spread = np.nan_to_num(np.nanstd(out.num, axis=0))
+            out.num = out.num + (rng.standard_normal(out.num.shape) * noise * spread
+                                 ).astype(np.float32)
+        return out
+
     def concat(self, others):
         """This table's rows, then each of `others`' (same names and kinds); the vocabularies
         are merged (sorted union) and the codes remapped."""
@@ -129,4 +145,4 @@ class RawTable:
             codes.append(c)
         num = np.concatenate([t.num for t in tables]).astype(np.float32, copy=False)
         return RawTable(list(self.names), list(self.kinds), num,
-                        np.concatenate(codes).reshape(-1, len(vocab)), vocab)
+                        np.concatenate(codes).reshape(len(num), len(vocab)), vocab)

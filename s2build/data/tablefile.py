@@ -19,7 +19,7 @@ import hashlib
 import numpy as np
 
 from s2build.data import arrowread, csvblocks, rowhash
-from s2build.data.readers import Block
+from s2build.data.block import Block
 
 
 def _digest(*parts):

@@ -302,31 +302,18 @@ class Runner:
         return False, (f"{p['metric']} is {value:.4g}, the gate requires {p['text']} ({n})"), \
             details
 
-    def _perturb_raw(self, p, raw):
-        """Perturbed copy of a RawTable: `set` a column (a number or a category's text),
-        `noise` on the number columns (scaled by each column's spread; missing stays missing)."""
-        import numpy as np
-        if p["shift"]:
-            raise SpecError("shift needs an image input; this artifact takes table columns")
-        raw = raw.take(slice(None)).copy()
-        for f, v in (p["set"] or {}).items():
-            if f not in raw.names:
-                close = difflib.get_close_matches(f, raw.names, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise SpecError(f"unknown feature '{f}'{hint}")
-            raw.set_column(f, v)
-        if p["noise"] is not None:
-            rng = np.random.default_rng(p["seed"])
-            spread = np.nan_to_num(np.nanstd(raw.num, axis=0)) if len(raw.num) else 0
-            raw.num = raw.num + (rng.standard_normal(raw.num.shape) * p["noise"] * spread
-                                 ).astype(np.float32)
-        return raw
-
     def _perturb(self, p, x):
         import numpy as np
         a = self.artifact
-        if hasattr(x, "kinds"):
-            return self._perturb_raw(p, x)
+        if hasattr(x, "kinds"):                 # a table: raw columns
+            if p["shift"]:
+                raise SpecError("shift needs an image input; this artifact takes table columns")
+            unknown = [f for f in (p["set"] or {}) if f not in x.names]
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], x.names, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise SpecError(f"unknown feature '{unknown[0]}'{hint}")
+            return x.perturbed(p["set"], p["noise"], p["seed"])
         shape = x.shape
         x = x.reshape(len(x), -1).astype(np.float32, copy=True)      # [n, features]
         if p["set"]:
