@@ -139,12 +139,13 @@ def test_damaged_manifests_are_cut_again(projects, tmp_path):
     inputs = fingerprint.target_inputs(t, {}, {})[0]
     from s2build.data import shards
     probe = ShardStore(str(state))
-    rel = next(r for r in inputs.sources if probe._path(shards.shard_key(
-        inputs.sources[r], probe._json(t.config["loader"])), "files").endswith(src.name))
+    files = dict(inputs.sources, **inputs.holdout)
+    rel = next(r for r in files if probe._path(shards.shard_key(
+        files[r], probe._json(t.config["loader"])), "files").endswith(src.name))
     for what, data in _damages(good):
         path.write_bytes(data)
         store = ShardStore(str(state))
-        got = store.manifest(t.root, rel, inputs.sources[rel], t.config["loader"])
+        got = store.manifest(t.root, rel, files[rel], t.config["loader"])
         assert got == body, what
         assert bool(store.warnings) == (data != good), what
 

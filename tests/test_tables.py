@@ -63,7 +63,7 @@ def load(d):
 
 def test_quoted_newlines_give_the_true_line(tmp_path):
     text = ('a,note,y\n1.0,"two\nembedded\nnewlines",x\n2.0,plain,z\n'
-            '3.0,"x",w\nnot-a-number,ok,x\n')
+            '3.0,"x",w\nnot-a-number,ok,x\n' + "".join(f"{i}.5,n{i},x\n" for i in range(20)))
     d = table_project(tmp_path, {"data/q.csv": text}, loader_extra=", columns: {note: category}")
     p = run(["build"], d, check=None)
     assert p.returncode != 0
@@ -127,24 +127,21 @@ def _cache_file(d, name):
 def test_unseen_category_and_mostly_missing_column_are_reported(tmp_path):
     table = rows(120)
     text = "a,colour,empty,y\n" + "".join(f"{a},{c},,{y}\n" for a, c, y in table)
-    # a holdout-only category: put 'violet' in rows the split holds out
-    d = table_project(tmp_path, {"data/t.csv": text},
+    held = "a,colour,empty,y\n0.5,violet,,yes\n-0.5,red,,no\n0.1,violet,,no\n"
+    d = table_project(tmp_path, {"data/t.csv": text, "held.csv": held},
                       loader_extra=", columns: {empty: number}")
+    y = d / "s2build.yaml"
+    y.write_text(y.read_text().replace("holdout: {fraction: 0.25, seed: 0}",
+                                       "holdout: {sources: [held.csv]}"))
     p = run(["build"], d, check=0)
     assert "column 'empty' is missing in every training row" in p.stderr
-    ds = load(d)
-    held = np.flatnonzero(ds.holdout)
-    lines = text.splitlines()
-    for i in held[:2].tolist():
-        line = int(ds.origins.lines[i])
-        parts = lines[line - 1].split(",")
-        parts[1] = "violet"
-        lines[line - 1] = ",".join(parts)
-    (d / "data" / "t.csv").write_text("\n".join(lines) + "\n")
     p = run(["lint"], d, check=None)
     out = p.stdout + p.stderr
-    assert "unseen-category" in out and "'violet'" in out, out
-    assert "mostly-missing" in out and "column 'empty'" in out
+    assert "held.csv:2: warning[unseen-category]: column 'colour': 'violet' appears in no " \
+        "training row" in out, out
+    assert "held.csv:4: warning[unseen-category]" in out
+    assert "data/t.csv:1: warning[mostly-missing]: column 'empty' is missing in 100% of the rows" \
+        in out
 
 
 def test_edit_keeps_the_split_and_reparses_one_block(tmp_path, monkeypatch):
@@ -198,3 +195,11 @@ def test_bad_cells_name_their_line(tmp_path, text, where):
     p = run(["build"], d, check=None)
     assert p.returncode != 0 and where in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_the_split_version_is_in_the_toolchain():
+    """Changing which rows are held out changes every artifact: the split's version is a
+    toolchain fact (in the key), so the first rebuild after a change says so."""
+    from s2build.data import rowhash
+    from s2build.engine import toolchain
+    assert toolchain.toolchain()["holdout_split"] == f"rowhash-v{rowhash.SPLIT_VERSION}"

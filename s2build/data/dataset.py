@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from s2build.data import rowhash
+from s2build.data import labels, rowhash
 from s2build.data.cells import origin
 from s2build.data.shards import TABLES, SourcesChanged
 from s2build.errors import DataError
@@ -71,37 +71,6 @@ class Dataset:
     @property
     def n_holdout(self):
         return int(self.holdout.sum())
-
-
-def _class_names(loader, label_vocabs):
-    """Class names in index order, from `classes` (int or list) or inferred from the labels."""
-    classes = loader["classes"]
-    if isinstance(classes, int):
-        return [str(i) for i in range(classes)]
-    if isinstance(classes, list):
-        return [str(c) for c in classes]
-    seen = sorted(set().union(*label_vocabs)) if label_vocabs else []
-    try:
-        return sorted(seen, key=float)
-    except ValueError:
-        return seen
-
-
-def _class_lookup(vocab, classes):
-    """int64 [len(vocab)]: each block class name's index in `classes` ('1.0' matches class '1'
-    when class names are integers), -1 when absent."""
-    pos = {c: i for i, c in enumerate(classes)}
-    out = np.empty(len(vocab), dtype=np.int64)
-    for j, name in enumerate(vocab):
-        k = pos.get(name)
-        if k is None:
-            try:
-                v = float(name)
-                k = pos.get(str(int(v))) if v.is_integer() else None
-            except (ValueError, OverflowError):
-                k = None
-        out[j] = -1 if k is None else k
-    return out
 
 
 def _gather(target, inputs, store):
@@ -188,11 +157,11 @@ def load_dataset(target, inputs, store, allow_stream=False):
 
     # labels: class indices through one lookup table per block
     if task == "classification":
-        classes = _class_names(loader, [b.label_vocab for b in blocks])
+        classes = labels.class_names(loader, [b.label_vocab for b in blocks])
         y = np.empty(n, dtype=np.int64)
         at = 0
         for b in blocks:
-            idx = _class_lookup(b.label_vocab, classes)[b.labels] if len(b) else \
+            idx = labels.class_lookup(b.label_vocab, classes)[b.labels] if len(b) else \
                 np.empty(0, np.int64)
             bad = np.flatnonzero(idx < 0)
             if len(bad):

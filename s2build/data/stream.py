@@ -70,8 +70,8 @@ class Stream:
     def labels(self, b):
         if self.task != "classification":
             return np.asarray(b.labels, dtype=np.float32)
-        from s2build.data.dataset import _class_lookup
-        y = _class_lookup(b.label_vocab, self.classes)[b.labels]
+        from s2build.data.labels import class_lookup
+        y = class_lookup(b.label_vocab, self.classes)[b.labels]
         if (y < 0).any():
             raise DataError(f"label '{b.label_vocab[b.labels[np.flatnonzero(y < 0)[0]]]}' is "
                             f"out of range (classes: {', '.join(self.classes)})",
@@ -89,7 +89,7 @@ class Stream:
 
     def prepare(self):
         """Classes, counts and the preprocessing fit: two passes over the blocks."""
-        from s2build.data.dataset import _class_names
+        from s2build.data.labels import class_names
         from s2build.data import columns
         c = self.kinds.count("category")
         vocab = [set() for _ in range(c)]
@@ -111,7 +111,7 @@ class Stream:
             raise DataError("no training rows", self.target.loc("sources"),
                             "add data, or lower holdout.fraction")
         self.vocab = [sorted(v) for v in vocab]
-        self.classes = _class_names(self.loader, [sorted(label_vocab)]) \
+        self.classes = class_names(self.loader, [sorted(label_vocab)]) \
             if self.task == "classification" else []
         mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
         sq = np.zeros(k)

@@ -36,6 +36,7 @@ def _table_rows(art, path):
     """(origins, RawTable) of `path` for a table artifact, which takes raw columns:
     a file of the target's table format (or any .csv/.parquet/.feather) by the build's reader;
     .json/.jsonl objects keyed by column (strings for categories, null or "NA" for missing)."""
+    from s2build.data.table import NULL_TOKENS
     from s2build.data import readers, tablefile
     loader = json.loads(art.meta.get("s2build.loader", "{}"))
     rel = os.path.relpath(path)
@@ -67,13 +68,20 @@ def _table_rows(art, path):
                      enumerate(data if isinstance(data, list) else [data])]
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e.msg}", f"{rel}:{e.lineno}") from None
-    for where, item in items:
+    kinds = art.prep.kinds
+    for n, (where, item) in enumerate(items):
         if not isinstance(item, dict):
             raise DataError(f"expected an object with keys {art.features}", where)
         missing = [c for c in art.features if c not in item]
         if missing:
             raise DataError(f"missing column '{missing[0]}' (give null for a missing value)",
                             where)
+        for c, kind in zip(art.features, kinds):
+            v = item[c]
+            if kind == "number" and v is not None and not (isinstance(v, str) and
+                                                          v.strip() in NULL_TOKENS):
+                line = where.rpartition(":")[2] if ext == ".jsonl" else n
+                _num(v, c, rel, line)      # not a number, or NaN/inf: an error at its row
     try:
         raw = art.prep.raw_from_values([item for _w, item in items])
     except ValueError as e:

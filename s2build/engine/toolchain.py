@@ -207,6 +207,7 @@ def cudnn_version():
 # --- The toolchain -------------------------------------------------------------------------
 
 _BASE = None
+HOLDOUT_SPLIT = "rowhash-v3"     # = "rowhash-v%d" % data.rowhash.SPLIT_VERSION (a test checks)
 
 
 def toolchain(device="cpu", threads=1):
@@ -214,7 +215,10 @@ def toolchain(device="cpu", threads=1):
     global _BASE
     if _BASE is None:
         versions = _installed_versions(TOOL_PACKAGES)
+        # holdout_split: which rows are held out (data/rowhash.py SPLIT_VERSION, a literal here:
+        # the no-op path imports no numpy); a change says so once, in the first rebuild's line
         _BASE = {"s2build": __version__, "s2build_code": code_digest()[:16],
+                 "holdout_split": HOLDOUT_SPLIT,
                  "python": "%d.%d" % sys.version_info[:2],
                  "machine": os.uname().machine,
                  "cpu": cpu_capability(),
