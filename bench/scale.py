@@ -418,8 +418,8 @@ def report(r, a):
                      "<= 1.5x"))
     e = r["edit"]
     for mode in ("release", "dev"):
-        t(f"edit 1 row of {mb(e['bytes'])}: {mode}", e[mode]["wall"], f"cold {e['cold_wall']:.1f} s",
-          f"{e[mode]['wall']['median'] / e['cold_wall']:.2f}x")
+        t(f"edit 1 row of {mb(e['bytes'])}: {mode}", e[mode]["wall"],
+          f"cold {e['cold_wall']:.1f} s", f"{e[mode]['wall']['median'] / e['cold_wall']:.2f}x")
     b = r.get("big")
     if b is not None:
         if b["supported"]:
