@@ -18,8 +18,9 @@ def _umask():
 FILE_MODE = 0o666 & ~_umask()        # what open() would give; mkstemp alone gives 0600
 
 
-def write_bytes(path, data):
-    """Atomically replace `path` with `data` (bytes)."""
+def write_bytes(path, data, durable=True):
+    """Atomically replace `path` with `data` (bytes). durable=False skips the fsync: for caches
+    whose readers check a checksum (a file emptied by a power loss reads as a miss)."""
     import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -29,7 +30,8 @@ def write_bytes(path, data):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

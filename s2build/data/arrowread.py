@@ -34,10 +34,18 @@ class Columns:
     lines: "np.ndarray"     # int64 [n]
 
 
+_POOL_SET = False
+
+
 def _pa():
+    global _POOL_SET
     import pyarrow
     import pyarrow.compute
     import pyarrow.csv      # noqa: F401  (submodules used below)
+    if not _POOL_SET:       # give freed buffers back: one block is parsed at a time, and an
+        _POOL_SET = True    # allocator's cached pages would count as the build's memory
+        pyarrow.set_memory_pool(pyarrow.system_memory_pool())    # malloc: trimmed by
+                                                                  # dataset._trim
     return pyarrow
 
 
@@ -131,7 +139,7 @@ def _mostly_numbers(col, pa):
 def _options(loader, types, infer=False):
     pa = _pa()
     return dict(
-        read_options=pa.csv.ReadOptions(use_threads=True, block_size=1 << 22),
+        read_options=pa.csv.ReadOptions(use_threads=True, block_size=1 << 20),
         parse_options=pa.csv.ParseOptions(delimiter=loader.get("delimiter") or ",",
                                           newlines_in_values=True),
         convert_options=pa.csv.ConvertOptions(
@@ -249,7 +257,7 @@ def columns_of(rel, table, label, features, kinds, regression, lines, bad=None, 
     where = lambda i: origin(rel, int(lines[i]), fmt)        # noqa: E731
     numbers = [f for f in features if kinds[f] == "number"]
     cats = [f for f in features if kinds[f] != "number"]
-    num = np.empty((n, len(numbers)), dtype=np.float32)
+    num = np.empty((len(numbers), n), dtype=np.float32)   # column-major, transposed once
     for j, f in enumerate(numbers):
         v = _floats(table.column(f), pa, f, rel, where)
         inf = np.flatnonzero(np.isinf(v))
@@ -260,8 +268,8 @@ def columns_of(rel, table, label, features, kinds, regression, lines, bad=None, 
                 raise err
             bad.append(err)
         with np.errstate(over="ignore"):
-            num[:, j] = v
-        big = np.flatnonzero(np.isinf(num[:, j]) & ~np.isinf(v))
+            num[j] = v
+        big = np.flatnonzero(np.isinf(num[j]) & ~np.isinf(v))
         if len(big):
             raise DataError(f"column '{f}': {v[big[0]]:g} is too large for float32", where(big[0]),
                             "rescale the column")
@@ -290,7 +298,8 @@ def columns_of(rel, table, label, features, kinds, regression, lines, bad=None, 
             if (lab < 0).any():
                 raise DataError(f"label column '{label}' is empty", where(int(np.argmax(lab < 0))))
             labels = (lab, [str(v) for v in voc])
-    return Columns(names=list(features), kinds=[kinds[f] for f in features], num=num,
+    return Columns(names=list(features), kinds=[kinds[f] for f in features],
+                   num=np.ascontiguousarray(num.T),
                    codes=codes, vocab=[[str(v) for v in voc] for voc in vocab], labels=labels,
                    lines=np.asarray(lines, dtype=np.int64))
 

@@ -7,7 +7,8 @@ memory-map them or read them straight into a larger array without a second copy.
                                      "meta": {...}, "sha256": hex of every byte after the header}
     then        each array's C-order bytes at its offset (a multiple of 64 from the file start)
 
-Files are written atomically (s2build/atomic.py). A reader checks the magic, the header, that
+Files are written atomically (s2build/atomic.py), without fsync: the checksum below turns a
+file a power loss left empty or partial into a miss. A reader checks the magic, the header, that
 every array lies inside the file, and the SHA-256 of the payload: a damaged file raises
 ShardDamaged and costs a re-parse, never a wrong row.
 """
@@ -50,8 +51,8 @@ def write(path, arrays, meta):
     start = head_len + (-head_len % ALIGN)
     # array offsets are relative to `start`, which is itself aligned
     chunks = [MAGIC, len(body).to_bytes(8, "little"), body, b"\0" * (start - head_len)] + payload
-    atomic.write_bytes(path, b"".join(bytes(c) if isinstance(c, memoryview) else c
-                                      for c in chunks))
+    data = b"".join(bytes(c) if isinstance(c, memoryview) else c for c in chunks)
+    atomic.write_bytes(path, data, durable=False)
 
 
 def _header(buf, size):

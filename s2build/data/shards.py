@@ -22,6 +22,7 @@ never a wrong row. Blocks loaded in this process stay in memory (MEMO) for a lon
 import hashlib
 import json
 import os
+import threading
 
 import numpy as np
 
@@ -124,6 +125,8 @@ class ShardStore:
         self.parsed_files = set()   # files with a block parsed by this store
         self.warnings = []
         self._loader, self._loader_json = None, ""
+        self._local = threading.local()     # .last: (key, bytes, records) of the file last read
+        self._count = threading.Lock()
 
     def _json(self, loader):
         if self._loader is not loader:
@@ -186,8 +189,8 @@ class ShardStore:
             return None
         if todo:
             from s2build.data import tablefile      # pyarrow: only for tables
-            data = read_verified(root, rel, digest)
-            parsed = tablefile.parse_blocks(rel, data, loader, kinds, manifest, todo)
+            data, rec = self._file(root, rel, digest, loader)
+            parsed = tablefile.parse_blocks(rel, data, loader, kinds, manifest, todo, rec=rec)
             for i, block in parsed.items():
                 path = out[i][0]
                 self._put(path, block)
@@ -197,25 +200,47 @@ class ShardStore:
         self.reused_blocks += len(out) - len(todo)
         return [b for _p, b in out]
 
+    def _file(self, root, rel, digest, loader):
+        """(bytes, csv records or None) of the file last cut or parsed: cutting a file and
+        then parsing its new blocks reads and splits it once."""
+        last = getattr(self._local, "last", None)      # per thread: see _gather's pool
+        if last is None or last[0] != (rel, digest):
+            self._local.last = None                     # free the previous file first
+            data = read_verified(root, rel, digest)
+            rec = None
+            if loader["format"] == "csv":
+                from s2build.data import csvblocks
+                rec = csvblocks.split_records(data)
+            self._local.last = last = ((rel, digest), data, rec)
+        return last[1], last[2]
+
+    def release(self):
+        """Drop the bytes of the file last read (by this thread)."""
+        self._local.last = None
+
     def refs(self, root, rel, digest, loader, kinds):
         """[(shard path, first line, rows)] of a table file's blocks, parsing missing ones one
-        at a time and keeping none in memory (data larger than memory: data/stream.py)."""
+        at a time and keeping none in memory (data larger than memory: data/stream.py).
+        Thread-safe: files may be cut and parsed in parallel."""
         manifest = self.manifest(root, rel, digest, loader)
         out, data = [], None
         for i, (content, first_line, rows, *_span) in enumerate(manifest["blocks"]):
             path = self._path(shard_key(content, self._json(loader), kinds))
-            if os.path.exists(path):
-                self.reused_blocks += 1
+            if os.path.exists(path) or MEMO.get(path) is not None:
+                with self._count:
+                    self.reused_blocks += 1
             else:
                 from s2build.data import tablefile
-                if data is None:
-                    data = read_verified(root, rel, digest)
-                block = tablefile.parse_blocks(rel, data, loader, kinds, manifest, [i])[i]
+                data, rec = self._file(root, rel, digest, loader)
+                block = tablefile.parse_blocks(rel, data, loader, kinds, manifest, [i],
+                                               rec=rec)[i]
                 shardfile.write(path, _arrays(block), _meta(block))
-                self.parsed_blocks += 1
-                self.parsed_files.add(rel)
+                with self._count:
+                    self.parsed_blocks += 1
+                    self.parsed_files.add(rel)
                 del block
             out.append((path, first_line, rows))
+        self.release()
         return out
 
     def manifest(self, root, rel, digest, loader, parse=True):
@@ -238,7 +263,8 @@ class ShardStore:
         if not parse:
             return None
         from s2build.data import tablefile
-        got = tablefile.cut(rel, read_verified(root, rel, digest), loader)
+        data, rec = self._file(root, rel, digest, loader)
+        got = tablefile.cut(rel, data, loader, rec)
         atomic.write_text(path, json.dumps({"manifest": got, "sha256": _body_digest(got)},
                                            sort_keys=True))
         return got

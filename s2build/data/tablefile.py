@@ -22,6 +22,9 @@ from s2build.data import arrowread, csvblocks, rowhash
 from s2build.data.block import Block
 
 
+INFER_BYTES = 1 << 20
+
+
 def _digest(*parts):
     h = hashlib.sha256()
     for p in parts:
@@ -37,14 +40,17 @@ def _block_bytes(data, rec, lo, hi):
     return data[int(rec.starts[lo]):int(rec.ends[hi - 1])]
 
 
-def cut(rel, data, loader):
+def cut(rel, data, loader, rec=None):
     fmt = loader["format"]
     if fmt == "csv":
-        rec = csvblocks.split_records(data)
+        rec = rec or csvblocks.split_records(data)
         header = data[rec.header_start:rec.header_end]
         names = arrowread.header_names(rel, header, loader)
         spans = csvblocks.cut_blocks(data, rec)
-        first = _block_bytes(data, rec, *spans[0]) if spans else b""
+        # kinds are inferred from the first block's first MB (pyarrow infers from its first
+        # block too); a typo further down is reported where it stands
+        head = int(np.searchsorted(rec.ends, rec.starts[0] + INFER_BYTES)) if len(rec) else 0
+        first = _block_bytes(data, rec, 0, max(1, min(head, spans[0][1]))) if spans else b""
         kinds = arrowread.infer_kinds(rel, header, first, loader)
         blocks = [[_digest(header, _block_bytes(data, rec, lo, hi)), int(rec.lines[lo]),
                    hi - lo, lo, hi] for lo, hi in spans]
@@ -75,11 +81,13 @@ def _finish(cols, first_line, with_label=True):
                  features=list(cols.names), kinds=list(cols.kinds), first_line=first_line)
 
 
-def parse_blocks(rel, data, loader, kinds, manifest, which, with_label=True, bad=None):
+def parse_blocks(rel, data, loader, kinds, manifest, which, with_label=True, bad=None,
+                 rec=None):
+    """{i: Block} of blocks `which`; `rec`: csvblocks.split_records(data) when known."""
     fmt = loader["format"]
     out = {}
     if fmt == "csv":
-        rec = csvblocks.split_records(data)
+        rec = rec or csvblocks.split_records(data)
         header = data[rec.header_start:rec.header_end]
         for i in which:
             _content, first_line, _rows, lo, hi = manifest["blocks"][i]
@@ -96,10 +104,11 @@ def parse_blocks(rel, data, loader, kinds, manifest, which, with_label=True, bad
 
 def parse_whole(rel, data, loader, with_label=True, bad=None):
     """Every row of one table file as one Block (kinds as this file implies them)."""
-    manifest = cut(rel, data, loader)
+    rec = csvblocks.split_records(data) if loader["format"] == "csv" else None
+    manifest = cut(rel, data, loader, rec)
     kinds = manifest["kinds"]
     which = list(range(len(manifest["blocks"])))
-    parts = parse_blocks(rel, data, loader, kinds, manifest, which, with_label, bad)
+    parts = parse_blocks(rel, data, loader, kinds, manifest, which, with_label, bad, rec)
     blocks = [parts[i] for i in which]
     if not blocks:
         names = manifest["header"]
