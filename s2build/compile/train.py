@@ -37,12 +37,12 @@ import time
 import numpy as np
 import torch
 
-from s2build.compile import models
-from s2build.compile import scoring
+from s2build.compile import models, scoring
 from s2build.errors import BuildError
 
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
 MAX_FACTOR_FLOATS = 50_000_000   # skip gradient factors beyond this many stored floats
+MAX_STATS_ROWS = 200_000         # rows the input normalisation is computed from (evenly spaced)
 
 
 class Cancelled(Exception):
@@ -177,26 +177,40 @@ def _grad_out(row_loss, loss_fn, out, y):
 
 
 class Run:
-    """What a schedule sees of a training run. Tensors: x_all / y_all every row (CPU);
-    xd / yd the training rows on `device` (batches index these); x_hold / y_hold the holdout
-    rows (CPU). train_rows: dataset index of each training row (int64 [n_train])."""
+    """What a schedule sees of a run: x_all / y_all every row (CPU); xd / yd the training rows
+    on `device` (batches index these); x_hold / y_hold the holdout rows; train_rows [n_train]."""
 
     def __init__(self, target, ds, device, keep):
         self.target, self.ds, self.device = target, ds, device
         self.train_rows = np.flatnonzero(~ds.holdout)
         self.x_all = torch.from_numpy(ds.x)                     # [n, *shape]
         self.y_all = torch.from_numpy(ds.y)                     # [n] classes or [n, k] values
-        x_train, y_train = self.x_all[self.train_rows], self.y_all[self.train_rows]
+        y_train = self.y_all[self.train_rows]
         self.hold = torch.from_numpy(ds.holdout)
         self.x_hold, self.y_hold = self.x_all[self.hold], self.y_all[self.hold]
         self.n_outputs = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
+        stats_rows = self.train_rows if keep is None else self.train_rows[keep.numpy()]
+        if len(stats_rows) > MAX_STATS_ROWS:            # normalisation from an even sample
+            stats_rows = stats_rows[::-(-len(stats_rows) // MAX_STATS_ROWS)]
         self.net = models.build(target, tuple(ds.x.shape[1:]), self.n_outputs,
-                                x_train if keep is None else x_train[keep]).to(device)
+                                self.x_all[stats_rows]).to(device)
         self.loss_fn = scoring.loss_fn(target)
         self.row_loss = scoring.ROW_LOSSES.get(target.config["loss"])
         self.metric_fns = scoring.metric_fns(target)
         self.opt = make_optimizer(self.net.parameters(), target.config["train"])
-        self.xd, self.yd = x_train.to(device), y_train.to(device)
+        pos = torch.from_numpy(self.train_rows)       # CPU: batches gather from x_all, no copy
+        self.xd = TrainRows(self.x_all, pos) if device == "cpu" else self.x_all[pos].to(device)
+        self.yd = y_train.to(device)
+
+
+class TrainRows:
+    """`xd[idx]` = x_all[train_rows[idx]]: the training rows without copying them."""
+
+    def __init__(self, x_all, pos):
+        self.x_all, self.pos = x_all, pos
+
+    def __getitem__(self, idx):
+        return self.x_all[self.pos[idx]]
 
 
 class Epochs:
