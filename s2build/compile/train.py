@@ -25,9 +25,9 @@ network is built, and the seeded data order. Batches are index slices of tensors
 (no DataLoader workers).
 
 Training dynamics are recorded as a by-product of an Epochs run (`Recorder`, `Dynamics`):
-per-row loss and margin of every epoch, taken from the forward pass the step already made; final
-logits and penultimate embeddings of every row; last-layer gradient factors at a few
-checkpoints. They feed `lint`, `blame` and the seed report.
+per-row loss and margin of every epoch (float16), taken from the forward pass the step already
+made; final logits of every row; last-layer gradient factors at a few checkpoints, only while
+they fit MAX_FACTOR_FLOATS. They feed `lint`, `blame` and the seed report.
 """
 
 import math
@@ -75,7 +75,6 @@ class Dynamics:
         margin      float16 [epochs, n_train]  per-row margin (negative: wrong)
         logits      float32 [n, k]             final outputs of every row: training rows at their
                                                step in the last epoch, holdout rows after it
-        embedding   float32 [n, h]             input of the last linear layer, likewise
         ckpt_epoch  int64 [c]                  epochs of the gradient checkpoints
         ckpt_lr     float32 [c]                learning rate at each checkpoint
         grad_out    float32 [c, n, k]          dLoss/dlogits of every row at each checkpoint
@@ -90,7 +89,7 @@ class Dynamics:
         self.train_rows = train_rows
         self.loss = torch.full((epochs, n), float("nan"))
         self.margin = torch.zeros((epochs, n))
-        self.logits = self.embedding = None
+        self.logits = None
         self.ckpt_epoch, self.ckpt_lr, self.grad_out, self.grad_in = [], [], [], []
 
     def arrays(self):
@@ -101,8 +100,6 @@ class Dynamics:
                "ckpt_lr": np.asarray(self.ckpt_lr, dtype=np.float32)}
         if self.logits is not None:
             out["logits"] = self.logits.numpy()
-        if self.embedding is not None:
-            out["embedding"] = self.embedding.numpy()
         if self.grad_out:
             out["grad_out"] = torch.stack(self.grad_out).numpy()
             out["grad_in"] = torch.stack(self.grad_in).numpy()
@@ -334,7 +331,7 @@ class Recorder:
     def begin(self, epoch):
         self.outs, self.rows, self.seen, self.hook = [], [], [], None   # this epoch's per-row
         self.capture = epoch + 1 in self.ckpts or epoch + 1 == self.epochs
-        if self.capture and self.head is not None:
+        if epoch + 1 in self.ckpts and self.head is not None:       # factors: checkpoints only
             self.hook = self.head.register_forward_hook(
                 lambda m, i, o: self.seen.append(i[0].detach()))
 
@@ -364,7 +361,7 @@ class Recorder:
         if len(run.x_hold):
             logits[hold] = out_h.float().cpu()
         emb = None
-        if head is not None:
+        if head is not None and epoch + 1 in self.ckpts:
             emb = torch.zeros((len(run.x_all), head.in_features))
             emb[pos] = torch.cat([a.reshape(len(a), -1) for a in self.seen]).float().cpu()
             if len(run.x_hold):
@@ -381,9 +378,9 @@ class Recorder:
         """Holdout metrics from the last epoch's pass (None: evaluate afresh)."""
         run, dyn = self.run, self.dyn
         if self.final is None:
-            dyn.logits, dyn.embedding = forward_all(net, run.x_all, capture=self.head)
+            dyn.logits, _emb = forward_all(net, run.x_all)
             return None
-        dyn.logits, dyn.embedding, out_h = self.final       # the last epoch saw every row
+        dyn.logits, _emb, out_h = self.final                 # the last epoch saw every row
         if not len(run.x_hold):
             return {}
         return {name: fn(out_h.cpu(), run.y_hold) for name, fn in run.metric_fns}

@@ -39,7 +39,7 @@ def run(project, wanted, folds=0, verbose=False):
             continue
         ds = data.load_dataset(s.target, s.inputs, ShardStore(project.state_dir))
         path = os.path.join(cache.entry_dir(s.inputs.key), "dynamics.npz")
-        dyn = dict(np.load(path, allow_pickle=False)) if os.path.exists(path) else None
+        dyn = data.load_dynamics(path) if os.path.exists(path) else None
         name = s.target.name
         progress = (lambda f, k, name=name: print(f"{name}: fold {f}/{k} trained",
                                                   file=sys.stderr)) if folds else None

@@ -24,7 +24,8 @@ def dynamics(project, name, key):
     if not os.path.exists(path):
         raise errors.BuildError(f"no training dynamics recorded for {name}",
                                 hint=f"rebuild it: s2build clean {name} && s2build build")
-    return dict(np.load(path, allow_pickle=False))
+    from s2build.data.dataset import load_dynamics
+    return load_dynamics(path)
 
 
 def input_shape(output):

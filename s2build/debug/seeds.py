@@ -54,7 +54,8 @@ def build(project, target, k, reporter):
 def load_dynamics(project, key):
     from s2build.store.local import Cache
     path = os.path.join(Cache(project.state_dir).entry_dir(key), "dynamics.npz")
-    return dict(np.load(path, allow_pickle=False))
+    from s2build.data.dataset import load_dynamics
+    return load_dynamics(path)
 
 
 def compare(dyns, seeds):
