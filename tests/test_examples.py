@@ -36,6 +36,37 @@ def digits(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def penguins(tmp_path_factory):
+    d = copy_example("penguins", tmp_path_factory.mktemp("ex") / "penguins")
+    run(["build"], d, check=0)
+    return d
+
+
+def test_penguins_artifact_takes_raw_columns_in_plain_onnxruntime(penguins):
+    """A consumer with only onnxruntime feeds the raw columns, a missing value and an unseen
+    category included, and gets the species the build's own evaluation gives."""
+    s = session(penguins / "build" / "penguins.onnx")
+    names = [i.name for i in s.get_inputs()]
+    assert names == ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
+                     "island", "sex", "year"]
+    rows = {"bill_length_mm": [39.1, 46.5, 50.0, np.nan], "bill_depth_mm": [18.7, 17.9, 15.2, 14.0],
+            "flipper_length_mm": [181, 192, 218, 215], "body_mass_g": [3750, 3500, 5700, 5000],
+            "island": ["Torgersen", "Dream", "Biscoe", "Atlantis"],
+            "sex": ["male", "female", "NA", ""], "year": [2007, 2008, 2009, 2008]}
+    feeds = {k: np.asarray(v, dtype=object if k in ("island", "sex") else np.float32)
+             for k, v in rows.items()}
+    probs = s.run(None, feeds)[1]
+    classes = json.loads(dict((m.key, m.value) for m in
+                              __import__("onnx").load(str(penguins / "build" / "penguins.onnx"))
+                              .metadata_props)["s2build.classes"])
+    assert [classes[i] for i in probs.argmax(1)] == ["Adelie", "Chinstrap", "Gentoo", "Gentoo"]
+    # predict on the raw file agrees with the artifact, row by row
+    p = run(["predict", "penguins", "data/penguins-dream.csv", "--json"], penguins, check=0)
+    out = json.loads(p.stdout)
+    assert out[0]["origin"] == "data/penguins-dream.csv:2" and len(out) == 124
+
+
 def test_digits_reaches_95_percent_on_its_holdout(digits):
     d = digits
     # recompute the holdout through the real loader, then score it with onnxruntime
@@ -85,7 +116,7 @@ def test_life_predict_names_each_row(life):
     assert sum(o["prediction"] == p["next"] for o, p in zip(out, patterns)) >= len(patterns) - 1
 
 
-@pytest.mark.parametrize("name", ["digits", "life"])
+@pytest.mark.parametrize("name", ["digits", "life", "penguins"])
 def test_specs_pass_and_verify_reproduces(name, request):
     d = request.getfixturevalue(name)
     p = run(["test"], d, check=0)

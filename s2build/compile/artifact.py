@@ -222,8 +222,9 @@ class Artifact:
 
     def run(self, x):
         """Every output over `x`, computed in chunks: [array, ...]. `x` is rows (float32
-        [n, ...]), or for an artifact that takes raw columns, feeds {input name: array [n]}
-        or a RawTable (data/table; its columns by name, fed through `prep.feeds`)."""
+        [n, ...]), or for an artifact that takes raw columns, feeds {input name: array [n]},
+        a RawTable (data/table; its columns by name, fed through `prep.feeds`) or, when every
+        column is a number, one array [n, columns] in the artifact's input order."""
         import numpy as np
         if isinstance(x, dict):
             return self.run_feeds(x)
@@ -231,6 +232,14 @@ class Artifact:
             if self.prep is None:
                 raise ValueError("this artifact takes one array, not table columns")
             return self.run_feeds(self.prep.feeds(x))
+        if self.takes_columns and self.meta.get("s2build.prep"):
+            # number-only table columns given as one array [n, columns], in the artifact's order
+            x = np.asarray(x, dtype=np.float32)
+            if x.ndim != 2 or x.shape[1] != len(self.inputs) or \
+                    any(kind != "float" for _n, kind, _s in self.inputs):
+                raise ValueError(f"this artifact takes {len(self.inputs)} named columns; give "
+                                 "them as feeds or a RawTable")
+            return self.run_feeds({name: x[:, j] for j, (name, _k, _s) in enumerate(self.inputs)})
         x = np.ascontiguousarray(x, dtype=np.float32)
         chunks = [self.session.run(None, {self.input_name: self._shape(x[i:i + CHUNK])})
                   for i in range(0, len(x), CHUNK)]
