@@ -7,7 +7,7 @@
    score lint's label-error ranking: AUROC and precision@k, k = number of flipped rows.
 2. Planted issues, one kind per project, on digits written out as CSV (64 pixel columns):
    2% exact duplicates, 2% conflicting duplicates, 2% holdout rows copied into training, 2% rows
-   with a NaN cell, 2% far outliers. `s2build lint --json` runs on each; precision and recall of
+   with an inf cell (NaN is a missing value in tables, imputed), 2% far outliers. `s2build lint --json` runs on each; precision and recall of
    the matching check against the planted rows.
 3. Blame: for each query (the holdout rows the network is least sure about), remove the 20
    training rows blame ranks highest and retrain; separately remove 20 random training rows and
@@ -111,7 +111,7 @@ def write_csv_project(d, x, y, holdout_x=None, holdout_y=None, extra_rows=()):
     header = ",".join(f"p{i}" for i in range(64)) + ",label\n"
 
     def rows(xs, ys):
-        return "".join(",".join(("nan" if np.isnan(v) else f"{v:g}") for v in r) + f",{l}\n"
+        return "".join(",".join(("inf" if np.isinf(v) else f"{v:g}") for v in r) + f",{l}\n"
                        for r, l in zip(xs, ys))
     (d / "data" / "train.csv").write_text(header + rows(x, y) + rows(*zip(*extra_rows))
                                           if extra_rows else header + rows(x, y))
@@ -173,14 +173,14 @@ def planted(ds, workdir):
     hold_index = {i: j for j, i in enumerate(np.flatnonzero(hold))}
     truth = {f"data/holdout.csv:{hold_index[i] + 2}" for i in leaked}
     score("holdout copies in training", "leakage", d, truth)
-    # NaN cells
+    # inf cells (NaN is a missing value in a table: imputed, not an error)
     d = workdir / "nan"
     xn = x.copy()
     cols = rng.integers(0, 64, size=m)
-    xn[src, cols] = np.nan
+    xn[src, cols] = np.inf
     write_csv_project(d, xn, y)
     truth = {f"data/train.csv:{i + 2}" for i in src}
-    score("NaN cells", "non-finite", d, truth)
+    score("inf cells", "non-finite", d, truth)
     # far outliers: pixel values far outside 0..16
     d = workdir / "outlier"
     xo = x.copy()

@@ -4,7 +4,7 @@
 
 Checks (each a `check` name, for `--json` and for filtering):
 
-    non-finite         error    a NaN or inf cell, found by the build's readers (data/readers.py)
+    non-finite         error    an inf cell (NaN too outside tables), found by the build's readers
     conflicting-label  error    same input as an earlier row, with a different label
     leakage            error    a holdout row whose input is also a training row
     duplicate          warning  same input and label as an earlier row
