@@ -14,15 +14,18 @@ from conftest import cache_listing, copy_example, run, sha256
 
 
 def test_example_artifact_runs_in_a_separate_onnxruntime_process(built_wine):
+    """A consumer with only onnxruntime and the CSV file: one input per column, named as in
+    the header, fed the raw values (the preprocessing is inside the graph)."""
     model_path = built_wine / "build" / "wine.onnx"
     onnx.checker.check_model(onnx.load(str(model_path)), full_check=True)
     script = textwrap.dedent("""
         import csv, sys, numpy as np, onnxruntime as ort
         sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-        rows = list(csv.reader(open(sys.argv[2])))[1:]
-        x = np.array([[float(v) for v in r[:-1]] for r in rows], dtype=np.float32)
-        y = np.array([int(r[-1]) for r in rows])
-        logits, probs = sess.run(None, {sess.get_inputs()[0].name: x})
+        header, *rows = list(csv.reader(open(sys.argv[2])))
+        feeds = {i.name: np.array([float(r[header.index(i.name)]) for r in rows], np.float32)
+                 for i in sess.get_inputs()}
+        y = np.array([int(r[header.index("cultivar")]) for r in rows])
+        logits, probs = sess.run(None, feeds)
         assert probs.shape == (len(rows), 3), probs.shape
         print((probs.argmax(1) == y).mean())
     """)

@@ -31,7 +31,7 @@ def env_path(*first):
 
 
 def shard_files(d):
-    return sorted(p.name for p in (d / ".s2build" / "shards").rglob("*.npz"))
+    return sorted(p.name for p in (d / ".s2build" / "shards").rglob("*.s2s"))
 
 
 # --- 1. s2build's own code ------------------------------------------------------------------
