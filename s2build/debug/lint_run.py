@@ -11,8 +11,6 @@ from s2build.debug import lint
 def run(project, wanted, folds=0, verbose=False):
     """(sorted [Diagnostic], skipped or None): `skipped` says why the model-based checks did
     not run (the data does not load)."""
-    import numpy as np
-
     from s2build.data import dataset as data
     from s2build.data.shards import ShardStore
     from s2build.engine import runner

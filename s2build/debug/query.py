@@ -19,7 +19,6 @@ def entry_file(project, key, name):
 
 def dynamics(project, name, key):
     """The dynamics.npz of build `key` as a dict of arrays; BuildError when it is missing."""
-    import numpy as np
     path = entry_file(project, key, "dynamics.npz")
     if not os.path.exists(path):
         raise errors.BuildError(f"no training dynamics recorded for {name}",
