@@ -19,7 +19,8 @@ gradient at another class follows from its stored one: dz' = dz + e_y - e_pred g
 gz' = gz + Bz[y] - Bz[pred].
 
 Stored float16, scaled per checkpoint so the largest magnitude is 2**14 (no overflow, never
-inf): value = stored * scale. Bytes per row per checkpoint: 2 * (min(k, D_OUT) + min(h, D_IN)).
+inf): value = stored * scale. Bytes per row per checkpoint: 2 * (min(k, D_OUT) + min(h, D_IN));
+per entry and checkpoint, the bases: 2 * (k * min(k, D_OUT) + h * min(h, D_IN)).
 """
 
 import numpy as np
@@ -32,7 +33,7 @@ TOP = 2.0 ** 14      # largest stored magnitude (float16 max is 65504)
 
 def basis(x, width):
     """[w, min(w, width)] float32 for rows x [n, w]: the identity when w <= width, else the
-    top principal directions of x (uncentred)."""
+    top principal directions of x (uncentred), rounded to float16 (how they are stored)."""
     x = np.asarray(x, dtype=np.float32)
     w = x.shape[1]
     if w <= width:
@@ -43,7 +44,8 @@ def basis(x, width):
     _vals, vecs = np.linalg.eigh(r.T @ r)
     top = vecs[:, ::-1][:, :width]                       # largest eigenvalues first
     sign = np.sign(top[np.abs(top).argmax(axis=0), np.arange(width)])
-    return (top * np.where(sign == 0, 1, sign)).astype(np.float32)
+    top = top * np.where(sign == 0, 1, sign)
+    return top.astype(np.float16).astype(np.float32)     # stored float16: the same values
 
 
 def sketch(x, proj, chunk=65536):

@@ -77,11 +77,12 @@ class Dynamics:
         ckpt_lr      float32 [c]              learning rate at each checkpoint
         grad_z       float16 [c, n, dz]       dLoss/dlogits @ grad_z_basis (compile/tracin.py)
         grad_z_scale float32 [c]              value = stored * scale (tracin.encode)
-        grad_z_basis float32 [c, k, dz]       the projection (training rows' principal axes)
+        grad_z_basis float16 [c, k, dz]       the projection (training rows' principal axes)
         grad_a       float16 [c, n, da]       last-layer input @ grad_a_basis
-        grad_a_scale float32 [c]              grad_a_basis float32 [c, h, da]              (training rows' factors: from the step that used
+        grad_a_scale float32 [c]              grad_a_basis float16 [c, h, da]
+                                              (training rows' factors: from the step that used
                                               them; holdout rows': a pass after the epoch)
-    Bytes per row: 2 + 4k + 2c(dz + da) (+ 12 train_rows); dz <= tracin.D_OUT, da <= D_IN.
+    Bytes per row: 4k + 2c(dz + da), + 10 per training row (dz <= tracin.D_OUT, da <= D_IN).
     """
 
     def __init__(self, train_rows, epochs):
@@ -104,7 +105,7 @@ class Dynamics:
         if self.grad_z:
             for name, side in (("grad_z", self.grad_z), ("grad_a", self.grad_a)):
                 out[name], out[name + "_scale"] = tracin.encode(np.stack([g for g, _b in side]))
-                out[name + "_basis"] = np.stack([b for _g, b in side])
+                out[name + "_basis"] = np.stack([b for _g, b in side]).astype(np.float16)
         return out
 
 
