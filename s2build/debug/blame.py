@@ -42,7 +42,8 @@ def query_factors_from_rows(dyn, row, pred):
 
 
 def query_factors_from_model(module, x):
-    """(dz [1, k], a [1, h], pred, p) of input `x` [1, ...] under the final network, at its prediction."""
+    """(dz [1, k], a [1, h], pred, p) of input `x` [1, ...] under the final network, at its
+    prediction."""
     import torch
 
     from s2build.compile import models
