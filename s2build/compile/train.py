@@ -38,7 +38,7 @@ from s2build.compile import models, scoring, tracin
 from s2build.errors import BuildError
 
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
-MAX_FACTOR_FLOATS = 200_000_000  # skip gradient factors beyond this many stored halves
+MAX_FACTOR_FLOATS = 500_000_000  # skip gradient factors beyond this many halves (~2M rows)
 DYNAMICS_VERSION = 2             # dynamics.npz format (1: unversioned, full float32 factors)
 MAX_STATS_ROWS = 200_000         # rows the input normalisation is computed from (evenly spaced)
 
@@ -87,14 +87,13 @@ class Dynamics:
 
     def __init__(self, train_rows, epochs):
         n = len(train_rows)
-        self.train_rows, self.late = train_rows, epochs // 2    # first epoch of the margin mean
-        self.margin = torch.zeros(n, dtype=torch.float64)       # sum over the late epochs
-        self.late_epochs = max(epochs - self.late, 1)
+        self.train_rows, self.late, self.n_late = train_rows, epochs // 2, epochs - epochs // 2
+        self.margin = torch.zeros(n, dtype=torch.float64)   # sum over epochs late .. epochs-1
         self.logits = None
         self.ckpt_epoch, self.ckpt_lr, self.grad_z, self.grad_a = [], [], [], []
 
     def arrays(self):
-        late = np.clip((self.margin / self.late_epochs).numpy(), -65504, 65504)
+        late = np.clip((self.margin / max(self.n_late, 1)).numpy(), -65504, 65504)
         out = {"version": np.asarray(DYNAMICS_VERSION, dtype=np.int64),
                "train_rows": np.asarray(self.train_rows, dtype=np.int64),
                "margin_late": late.astype(np.float16),
@@ -104,8 +103,9 @@ class Dynamics:
             out["logits"] = self.logits.numpy()
         if self.grad_z:
             for name, side in (("grad_z", self.grad_z), ("grad_a", self.grad_a)):
-                out[name], out[name + "_scale"] = tracin.encode(np.stack([g for g, _b in side]))
-                out[name + "_basis"] = np.stack([b for _g, b in side]).astype(np.float16)
+                out[name] = np.concatenate([g for g, _s, _b in side])
+                out[name + "_scale"] = np.concatenate([sc for _g, sc, _b in side])
+                out[name + "_basis"] = np.stack([b for _g, _s, b in side]).astype(np.float16)
         return out
 
 
@@ -373,7 +373,7 @@ class Recorder:
             for side, x, width in ((dyn.grad_z, dz.numpy(), tracin.D_OUT),
                                    (dyn.grad_a, emb.numpy(), tracin.D_IN)):
                 b = tracin.basis(x[run.train_rows], width)
-                side.append((tracin.sketch(x, b), b))
+                side.append(tracin.encode(tracin.sketch(x, b)[None]) + (b,))   # float16 now
         if epoch + 1 == self.epochs:
             self.final = (logits, emb, out_h)
 
