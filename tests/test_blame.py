@@ -72,3 +72,21 @@ def test_blame_the_input_of_an_example_spec(wine):
     assert p.stderr == ("s2build: error: --spec holdout accuracy: target 'wine' has no example "
                         "spec of that name (example specs: a textbook cultivar-0 wine, "
                         "a cultivar-2 row stays cultivar 2)\n")
+
+
+def test_dynamics_are_bounded_and_an_old_format_asks_for_a_rebuild(wine):
+    run(["build"], wine, check=0)
+    [path] = list((wine / ".s2build").rglob("dynamics.npz"))
+    with np.load(path) as z:
+        dyn = dict(z)
+    assert int(dyn["version"]) == 2 and "grad_out" not in dyn and "loss" not in dyn
+    c, n, da = dyn["grad_a"].shape
+    assert dyn["grad_a"].dtype == dyn["grad_z"].dtype == np.float16 and da <= 64
+    assert np.isfinite(dyn["grad_a"]).all() and np.isfinite(dyn["grad_z"]).all()
+    assert dyn["margin_late"].shape == dyn["train_rows"].shape
+    old = {k: v for k, v in dyn.items() if k not in ("version", "grad_z", "grad_a")}
+    old["grad_out"] = np.zeros((c, n, 3), np.float32)      # version 1: full float32 factors
+    old["grad_in"] = np.zeros((c, n, 8), np.float32)
+    np.savez(path, **old)
+    p = run(["blame", "wine", "--input", "data/wine-1.csv:6"], wine)
+    assert p.returncode != 0 and "rebuild it" in p.stderr and "Traceback" not in p.stderr, p.stderr

@@ -20,14 +20,11 @@ A schedule has `threads` and three methods: `start(run)` (warm start `run.net` /
 may raise), `batches(run, r)` (the index batches of round r, int64 positions in the training
 rows, or None to stop before it) and `done(r)` ((done, total) for progress after round r).
 
-Release builds are deterministic: one training thread, `torch.manual_seed(seed)` before the
-network is built, and the seeded data order. Batches are index slices of tensors held in memory
-(no DataLoader workers).
-
 Training dynamics are recorded as a by-product of an Epochs run (`Recorder`, `Dynamics`):
-per-row loss and margin of every epoch (float16), taken from the forward pass the step already
-made; final logits of every row; last-layer gradient factors at a few checkpoints, only while
-they fit MAX_FACTOR_FLOATS. They feed `lint`, `blame` and the seed report.
+the mean per-row margin over the second half of the epochs (lint's label-error signal), taken
+from the forward pass the step already made; final logits of every row; last-layer gradient
+factors at a few checkpoints, sketched to a bounded width (compile/tracin.py). They feed `lint`,
+`blame` and the seed report.
 """
 
 import math
@@ -37,11 +34,12 @@ import time
 import numpy as np
 import torch
 
-from s2build.compile import models, scoring
+from s2build.compile import models, scoring, tracin
 from s2build.errors import BuildError
 
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
-MAX_FACTOR_FLOATS = 50_000_000   # skip gradient factors beyond this many stored floats
+MAX_FACTOR_FLOATS = 500_000_000  # skip gradient factors beyond this many halves (~2M rows)
+DYNAMICS_VERSION = 2             # dynamics.npz format (1: unversioned, full float32 factors)
 MAX_STATS_ROWS = 200_000         # rows the input normalisation is computed from (evenly spaced)
 
 
@@ -69,40 +67,45 @@ class Trained:
 class Dynamics:
     """Per-row training dynamics. Arrays, saved as `dynamics.npz` beside the cache entry:
 
-        train_rows  int64 [n_train]            dataset index of each training row
-        loss        float16 [epochs, n_train]  per-row loss at its step in each epoch (NaN
-                                               for user losses, which return only a scalar)
-        margin      float16 [epochs, n_train]  per-row margin (negative: wrong)
-        logits      float32 [n, k]             final outputs of every row: training rows at their
-                                               step in the last epoch, holdout rows after it
-        ckpt_epoch  int64 [c]                  epochs of the gradient checkpoints
-        ckpt_lr     float32 [c]                learning rate at each checkpoint
-        grad_out    float32 [c, n, k]          dLoss/dlogits of every row at each checkpoint
-        grad_in     float32 [c, n, h]          last-layer input of every row at each checkpoint
-                                               (training rows' factors come from the step that
-                                               used them, in train mode; holdout rows' from a
-                                               pass after the epoch)
+        version      int64 []                 DYNAMICS_VERSION
+        train_rows   int64 [n_train]          dataset index of each training row
+        margin_late  float16 [n_train]        per-row margin (negative: wrong) at its step,
+                                              mean over epochs epochs//2 .. epochs-1
+        logits       float32 [n, k]           final outputs of every row: training rows at their
+                                              step in the last epoch, holdout rows after it
+        ckpt_epoch   int64 [c]                epochs of the gradient checkpoints
+        ckpt_lr      float32 [c]              learning rate at each checkpoint
+        grad_z       float16 [c, n, dz]       dLoss/dlogits @ grad_z_basis (compile/tracin.py)
+        grad_z_scale float32 [c]              value = stored * scale (tracin.encode)
+        grad_z_basis float16 [c, k, dz]       the projection (training rows' principal axes)
+        grad_a       float16 [c, n, da]       last-layer input @ grad_a_basis
+        grad_a_scale float32 [c]              grad_a_basis float16 [c, h, da]
+                                              (training rows' factors: from the step that used
+                                              them; holdout rows': a pass after the epoch)
+    Bytes per row: 4k + 2c(dz + da), + 10 per training row (dz <= tracin.D_OUT, da <= D_IN).
     """
 
     def __init__(self, train_rows, epochs):
         n = len(train_rows)
-        self.train_rows = train_rows
-        self.loss = torch.full((epochs, n), float("nan"))
-        self.margin = torch.zeros((epochs, n))
+        self.train_rows, self.late, self.n_late = train_rows, epochs // 2, epochs - epochs // 2
+        self.margin = torch.zeros(n, dtype=torch.float64)   # sum over epochs late .. epochs-1
         self.logits = None
-        self.ckpt_epoch, self.ckpt_lr, self.grad_out, self.grad_in = [], [], [], []
+        self.ckpt_epoch, self.ckpt_lr, self.grad_z, self.grad_a = [], [], [], []
 
     def arrays(self):
-        out = {"train_rows": np.asarray(self.train_rows, dtype=np.int64),
-               "loss": self.loss.numpy().astype(np.float16),
-               "margin": self.margin.numpy().astype(np.float16),
+        late = np.clip((self.margin / max(self.n_late, 1)).numpy(), -65504, 65504)
+        out = {"version": np.asarray(DYNAMICS_VERSION, dtype=np.int64),
+               "train_rows": np.asarray(self.train_rows, dtype=np.int64),
+               "margin_late": late.astype(np.float16),
                "ckpt_epoch": np.asarray(self.ckpt_epoch, dtype=np.int64),
                "ckpt_lr": np.asarray(self.ckpt_lr, dtype=np.float32)}
         if self.logits is not None:
             out["logits"] = self.logits.numpy()
-        if self.grad_out:
-            out["grad_out"] = torch.stack(self.grad_out).numpy()
-            out["grad_in"] = torch.stack(self.grad_in).numpy()
+        if self.grad_z:
+            for name, side in (("grad_z", self.grad_z), ("grad_a", self.grad_a)):
+                out[name] = np.concatenate([g for g, _s, _b in side])
+                out[name + "_scale"] = np.concatenate([sc for _g, sc, _b in side])
+                out[name + "_basis"] = np.stack([b for _g, _s, b in side]).astype(np.float16)
         return out
 
 
@@ -323,13 +326,14 @@ class Recorder:
         self.head = head = models.last_linear(run.net)
         ckpts = {min(epochs, max(1, round(epochs * (i + 1) / CHECKPOINTS)))
                  for i in range(CHECKPOINTS)}
-        if head is None or len(ckpts) * len(run.x_all) * (head.in_features + run.n_outputs) \
+        if head is None or len(ckpts) * len(run.x_all) * (min(head.in_features, tracin.D_IN)
+                                                          + min(run.n_outputs, tracin.D_OUT)) \
                 > MAX_FACTOR_FLOATS:
             ckpts = set()
         self.ckpts, self.final = ckpts, None
 
     def begin(self, epoch):
-        self.outs, self.rows, self.seen, self.hook = [], [], [], None   # this epoch's per-row
+        self.outs, self.seen, self.hook = [], [], None   # this epoch's per-row
         self.capture = epoch + 1 in self.ckpts or epoch + 1 == self.epochs
         if epoch + 1 in self.ckpts and self.head is not None:       # factors: checkpoints only
             self.hook = self.head.register_forward_hook(
@@ -337,17 +341,13 @@ class Recorder:
 
     def step(self, out, per_row):
         self.outs.append(out.detach())
-        if per_row is not None:
-            self.rows.append(per_row.detach())
 
     def end(self, epoch, order):
         """`order`: the training-row positions of this epoch's steps, in step order."""
         run, dyn, device = self.run, self.dyn, self.run.device
-        if len(order):
-            if self.rows:
-                dyn.loss[epoch, order] = torch.cat(self.rows).float().cpu()
-            dyn.margin[epoch, order] = scoring.margin(torch.cat(self.outs),
-                                                      run.yd[order.to(device)]).float().cpu()
+        if len(order) and epoch >= dyn.late:
+            dyn.margin[order] += scoring.margin(torch.cat(self.outs),
+                                                run.yd[order.to(device)]).double().cpu()
         if not self.capture:
             return
         head, hold = self.head, run.hold
@@ -369,8 +369,11 @@ class Recorder:
         if epoch + 1 in self.ckpts:
             dyn.ckpt_epoch.append(epoch + 1)
             dyn.ckpt_lr.append(run.opt.param_groups[0]["lr"])
-            dyn.grad_out.append(_grad_out(run.row_loss, run.loss_fn, logits, run.y_all))
-            dyn.grad_in.append(emb)
+            dz = _grad_out(run.row_loss, run.loss_fn, logits, run.y_all)
+            for side, x, width in ((dyn.grad_z, dz.numpy(), tracin.D_OUT),
+                                   (dyn.grad_a, emb.numpy(), tracin.D_IN)):
+                b = tracin.basis(x[run.train_rows], width)
+                side.append(tracin.encode(tracin.sketch(x, b)[None]) + (b,))   # float16 now
         if epoch + 1 == self.epochs:
             self.final = (logits, emb, out_h)
 

@@ -13,26 +13,37 @@ on this row pushed the query towards its current output" (a proponent).
 A query that is a row of the dataset (its origin, e.g. `data/a.csv:12`) uses its own factors
 at every checkpoint. Any other input uses the final network's factors (loaded from
 `weights.pt` in the cache entry) against every checkpoint: an approximation, stated in the output.
+
+The factors are stored sketched (compile/tracin.py: dz @ Bz and a @ Ba, float16 with a scale per
+checkpoint); a query's factors are projected with the same bases (grad_z_basis, grad_a_basis), so
+scores are computed in the projected space: (gz_i . gz_q)(ga_i . ga_q).
 """
 
 import numpy as np
 
+from s2build.compile import tracin
+
+OLD_FORMAT = ("these dynamics were recorded by an older s2build (unsketched gradient factors); "
+              "rebuild it: s2build clean --cache && s2build build")
+
 
 def query_factors_from_rows(dyn, row, pred):
-    """(dz [c, k], a [c, h]) of dataset row `row`, with dz re-taken at class `pred`
-    (cross-entropy: dz = softmax - onehot, so the stored dz for the row's own label gives the
-    probabilities back)."""
+    """(gz [c, dz], ga [c, da]) of dataset row `row`, with dz re-taken at class `pred`
+    (cross-entropy: dz = softmax - onehot(y), so dz' = dz + onehot(y) - onehot(pred); the
+    projection is linear: gz' = gz + Bz[y] - Bz[pred])."""
+    c = len(dyn["ckpt_lr"])
+    gz = np.stack([tracin.decode(dyn["grad_z"], dyn["grad_z_scale"], i, row) for i in range(c)])
+    ga = np.stack([tracin.decode(dyn["grad_a"], dyn["grad_a_scale"], i, row) for i in range(c)])
     y = int(dyn["y"][row])
-    dz = dyn["grad_out"][:, row, :].astype(np.float64).copy()     # [c, k]
-    probs = dz.copy()
-    probs[:, y] += 1.0
-    dz = probs
-    dz[:, pred] -= 1.0
-    return dz, dyn["grad_in"][:, row, :].astype(np.float64)
+    if y != pred:
+        b = dyn["grad_z_basis"].astype(np.float64)       # [c, k, dz]
+        gz = gz + b[:, y] - b[:, pred]
+    return gz, ga
 
 
 def query_factors_from_model(module, x):
-    """(dz [1, k], a [1, h]) of input `x` [1, ...] under the final network, at its prediction."""
+    """(dz [1, k], a [1, h], pred, p) of input `x` [1, ...] under the final network, at its
+    prediction."""
     import torch
 
     from s2build.compile import models
@@ -46,7 +57,8 @@ def query_factors_from_model(module, x):
     pred = int(p.argmax())
     dz = p.copy()
     dz[pred] -= 1.0
-    return dz[None], seen[0].reshape(1, -1).double().numpy(), pred, p
+    a = seen[0].reshape(1, -1).double().numpy()
+    return dz[None], a, pred, p
 
 
 def influence(dyn, dz_q, a_q, train_rows):
@@ -55,22 +67,16 @@ def influence(dyn, dz_q, a_q, train_rows):
     total = np.zeros(len(train_rows))
     c_count = len(lrs)
     for c in range(c_count):
-        qc = min(c, len(dz_q) - 1)                    # final-model queries: one set of factors
-        dz = dyn["grad_out"][c][train_rows].astype(np.float64)
-        a = dyn["grad_in"][c][train_rows].astype(np.float64)
-        total += lrs[c] * (dz @ dz_q[qc]) * (a @ a_q[qc])
+        gz = tracin.decode(dyn["grad_z"], dyn["grad_z_scale"], c, train_rows)
+        ga = tracin.decode(dyn["grad_a"], dyn["grad_a_scale"], c, train_rows)
+        total += lrs[c] * (gz @ dz_q[c]) * (ga @ a_q[c])
     return total
 
 
 def blame(dyn, origins, query_row=None, module=None, x=None, k=10):
     """Top-k proponents of the query's current output: ([(origin, label index, score)],
     predicted class, probability, exact: whether the query's own checkpoint factors were used)."""
-    if "grad_out" not in dyn:
-        raise ValueError("no gradient checkpoints were recorded for this target (its last "
-                         "layer is not linear, or the factors were too large)")
-    if dyn["grad_out"].shape[1] != len(origins):
-        raise ValueError("these dynamics were recorded by an older s2build (gradients of "
-                         "training rows only); rebuild: s2build clean --cache && s2build build")
+    check(dyn, len(origins))
     train_rows = dyn["train_rows"]
     if query_row is not None:
         logits = dyn["logits"][query_row].astype(np.float64)
@@ -80,7 +86,9 @@ def blame(dyn, origins, query_row=None, module=None, x=None, k=10):
         dz_q, a_q = query_factors_from_rows(dyn, query_row, pred)
         exact = True
     else:
-        dz_q, a_q, pred, p = query_factors_from_model(module, x)
+        dz, a, pred, p = query_factors_from_model(module, x)      # one set, every checkpoint
+        dz_q = np.stack([dz[0] @ b for b in dyn["grad_z_basis"].astype(np.float64)])
+        a_q = np.stack([a[0] @ b for b in dyn["grad_a_basis"].astype(np.float64)])
         exact = False
     scores = influence(dyn, dz_q, a_q, train_rows)
     if query_row is not None:
@@ -88,6 +96,17 @@ def blame(dyn, origins, query_row=None, module=None, x=None, k=10):
     order = np.argsort(-scores)[:k]
     return ([(origins[train_rows[i]], int(dyn["y"][train_rows[i]]), float(scores[i]))
              for i in order], pred, float(p[pred]), exact)
+
+
+def check(dyn, n):
+    """ValueError (the caller words it) unless `dyn` holds this format's factors of n rows."""
+    if "grad_out" in dyn or "version" not in dyn:
+        raise ValueError(OLD_FORMAT)
+    if "grad_z" not in dyn:
+        raise ValueError("no gradient checkpoints were recorded for this target (its last "
+                         "layer is not linear, or the factors were too large)")
+    if dyn["grad_z"].shape[1] != n:
+        raise ValueError(OLD_FORMAT)
 
 
 def top_rows(dyn, query_row, k):

@@ -179,8 +179,11 @@ def label_scores(ds, dyn):
     other = logits.copy()
     other[np.arange(n), ds.y] = -np.inf
     margin = true - other.max(axis=1)
-    epochs = len(dyn["margin"])
-    margin[dyn["train_rows"]] = dyn["margin"][epochs // 2:].astype(np.float32).mean(axis=0)
+    if "margin_late" in dyn:
+        margin[dyn["train_rows"]] = dyn["margin_late"].astype(np.float32)
+    else:                                           # version 1: every epoch's margins
+        epochs = len(dyn["margin"])
+        margin[dyn["train_rows"]] = dyn["margin"][epochs // 2:].astype(np.float32).mean(axis=0)
     score = 1 / (1 + np.exp(np.clip(margin, -50, 50)))
     probs = _softmax(logits)
     masked = probs.copy()
