@@ -38,7 +38,7 @@ from s2build.compile import models, scoring, tracin
 from s2build.errors import BuildError
 
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
-MAX_FACTOR_FLOATS = 500_000_000  # skip gradient factors beyond this many halves (~2M rows)
+MAX_FACTOR_FLOATS = 60_000_000   # skip gradient factors beyond this many halves (~250k rows)
 DYNAMICS_VERSION = 2             # dynamics.npz format (1: unversioned, full float32 factors)
 MAX_STATS_ROWS = 200_000         # rows the input normalisation is computed from (evenly spaced)
 
