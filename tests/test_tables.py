@@ -203,3 +203,26 @@ def test_the_split_version_is_in_the_toolchain():
     from s2build.data import rowhash
     from s2build.engine import toolchain
     assert toolchain.toolchain()["holdout_split"] == f"rowhash-v{rowhash.SPLIT_VERSION}"
+
+
+def test_columns_and_memory_are_in_the_key_and_explained(tmp_path):
+    """loader.columns (a kind changes the preprocessing) and train.memory (streaming changes
+    the data order) can change the artifact's bytes: each is in the key and `explain` names it."""
+    d = table_project(tmp_path, {"data/t.csv": csv_text(rows(120))})
+    run(["build"], d, check=0)
+    first = (d / "build" / "t.onnx").read_bytes()
+    y = d / "s2build.yaml"
+    base = y.read_text()
+    y.write_text(base.replace("label: y}", "label: y, columns: {a: category}}"))
+    p = run(["explain", "t"], d, check=0)
+    assert "config changed: loader.columns" in p.stdout, p.stdout
+    run(["build"], d, check=0)
+    assert (d / "build" / "t.onnx").read_bytes() != first
+    y.write_text(base.replace("seed: 0}", "seed: 0, memory: 1KB}", 1))
+    p = run(["explain", "t"], d, check=0)
+    assert "config changed: train.memory" in p.stdout, p.stdout
+    p = run(["build"], d, check=0)
+    assert "built in" in p.stdout
+    y.write_text(base)
+    p = run(["build"], d, check=0)
+    assert "restored from cache" in p.stdout and (d / "build" / "t.onnx").read_bytes() == first
