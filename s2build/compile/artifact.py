@@ -107,12 +107,6 @@ def _value_info(buf):
     return name, shape, elem
 
 
-def read_model(data):
-    """(metadata {key: value}, inputs [(name, shape)], output names) of ONNX bytes `data`."""
-    meta, inputs, outputs = read_model_inputs(data)
-    return meta, [(name, shape) for name, _elem, shape in inputs], outputs
-
-
 def read_model_inputs(data):
     """(metadata, inputs [(name, elem type, shape)], output names) of ONNX bytes `data`."""
     buf = memoryview(data)

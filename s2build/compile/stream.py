@@ -22,7 +22,7 @@ from s2build.compile.train import (Cancelled, Diverged, Trained, cpu_state, forw
 def _block_xy(st, i):
     b, hold = st.block(i)
     raw = st.raw_of(b, st.vocab)
-    return st.prep.transform(raw), st.labels(b), hold
+    return st.prep.transform(raw), st.labels(b, st.refs[i][1]), hold
 
 
 def fit_stream(target, st, cancel=None, progress=None, threads=1):

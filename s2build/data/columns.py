@@ -10,20 +10,15 @@ Fit (training rows only), per feature column in `names` order:
     kept (ties by name; a warning says how many went), stored sorted. Features: one-hot over
     `name=v` for v in vocab, then `name=(other)` (values not in vocab; also missing values when
     no training row is missing), then `name=(missing)` when some training row is missing.
-    Strings match exactly: "(other)" and "(missing)" are slots, not values, and a value spelled
-    "(other)" in the data is an ordinary vocabulary entry. A value in NULL_TOKENS is missing
-    always: should a reader let one into a RawTable vocabulary, fit counts it as missing and it
-    never enters the prep's vocabulary.
+    "(other)" and "(missing)" are slots, not values. A value in NULL_TOKENS is always missing,
+    even inside a RawTable vocabulary.
 
-Whitespace: the contract has the readers strip cells (NULL_TOKENS match after stripping);
-`feeds_from_values`, `raw_from_values` and RawTable.set_column strip strings; the ONNX graph
-compares strings exactly (ONNX has no strip op). A consumer feeding the artifact passes category
-values stripped and a missing value as "" (or any NULL_TOKEN), a missing number as NaN.
+Whitespace: readers, `feeds_from_values`, `raw_from_values` and RawTable.set_column strip
+strings; the ONNX graph compares them exactly (ONNX has no strip op), so a consumer passes
+category values stripped, a missing one as "" (or any NULL_TOKEN), a missing number as NaN.
 
-API: `TablePrep.fit(raw, train)`, `transform(raw, rows=None, out=None)`, `feature_names`,
-`width`, `inputs`, `feeds(raw, rows=None)`, `feeds_from_values(rows)`, `raw_from_values(rows)`,
-`to_json()` / `from_json(d)`, `warnings`; the ONNX side is `compile/prepgraph.prepend(prep,
-network_bytes)` (kept out of this module so data code never imports onnx).
+The ONNX side is `compile/prepgraph.prepend(prep, network_bytes)` (out of this module: data
+code never imports onnx). `fit` and the streamed fit (data/stream.py) share `from_stats`.
 
 `to_json()` is canonical (floats are the exact float32 values as Python floats, so
 `from_json(to_json())` reproduces every bit); it goes into the build key and the provenance:
@@ -127,11 +122,19 @@ class TablePrep:
         rows = np.flatnonzero(train)
         if not len(rows):
             raise ValueError("no training rows to fit the table preprocessing on")
-        warnings, out = [], []
         numbers = [n for n, k in zip(raw.names, raw.kinds) if k == "number"]
         stats = dict(zip(numbers, zip(*_moments(raw.num, rows)))) if numbers else {}
-        for name, kind in zip(raw.names, raw.kinds):
-            j = raw.index(name)[1]
+        cats = [(n, raw.index(n)[1]) for n, k in zip(raw.names, raw.kinds) if k != "number"]
+        counts = {n: (_code_counts(raw.codes, j, len(raw.vocab[j]), rows), raw.vocab[j])
+                  for n, j in cats}
+        return cls.from_stats(raw.names, raw.kinds, stats, counts, len(rows))
+
+    @classmethod
+    def from_stats(cls, names, kinds, stats, counts, n_train):
+        """From training-row statistics: `stats` {number column: (mean, std, non-missing count)}
+        (_moments), `counts` {category column: (rows per code + 1, [0] = missing; vocab)}."""
+        warnings, out = [], []
+        for name, kind in zip(names, kinds):
             if kind == "number":
                 mean, std, count = stats[name]
                 if not np.isfinite(mean):
@@ -139,9 +142,9 @@ class TablePrep:
                 if count == 0:
                     warnings.append(f"column {name!r} is missing in every training row; "
                                     f"it is imputed with 0")
-                out.append(NumberPrep(name, mean, std, count < len(rows)))
+                out.append(NumberPrep(name, mean, std, count < n_train))
             else:
-                out.append(_fit_category(name, raw.codes, j, raw.vocab[j], rows, warnings))
+                out.append(_category_prep(name, *counts[name], warnings))
         return cls(out, warnings)
 
     # --- transform -------------------------------------------------------------------------
@@ -329,10 +332,14 @@ def _moments(num, rows):
     return mean.astype(np.float32), std, count
 
 
-def _fit_category(name, codes, j, vocab, rows, warnings):
-    counts = np.zeros(len(vocab) + 1, dtype=np.int64)    # [0] = missing
+def _code_counts(codes, j, size, rows):     # int64 [size + 1]: rows per code + 1, [0] missing
+    counts = np.zeros(size + 1, dtype=np.int64)
     for i in range(0, len(rows), CHUNK):
-        counts += np.bincount(codes[rows[i:i + CHUNK], j] + 1, minlength=len(vocab) + 1)
+        counts += np.bincount(codes[rows[i:i + CHUNK], j] + 1, minlength=size + 1)
+    return counts
+
+
+def _category_prep(name, counts, vocab, warnings):
     nulls = np.array([v in _NULLS for v in vocab], dtype=bool)     # missing after all
     missing = int(counts[0] + counts[1:][nulls].sum())
     counts = np.where(nulls, 0, counts[1:])

@@ -28,10 +28,6 @@ from s2build.data.cells import _flag, number, origin  # noqa: F401  (re-exported
 from s2build.errors import DataError
 
 
-def _blake(data):
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
 def _text(rel, data):
     try:
         return data.decode("utf-8-sig")

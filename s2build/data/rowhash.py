@@ -54,10 +54,14 @@ def float_words(a):
     return np.ascontiguousarray(bits).view(np.uint64)
 
 
-def code_words(codes, vocab):
-    """uint64 [n]: the word of each row's category value (codes index `vocab`; -1 missing)."""
-    table = np.append(string_words(vocab), MISSING_WORD)
-    return table[np.where(codes < 0, len(vocab), codes)]
+def word_table(vocab):
+    """uint64 [len(vocab) + 1]: the word of each value, then MISSING_WORD (for code -1)."""
+    return np.append(string_words(vocab), MISSING_WORD)
+
+
+def _words(table, codes):
+    """The words of int codes (-1 missing) through a word_table."""
+    return table[np.where(codes < 0, len(table) - 1, codes)]
 
 
 def _keys(lane, start, stop):
@@ -100,9 +104,8 @@ CHUNK = 1 << 15        # rows hashed at a time: bounds the temporaries, keeps th
 def row_hashes(n, x=None, codes=None, vocab=(), labels=None, label_vocab=None):
     """(input_hash, row_hash), both S16 [n]. `x`: numbers [n, ...]; `codes` int32 [n, c] with
     `vocab` (one list per column); labels: int codes into `label_vocab`, or float32 values."""
-    tables = [np.append(string_words(v), MISSING_WORD) for v in vocab]
-    label_table = np.append(string_words(label_vocab), MISSING_WORD) \
-        if label_vocab is not None else None
+    tables = [word_table(v) for v in vocab]
+    label_table = word_table(label_vocab) if label_vocab is not None else None
     ih, rh = np.empty(n, "S16"), np.empty(n, "S16")
     for lo in range(0, max(n, 1), CHUNK):
         hi = min(n, lo + CHUNK)
@@ -111,13 +114,11 @@ def row_hashes(n, x=None, codes=None, vocab=(), labels=None, label_vocab=None):
             chain.feed(float_words(x[lo:hi]))
         if codes is not None:
             for j, table in enumerate(tables):
-                c = codes[lo:hi, j]
-                chain.feed(table[np.where(c < 0, len(table) - 1, c)])
+                chain.feed(_words(table, codes[lo:hi, j]))
         ih[lo:hi] = chain.digest()
         if labels is not None:
             lab = labels[lo:hi]
-            chain.feed(label_table[np.where(lab < 0, len(label_table) - 1, lab)]
-                       if label_table is not None else float_words(lab))
+            chain.feed(_words(label_table, lab) if label_table is not None else float_words(lab))
         rh[lo:hi] = chain.digest()
     return ih, rh
 

@@ -67,15 +67,20 @@ class Stream:
             hold = rowhash.holdout_mask(b.input_hash, h["fraction"], h["seed"])
         return b, hold
 
-    def labels(self, b):
+    def labels(self, b, fi):
+        """Class indices (or values) of block `b` of file `fi`; a label outside the classes
+        is a DataError at its row."""
         if self.task != "classification":
             return np.asarray(b.labels, dtype=np.float32)
+        from s2build.data.cells import origin
         from s2build.data.labels import class_lookup
         y = class_lookup(b.label_vocab, self.classes)[b.labels]
-        if (y < 0).any():
-            raise DataError(f"label '{b.label_vocab[b.labels[np.flatnonzero(y < 0)[0]]]}' is "
-                            f"out of range (classes: {', '.join(self.classes)})",
-                            f"{self.files[0]}", "fix the label or loader.classes")
+        bad = np.flatnonzero(y < 0)
+        if len(bad):
+            raise DataError(f"label '{b.label_vocab[b.labels[bad[0]]]}' is out of range "
+                            f"(classes: {', '.join(self.classes)})",
+                            origin(self.files[fi], int(b.lines[bad[0]]), self.fmt),
+                            "fix the label or loader.classes")
         return y
 
     def raw_of(self, b, vocab):
@@ -129,25 +134,12 @@ class Stream:
                 self.raw = part if self.raw is None else self.raw.concat([part])
         std = np.sqrt(sq / np.maximum(count, 1)).astype(np.float32)
         std = np.where((std > 0) & np.isfinite(std), std, np.float32(1.0))
-        cols, warnings, ni, ci = [], [], 0, 0
-        for name, kind in zip(self.names, self.kinds):
-            if kind == "number":
-                if count[ni] == 0:
-                    warnings.append(f"column {name!r} is missing in every training row; "
-                                    "it is imputed with 0")
-                cols.append(columns.NumberPrep(name, np.float32(mean[ni]), std[ni],
-                                               count[ni] < self.n_train))
-                ni += 1
-            else:
-                cnt = counts[ci]
-                present = np.flatnonzero(cnt[1:])
-                if len(present) > columns.MAX_CATEGORIES:
-                    present = present[np.lexsort((present, -cnt[1:][present]))][
-                        :columns.MAX_CATEGORIES]
-                cols.append(columns.CategoryPrep(name, [self.vocab[ci][i] for i in present],
-                                                 cnt[0] > 0))
-                ci += 1
-        self.prep = columns.TablePrep(cols, warnings)
+        numbers = [n for n, kind in zip(self.names, self.kinds) if kind == "number"]
+        cats = [n for n, kind in zip(self.names, self.kinds) if kind != "number"]
+        stats = {n: (np.float32(mean[i]), std[i], int(count[i])) for i, n in enumerate(numbers)}
+        self.prep = columns.TablePrep.from_stats(
+            self.names, self.kinds, stats,
+            {n: (counts[j], self.vocab[j]) for j, n in enumerate(cats)}, self.n_train)
         if self.raw is not None:
             self.raw = self.raw.take(slice(0, 512))
         return self
