@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from s2build.compile import models, scoring
+from s2build.compile.optim import make_optimizer
 from s2build.compile.train import (Cancelled, Diverged, Trained, cpu_state, forward_all,
-                                   make_optimizer, pick_device)
+                                   pick_device)
 
 
 def _block_xy(st, i):

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from s2build.compile import models, scoring, tracin
+from s2build.compile.optim import make_optimizer
 from s2build.errors import BuildError
 
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
@@ -131,14 +132,6 @@ def pick_device(requested, deterministic=True):
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     return "cuda"
-
-
-def make_optimizer(params, t):
-    if t["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"],
-                               weight_decay=t["weight_decay"])
-    cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
-    return cls(params, lr=t["lr"], weight_decay=t["weight_decay"])
 
 
 def forward_all(module, x, batch=2048, capture=None):

@@ -299,16 +299,16 @@ class Watcher:
 
 def _warm_up(exporters):
     """Pay the one-time costs of a process's first build now: imports, the first optimizer
-    (which imports torch._dynamo), the first run of each exporter in `exporters` and of an
+    step, the first run of each exporter in `exporters` and of an
     onnxruntime session. Best effort and silent: the build itself reports what is wrong."""
     try:
         import numpy as np
         import torch
 
-        from s2build.compile import export
+        from s2build.compile import export, optim
         from s2build.compile.artifact import Artifact
         net = torch.nn.Linear(2, 2)
-        opt = torch.optim.Adam(net.parameters())
+        opt = optim.Adam(net.parameters())
         net(torch.zeros(2, 2)).sum().backward()
         opt.step()
         for exporter in sorted(exporters):
