@@ -1,6 +1,4 @@
 """`python -m s2build` entry point."""
-import sys
+from s2build.cli.main import run
 
-from s2build.cli.main import main
-
-sys.exit(main())
+run()

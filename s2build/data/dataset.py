@@ -108,11 +108,9 @@ def _gather(target, inputs, store):
     kinds = sink = None
     refs = {}
     if loader["format"] in TABLES and rels:
-        kinds = store.file_kinds(target.root, rels[0], digest(rels[0]), loader)
-        store.release()
         # first every new block is parsed and written as a shard (one file in memory at a
         # time), then the shards are read into the sink
-        refs = _parallel_refs(store, target.root, rels, digest, loader, kinds)
+        kinds, refs = _parallel_refs(store, target.root, rels, digest, loader)
         n = sum(rows for rs in refs.values() for _p, _l, rows in rs)
         sink = {}
     out, at = [], 0
@@ -151,14 +149,28 @@ def _gather(target, inputs, store):
     return out, kinds, sink
 
 
-def _parallel_refs(store, root, rels, digest, loader, kinds):
-    """{rel: store.refs(...)}: files cut and parsed by PARSE_THREADS threads (pyarrow, numpy
-    and hashlib release the GIL), each file's bytes in one thread's hands at a time."""
+def _parallel_refs(store, root, rels, digest, loader):
+    """(kinds, {rel: store.refs(...)}): files cut and parsed by PARSE_THREADS threads (pyarrow,
+    numpy and hashlib release the GIL), each file's bytes in one thread's hands at a time.
+    The kinds are those the first file implies; a thread cuts its own file while the first
+    is being cut, then waits for them (a block's shard key holds them) before it parses."""
     import os
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
     store._json(loader)                         # the loader's JSON, made once
     threads = max(1, min(PARSE_THREADS, os.cpu_count() or 1, len(rels)))
-    work = lambda r: store.refs(root, r, digest(r), loader, kinds)     # noqa: E731
+    first = Future()
+
+    def work(rel):
+        if rel == rels[0]:
+            try:
+                first.set_result(store.file_kinds(root, rel, digest(rel), loader))
+            except BaseException as e:
+                first.set_exception(e)
+                raise
+        else:
+            store.manifest(root, rel, digest(rel), loader)
+        return store.refs(root, rel, digest(rel), loader, first.result())
+
     _libc("mallopt", -8, 1)     # M_ARENA_MAX 1: the threads' frees go where malloc_trim sees them
     # (no M_MMAP_THRESHOLD: mmap per buffer made the parse 10% slower)
     if threads == 1:
@@ -167,7 +179,7 @@ def _parallel_refs(store, root, rels, digest, loader, kinds):
         with ThreadPoolExecutor(threads) as pool:
             out = dict(zip(rels, pool.map(work, rels)))
     _trim()
-    return out
+    return first.result(), out
 
 
 def _libc(name, *args):

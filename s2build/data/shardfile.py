@@ -73,9 +73,10 @@ def _header(buf, size):
     return index, meta, digest, start
 
 
-def read(path, mapped=False):
+def read(path, mapped=False, verify=True):
     """({name: ndarray}, meta). mapped=True: read-only arrays over a memory map of the file
-    (pages are read when touched; the payload hash is checked once here). Raises
+    (pages are read when touched; the payload hash is checked once here). verify=False skips
+    the payload hash: only for a file this process has just written. Raises
     FileNotFoundError, or ShardDamaged for anything that is not a whole shard."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -84,7 +85,7 @@ def read(path, mapped=False):
         else:
             buf = memoryview(f.read())
     index, meta, digest, start = _header(buf, size)
-    if hashlib.sha256(memoryview(buf)[start:]).hexdigest() != digest:
+    if verify and hashlib.sha256(memoryview(buf)[start:]).hexdigest() != digest:
         raise ShardDamaged("payload does not match its checksum")
     arrays = {name: np.frombuffer(buf, dtype=np.dtype(dtype), count=int(np.prod(shape)),
                                   offset=start + off).reshape(shape)

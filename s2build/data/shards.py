@@ -127,6 +127,7 @@ class ShardStore:
         self._loader, self._loader_json = None, ""
         self._local = threading.local()     # .last: (key, bytes, records) of the file last read
         self._count = threading.Lock()
+        self._fresh = set()     # shard paths this store wrote: read back without the checksum
 
     def _json(self, loader):
         if self._loader is not loader:
@@ -142,7 +143,7 @@ class ShardStore:
         if block is not None:
             return block.moved(first_line)
         try:
-            arrays, meta = shardfile.read(path)
+            arrays, meta = shardfile.read(path, verify=path not in self._fresh)
             block = _from_file(arrays, meta, first_line)
         except FileNotFoundError:
             return None
@@ -236,6 +237,7 @@ class ShardStore:
                                                rec=rec)[i]
                 shardfile.write(path, _arrays(block), _meta(block))
                 with self._count:
+                    self._fresh.add(path)
                     self.parsed_blocks += 1
                     self.parsed_files.add(rel)
                 del block
