@@ -226,3 +226,33 @@ def test_columns_and_memory_are_in_the_key_and_explained(tmp_path):
     y.write_text(base)
     p = run(["build"], d, check=0)
     assert "restored from cache" in p.stdout and (d / "build" / "t.onnx").read_bytes() == first
+
+
+def test_reading_tables_never_imports_pandas(tmp_path):
+    """pyarrow imports pandas (when installed: cleanlab pulls it in) on its first to_numpy,
+    pa.array or pa.scalar: 0.5-1.2 s of a build. The readers avoid all three."""
+    import subprocess
+    import sys
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text('a,b,c,label\n1.5, red ,"x\ny",p\nNA,blue,3,q\n2,,NA,p\n')
+    pq.write_table(pa.table({"a": pa.array([1.0, None, 2.5], pa.float32()),
+                             "b": ["red", None, "blue"], "n": [1, 2, None],
+                             "label": ["p", "q", "p"]}), tmp_path / "t.parquet")
+    code = f"""
+import sys
+from s2build.data import tablefile
+for name, fmt in (("t.csv", "csv"), ("t.parquet", "parquet")):
+    loader = dict(format=fmt, label="label", task="classification", columns={{}},
+                  delimiter=",", classes=None)
+    block = tablefile.parse_whole(name, open({str(tmp_path)!r} + "/" + name, "rb").read(), loader)
+    print(block.x.tolist(), block.codes.tolist(), block.vocab, block.labels.tolist())
+print("pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "False", out.stdout
+    assert "nan" in lines[0] and "'blue', 'red'" in lines[0]
+    assert lines[1].startswith("[[1.0, 1.0], [nan, 2.0], [2.5, nan]]"), lines[1]

@@ -214,6 +214,45 @@ def _locate(rel, header, block, lines, loader, names, label, features, kinds, re
             number(row[index[label]].strip(), label, rel, line, bad=[])
 
 
+# pyarrow imports pandas, when it is installed, on its first `to_numpy`, `pa.array(list)` or
+# `pa.scalar` (0.5-1.2 s of a build, holding the import lock the other parse thread waits on).
+# The helpers below go through buffers and compute kernels only, which never do.
+
+_VALUE_SETS = {}
+
+
+def _string_array(values, pa):
+    """A pyarrow string array of `values` (str), built from buffers."""
+    key = tuple(values)
+    got = _VALUE_SETS.get(key)
+    if got is None:
+        data = [v.encode("utf-8") for v in values]
+        offsets = np.concatenate([[0], np.cumsum([len(d) for d in data])]).astype(np.int32)
+        got = _VALUE_SETS[key] = pa.StringArray.from_buffers(
+            len(values), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(data)))
+    return got
+
+
+def _numpy(arr, dtype, fill, pa):
+    """A primitive (fixed-width) pyarrow array or chunked array of `dtype` as a numpy array,
+    nulls set to `fill`."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    bufs = arr.buffers()
+    if n == 0:
+        return np.zeros(0, dtype)
+    if bufs[1] is None:                                  # all null
+        return np.full(n, fill, dtype)
+    width = np.dtype(dtype).itemsize
+    vals = np.frombuffer(bufs[1], dtype, count=n, offset=arr.offset * width)
+    if arr.null_count:
+        bits = np.unpackbits(np.frombuffer(bufs[0], np.uint8), bitorder="little")
+        vals = vals.copy()
+        vals[bits[arr.offset:arr.offset + n] == 0] = fill
+    return vals
+
+
 def _strings(col, pa):
     """A column as stripped strings with NULL_TOKENS (after stripping) as nulls."""
     pc = pa.compute
@@ -222,9 +261,11 @@ def _strings(col, pa):
             col = col.cast(pa.string())
         else:
             col = pc.cast(col, pa.string())
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     col = pc.utf8_trim_whitespace(col)
-    nulls = pc.is_in(col, value_set=pa.array(list(NULL_TOKENS), pa.string()))
-    return pc.if_else(nulls, pa.scalar(None, pa.string()), col)
+    nulls = pc.is_in(col, value_set=pc.cast(_string_array(NULL_TOKENS, pa), col.type))
+    return pc.if_else(nulls, pa.nulls(len(col), col.type), col)
 
 
 def _encode(col, pa):
@@ -232,7 +273,7 @@ def _encode(col, pa):
     enc = pa.compute.dictionary_encode(col).combine_chunks() if hasattr(col, "chunks") \
         else pa.compute.dictionary_encode(col)
     values = enc.dictionary.to_pylist()
-    idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    idx = _numpy(pa.compute.cast(enc.indices, pa.int64()), np.int64, -1, pa)
     order = np.argsort(np.asarray(values, dtype=object).astype(str), kind="stable") \
         if values else np.zeros(0, np.int64)
     rank = np.empty(len(values), np.int32)
@@ -242,6 +283,7 @@ def _encode(col, pa):
 
 
 def _floats(col, pa, name, rel, where):
+    """A number column as float32 (when stored so: exact) or float64 numpy, NaN = missing."""
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or
             pa.types.is_null(col.type) or pa.types.is_decimal(col.type) or
             pa.types.is_boolean(col.type)):
@@ -251,7 +293,9 @@ def _floats(col, pa, name, rel, where):
             raise DataError(f"column '{name}' is not a number column ({e})", rel,
                             f"declare it a category: loader.columns: {{{name}: category}}") \
                 from None
-    return col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    if pa.types.is_float32(col.type):
+        return _numpy(col, np.float32, np.nan, pa)
+    return _numpy(pa.compute.cast(col, pa.float64()), np.float64, np.nan, pa)
 
 
 def columns_of(rel, table, label, features, kinds, regression, lines, bad=None, fmt="csv"):
