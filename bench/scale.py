@@ -16,7 +16,8 @@ lr 0.001, holdout fraction 0.1, legacy exporter). Then, in the same run, REPEAT 
             interleaved with bench/scale_script.py (the same network, optimizer and epochs, by
             hand, legacy ONNX export; as `make -r` would run it); the data stage from the
             sidecar (`timings.data`) against pyarrow's read of the same files;
-  memory    the build's peak RSS (os.wait4 ru_maxrss of the child) minus that of a bare child that
+  memory    the build's peak RSS (os.wait4 ru_maxrss of the child, started by a small launcher
+            process so that it inherits nothing of this one) minus that of a bare child that
             imports torch and onnxruntime, against the size of the float32 feature matrix;
   disk      .s2build/ after the cold build against the sources' bytes plus the ONNX file;
   edit      a one-file project of about EDIT_MB MB of CSV: one row's label rewritten in the middle
@@ -182,18 +183,45 @@ def write_yaml(proj, name, fmt, extra=""):
 ENV = dict(os.environ)
 
 
-def run(cmd, cwd):
-    """(wall seconds, exit code, output, peak RSS bytes) of one fresh child process."""
-    with tempfile.TemporaryFile() as log:
+# Children are started by a small launcher process, itself started before any data is
+# generated: a child's ru_maxrss counts what it inherited between fork and exec, so a child
+# forked from this process (which holds the generated tables) would report this process's size.
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["log"], "wb") as log:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=ENV)
+        p = subprocess.Popen(job["cmd"], cwd=job["cwd"], stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=job["env"])
         _, status, ru = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        log.seek(0)
-        out = log.read().decode(errors="replace")
-    return dt, p.returncode, out, ru.ru_maxrss * 1024           # ru_maxrss is KiB on Linux
+    print(json.dumps([dt, os.waitstatus_to_exitcode(status), ru.ru_maxrss * 1024]), flush=True)
+"""
+_launcher = None
+
+
+def start_launcher():
+    """Start the launcher (call first, while this process is small)."""
+    global _launcher
+    _launcher = subprocess.Popen([PYTHON, "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+
+
+def run(cmd, cwd):
+    """(wall seconds, exit code, output, peak RSS bytes) of one fresh child process."""
+    if _launcher is None:
+        start_launcher()
+    with tempfile.NamedTemporaryFile(suffix=".log") as log:
+        _launcher.stdin.write(json.dumps({"cmd": cmd, "cwd": cwd, "env": ENV,
+                                          "log": log.name}) + "\n")
+        _launcher.stdin.flush()
+        answer = _launcher.stdout.readline()
+        if not answer:
+            fail("the bench's launcher process died")
+        dt, rc, rss = json.loads(answer)
+        out = open(log.name, "rb").read().decode(errors="replace")
+    return dt, rc, out, rss                                    # ru_maxrss was KiB on Linux
 
 
 def build(proj, name, args=(), cold=True):
@@ -484,6 +512,7 @@ def main():
           ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
     print(f"scratch: {work} ({mb(free)} free); {a.repeat} runs per figure\n", flush=True)
     try:
+        start_launcher()                        # before the tables exist in this process
         t0 = time.perf_counter()
         files = generate(work, a.rows, a.features, a.files, a.edit_mb, big)
         src = {k: sum(os.path.getsize(p) for p in files[k]) for k in ("csv", "parquet", "edit")}
