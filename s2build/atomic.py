@@ -19,8 +19,10 @@ FILE_MODE = 0o666 & ~_umask()        # what open() would give; mkstemp alone giv
 
 
 def write_bytes(path, data, durable=True):
-    """Atomically replace `path` with `data` (bytes). durable=False skips the fsync: for caches
-    whose readers check a checksum (a file emptied by a power loss reads as a miss)."""
+    """Atomically replace `path` with `data` (bytes, or a list of bytes-like parts written in
+    order, so a caller need not join them into a second copy). durable=False skips the
+    fsync: for caches whose readers check a checksum (a file emptied by a power loss reads as
+    a miss)."""
     import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -28,7 +30,8 @@ def write_bytes(path, data, durable=True):
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in (data if isinstance(data, list) else [data]):
+                f.write(part)
             f.flush()
             if durable:
                 os.fsync(f.fileno())

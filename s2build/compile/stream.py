@@ -39,6 +39,7 @@ def fit_stream(target, st, cancel=None, progress=None, threads=1):
         n_out = first_y.shape[1]
     sample = torch.from_numpy(first_x[~first_hold][:65536])
     net = models.build(target, tuple(first_x.shape[1:]), n_out, sample).to(device)
+    del first_x, first_y, first_hold, sample        # one block in memory at a time
     loss_fn, row_loss = scoring.loss_fn(target), scoring.ROW_LOSSES.get(target.config["loss"])
     opt = make_optimizer(net.parameters(), t)
     gen = torch.Generator().manual_seed(t["seed"])
@@ -48,16 +49,16 @@ def fit_stream(target, st, cancel=None, progress=None, threads=1):
         total, rows = torch.zeros(()), 0
         for i in torch.randperm(len(st.refs), generator=gen).tolist():
             x, y, hold = _block_xy(st, i)
-            train = np.flatnonzero(~hold)
-            xb, yb = torch.from_numpy(x[train]), torch.from_numpy(y[train])
+            train = torch.from_numpy(np.flatnonzero(~hold))     # no copy of the train rows
+            xb, yb = torch.from_numpy(x), torch.from_numpy(y)
             del x, y
             order = torch.randperm(len(train), generator=gen)
             for lo in range(0, len(order), t["batch_size"]):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                idx = order[lo:lo + t["batch_size"]]
-                out = net(xb[idx].to(device))
-                target_b = yb[idx].to(device)
+                idx = train.index_select(0, order[lo:lo + t["batch_size"]])
+                out = net(xb.index_select(0, idx).to(device))
+                target_b = yb.index_select(0, idx).to(device)
                 loss = row_loss(out, target_b).mean() if row_loss is not None \
                     else loss_fn(out, target_b)
                 opt.zero_grad(set_to_none=True)

@@ -235,8 +235,10 @@ def _stream(target, inputs, store):
     for fi, (rel, digest) in enumerate(zip(rels, digests)):
         refs += [(p, fi, first, n) for p, first, n in
                  store.refs(target.root, rel, digest, loader, kinds)]
+    _trim()
     st = stream.Stream(target, refs, rels, names, [kinds[n] for n in names],
                        set(inputs.holdout)).prepare()
+    _trim()
     st.parsed_files = [r for r in rels if r in store.parsed_files]
     st.blocks = {"parsed": store.parsed_blocks, "reused": store.reused_blocks}
     return st

@@ -51,8 +51,7 @@ def write(path, arrays, meta):
     start = head_len + (-head_len % ALIGN)
     # array offsets are relative to `start`, which is itself aligned
     chunks = [MAGIC, len(body).to_bytes(8, "little"), body, b"\0" * (start - head_len)] + payload
-    data = b"".join(bytes(c) if isinstance(c, memoryview) else c for c in chunks)
-    atomic.write_bytes(path, data, durable=False)
+    atomic.write_bytes(path, chunks, durable=False)       # the arrays' own memory, no join
 
 
 def _header(buf, size):

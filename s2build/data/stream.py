@@ -38,6 +38,18 @@ def estimate(rows, names, kinds, vocab_sizes=None):
     return rows * (4 * len(kinds) + 4 * width + 48)
 
 
+STAT_ROWS = 65536       # rows per float64 chunk of the statistics passes (16 MB at 32 columns)
+
+
+def _chunks(x, keep):
+    """float64 copies of the rows `keep` (bool) of `x`, STAT_ROWS at a time: the statistics
+    of a block never hold it whole in float64."""
+    for i in range(0, len(x), STAT_ROWS):
+        part = x[i:i + STAT_ROWS][keep[i:i + STAT_ROWS]]
+        if len(part):
+            yield part.astype(np.float64)
+
+
 class Stream:
     """A table target's rows as blocks. `refs`: [(shard path, file index, first line, rows)];
     `files`: the source paths; per block, `holdout` masks are recomputed from the shards."""
@@ -109,9 +121,9 @@ class Stream:
                 vocab[j].update(b.vocab[j])
             if b.label_vocab is not None:
                 label_vocab.update(b.label_vocab)
-            x = np.asarray(b.x)[train].astype(np.float64)
-            count += (~np.isnan(x)).sum(axis=0)
-            total += np.nansum(x, axis=0)
+            for x in _chunks(np.asarray(b.x), train):
+                count += (~np.isnan(x)).sum(axis=0)
+                total += np.nansum(x, axis=0)
         if not self.n_train:
             raise DataError("no training rows", self.target.loc("sources"),
                             "add data, or lower holdout.fraction")
@@ -125,8 +137,9 @@ class Stream:
             b, hold = self.block(i)
             raw = self.raw_of(b, self.vocab)
             train = ~hold
-            x = raw.num[train].astype(np.float64)
-            sq += np.nansum((x - mean) ** 2, axis=0)
+            for x in _chunks(raw.num, train):
+                x -= mean
+                sq += np.nansum(x * x, axis=0)
             for j in range(c):
                 counts[j] += np.bincount(raw.codes[train, j] + 1, minlength=len(self.vocab[j]) + 1)
             if self.raw is None or len(self.raw) < 512:
