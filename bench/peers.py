@@ -300,6 +300,15 @@ def edit_cell(path, row):
     return original
 
 
+BOILERPLATE = ("Use `dvc push`", "Updating lock file", "To track the changes with git")
+
+
+def summary(out):
+    """The last line of a tool's output that says what it did (DVC's advice lines skipped)."""
+    lines = [l for l in out.strip().splitlines() if l.strip() and not l.startswith(BOILERPLATE)]
+    return lines[-1] if lines else ""
+
+
 def s2build_error(out):
     return any("error:" in line.lower() or line.startswith("Traceback")
                for line in out.splitlines())
@@ -356,7 +365,7 @@ def bench_size(n, runs, tree, dvc, server, keep, failures):
                         print(f"  FAILED: {t.name} {scenario} (exit {rc}):\n{out}", flush=True)
                     else:
                         res["times"][scenario][t.name].append(dt)
-                    res["last_output"][scenario][t.name] = out.strip().splitlines()[-2:]
+                    res["last_output"][scenario][t.name] = summary(out)
             print(f"  round {r + 1}/{runs}: " + "; ".join(
                 f"{t.name} " + "/".join(f"{res['times'][s][t.name][-1]:.2f}"
                                         if res['times'][s][t.name] else "x" for s in SCENARIOS)
@@ -398,10 +407,10 @@ def report(res):
     for r in rows:
         print(fmt(r))
     print("setup build: " + ", ".join(f"{k} {v:.1f} s" for k, v in res["setup_s"].items()))
-    print("last output lines of the last round:")
+    print("what each tool said in the last round (its last line):")
     for sc in SCENARIOS:
-        for name, lines in res["last_output"][sc].items():
-            print(f"  {sc:<6} {name:<14} " + (lines[-1][:150] if lines else ""))
+        for name, line in res["last_output"][sc].items():
+            print(f"  {sc:<6} {name:<14} {line[:150]}")
 
 
 def has_server_flag(tree):
