@@ -40,7 +40,9 @@ Every child gets the same environment: the user's, with bytecode written and reu
 private PYTHONPYCACHEPREFIX (as bench/noop.py does; PYTHONDONTWRITEBYTECODE dropped), and
 s2build run as the venv's `s2build` script with PYTHONPATH=TREE (default: this checkout).
 Prints per N a table of medians (min-max) with scenarios as rows and tools as columns, and the
-ratio of each s2build column's median to `make -r`'s; --json writes the same figures. Exits
+ratio of each s2build column's median to `make -r`'s; then the same for CPU time (user + system
+of the child and the children it waited for, from os.wait4), which a loaded machine disturbs
+less than wall time; --json writes the same figures (per-run lists included). Exits
 non-zero when a timed run failed (non-zero exit) or an s2build run printed an error.
 """
 
@@ -188,6 +190,21 @@ def run(cmd, cwd, env=None):
     return time.perf_counter() - t0, p.returncode, p.stdout.decode(errors="replace")
 
 
+def run_timed(cmd, cwd, env):
+    """(wall seconds, CPU seconds, exit code, stdout+stderr) of one child; CPU is user + system
+    time from os.wait4, which on Linux includes the descendants it waited for (make's and DVC's
+    `python train.py`): less disturbed by other load than wall time."""
+    with tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        log.seek(0)
+        out = log.read().decode(errors="replace")
+    return wall, ru.ru_utime + ru.ru_stime, os.waitstatus_to_exitcode(status), out
+
+
 def ensure_dvc(venv):
     """Path of a working `dvc` in `venv` (created and `pip install dvc`-ed if needed), or None
     with the reason printed."""
@@ -242,7 +259,7 @@ class Tool:
         self.last_write = 0.0
 
     def build(self):
-        return run(self.cmd, self.proj, self.env)
+        return run_timed(self.cmd, self.proj, self.env)
 
 
 def make_tools(tmp, n, tree, dvc, server):
@@ -328,16 +345,17 @@ def bench_size(n, runs, tree, dvc, server, keep, failures):
               f"{time.perf_counter() - t0:.1f} s; setup builds ...", flush=True)
         res = {"n_files": n, "rows_per_file": ROWS, "tools": [t.name for t in tools],
                "setup_s": {}, "times": {s: {t.name: [] for t in tools} for s in SCENARIOS},
+               "cpu": {s: {t.name: [] for t in tools} for s in SCENARIOS},
                "last_output": {s: {} for s in SCENARIOS}}
         for t in tools:
-            dt, rc, out = t.build()
+            dt, _cpu, rc, out = t.build()
             if rc != 0:
                 fail(f"{t.name}: setup build for N={n} failed (exit {rc}):\n{out}")
             res["setup_s"][t.name] = dt
             print(f"  {t.name}: setup build {dt:.1f} s", flush=True)
         time.sleep(noop.RACY_S)
         for t in tools:                     # untimed no-op: warm caches, trusted stat entries
-            dt, rc, out = t.build()
+            dt, _cpu, rc, out = t.build()
             if rc != 0:
                 fail(f"{t.name}: warm-up no-op for N={n} failed (exit {rc}):\n{out}")
         for r in range(runs):
@@ -357,7 +375,7 @@ def bench_size(n, runs, tree, dvc, server, keep, failures):
                         t.last_write = time.time()
                     else:
                         time.sleep(max(0.0, noop.RACY_S - (time.time() - t.last_write)))
-                    dt, rc, out = t.build()
+                    dt, cpu, rc, out = t.build()
                     bad = rc != 0 or (t.kind == "s2build" and s2build_error(out))
                     if bad:
                         failures.append(f"N={n} round {r + 1} {scenario} {t.name}: exit {rc}:\n"
@@ -365,13 +383,15 @@ def bench_size(n, runs, tree, dvc, server, keep, failures):
                         print(f"  FAILED: {t.name} {scenario} (exit {rc}):\n{out}", flush=True)
                     else:
                         res["times"][scenario][t.name].append(dt)
+                        res["cpu"][scenario][t.name].append(cpu)
                     res["last_output"][scenario][t.name] = summary(out)
             print(f"  round {r + 1}/{runs}: " + "; ".join(
                 f"{t.name} " + "/".join(f"{res['times'][s][t.name][-1]:.2f}"
                                         if res['times'][s][t.name] else "x" for s in SCENARIOS)
                 for t in tools) + " s (edit/revert/no-op)", flush=True)
-        res["stats"] = {s: {name: scale.stats(xs) if xs else None for name, xs in d.items()}
-                        for s, d in res["times"].items()}
+        for key in ("times", "cpu"):
+            res[key + "_stats"] = {s: {name: scale.stats(xs) if xs else None
+                                       for name, xs in d.items()} for s, d in res[key].items()}
         return res
     finally:
         if keep:
@@ -386,26 +406,33 @@ def cell(s):
     return f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})"
 
 
-def report(res):
+def table(res, key, what):
+    """One table: scenarios as rows, tools as columns, then each s2build column / make -r."""
     names = res["tools"]
     s2 = [x for x in names if x.startswith("s2build")]
     cols = names + ([f"{x} / make" for x in s2] if "make -r" in names else [])
     rows = []
     for sc in SCENARIOS:
-        st = res["stats"][sc]
+        st = res[key][sc]
         row = [sc] + [cell(st[x]) for x in names]
         if "make -r" in names:
             m = st["make -r"]
-            row += [f"{st[x]['median'] / m['median']:.2f}x" if st[x] and m else "-" for x in s2]
+            row += [f"{st[x]['median'] / m['median']:.2f}x" if st[x] and m and m["median"] > 0
+                    else "-" for x in s2]
         rows.append(row)
     hdr = ["scenario (s)"] + cols
     w = [max(len(r[i]) for r in rows + [hdr]) for i in range(len(hdr))]
     fmt = lambda r: "  ".join(v.ljust(w[i]) if i == 0 else v.rjust(w[i]) for i, v in enumerate(r))
-    print(f"\nN={res['n_files']} files x {res['rows_per_file']} rows: whole-process wall time, "
+    print(f"\nN={res['n_files']} files x {res['rows_per_file']} rows: {what}, "
           "median (min-max) in seconds")
     print(fmt(hdr) + "\n" + "-" * len(fmt(hdr)))
     for r in rows:
         print(fmt(r))
+
+
+def report(res):
+    table(res, "times_stats", "whole-process wall time")
+    table(res, "cpu_stats", "CPU time (user + system, with waited-for children)")
     print("setup build: " + ", ".join(f"{k} {v:.1f} s" for k, v in res["setup_s"].items()))
     print("what each tool said in the last round (its last line):")
     for sc in SCENARIOS:
