@@ -1,0 +1,421 @@
+"""Export once per architecture, relink the weights after: the graph cache.
+
+Two builds of the same architecture, input signature, exporter and toolchain export the same
+ONNX graph with different initializers. `export_onnx(...)` takes export.export_onnx's arguments
+plus `graphs_dir` and returns (bytes, note): the bytes are BYTE-IDENTICAL to what
+export.export_onnx returns for the same module and metadata; `note` says in words what happened
+(the runner shows it under -v): "graph relinked (...)", "graph exported and cached (...)",
+"graph exported: not relinkable: WHY", "graph exported: not cacheable: WHY". `COUNTS` counts
+outcomes in this process (fresh exports, relinks).
+
+The graph key (SHA-256 of canonical JSON) holds everything that can change the graph:
+  * the entry format, the exporter, the opset, the toolchain (toolchain.toolchain(): s2build's
+    code digest, torch/onnx/onnxscript/onnx-ir versions, python, cpu), the output names;
+  * the example input's full shape (batch included) and dtype; for a module with any class from
+    outside torch and s2build (a user model), also the digest of its values (a traced branch
+    on the data would be baked in) and of `extra_key` (the runner passes the build's user-code
+    digests: the files the model's code may import);
+  * the architecture: `str(module)`; per submodule (remove_duplicate=False) its class (module
+    and qualified name; for a class from outside torch and s2build the SHA-256 of its source
+    file), its `training` flag and every plain attribute (numbers, strings, dtypes, tuples...;
+    an unregistered tensor by its bytes); every parameter and buffer (non-persistent ones too)
+    by name, shape, dtype, device and requires_grad; integer and bool tensors also by value
+    (they are not perturbed, see below, so their values are part of the graph).
+  A module whose key cannot be stated honestly (forward hooks, an attribute of an unknown type,
+  a class without a source file) is "not cacheable": exported every time.
+  Metadata is not in the key: model-level metadata_props are set after export
+  (export._set_metadata), exactly as export.export_onnx sets them.
+
+Learning an architecture (a miss): export the real weights W (the artifact), then export a
+copy whose floating-point tensors hold random values W' (seeded; a user model also -W', so a
+branch on a weight's sign shows). Each initializer of the W' export is classified:
+  * a link: its bytes equal exactly one perturbed tensor's (dtype and dims too; raw_data);
+  * a constant: the same bytes in the W and W' exports (reshape shapes, scalars of the code);
+  * anything else is computed from the weights (folded, transposed): not relinkable.
+Then the graph is stored with the linked data cleared (the skeleton), and checked by the very
+code path of a hit: relinking W must reproduce the W export byte for byte, and relinking W'
+(and -W') the perturbed exports. Any difference (the graph depends on the weight values, data
+kept outside raw_data, a sparse initializer) marks the architecture not relinkable; that too
+is stored, so the check is not paid again.
+
+On disk: `.s2build/graphs/<key>.graph`, written atomically (atomic.write_bytes):
+    line 1  b"s2build-graph 1\\n"
+    line 2  one line of JSON: {"key": hex, "relinkable": bool, "reason": str,
+            "toolchain": {...}, "links": [[initializer index, initializer name, tensor name,
+            onnx data_type, dims], ...], "skeleton_sha256": hex, "skeleton_bytes": int}
+    rest    the skeleton: the ModelProto (export-stripped, no metadata_props) whose linked
+            initializers have empty raw_data; empty when not relinkable.
+A file that is short, damaged, of another version or key, or whose skeleton does not hash to
+its header is a miss: exported and learned again (the file is replaced), never an error.
+`stale(graphs_dir)` names the entries gc (store/gc.py) removes: damaged ones and those of
+another toolchain (they can never be hit again). `s2build clean --cache` removes the folder.
+
+Only the standard library at import; torch and onnx are imported by the functions that use them.
+"""
+
+import hashlib
+import json
+import os
+from collections import Counter
+
+from s2build import atomic
+from s2build.compile import export as export_mod
+from s2build.engine import fingerprint
+from s2build.engine import toolchain as toolchain_mod
+
+FORMAT = 1
+MAGIC = b"s2build-graph %d\n" % FORMAT
+FOLDER = "graphs"
+SUFFIX = ".graph"
+SEED = 20261206
+COUNTS = Counter()          # "exported", "relinked", "learned" (perturbed exports), this process
+_BUILTIN = ("torch", "s2build")
+_FORWARD_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+                  "_forward_pre_hooks_with_kwargs")
+_TENSOR_DICTS = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
+
+
+class Uncacheable(Exception):
+    """The graph key cannot be stated honestly; the text says why."""
+
+
+def graphs_dir(state_dir):
+    """Where a project's graph cache lives: .s2build/graphs/."""
+    return os.path.join(state_dir, FOLDER)
+
+
+# --- The key -------------------------------------------------------------------------------
+
+def _is_builtin(cls):
+    mod = getattr(cls, "__module__", "") or ""
+    return any(mod == b or mod.startswith(b + ".") for b in _BUILTIN)
+
+
+def _source_digest(cls):
+    import inspect
+    try:
+        path = inspect.getsourcefile(cls) or inspect.getfile(cls)
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except (TypeError, OSError) as e:
+        raise Uncacheable(f"no source file for class {cls.__qualname__} ({e})") from None
+
+
+def _tensor_bytes(t):
+    """The little-endian bytes of tensor `t` in C order, as ONNX raw_data holds them."""
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    return flat.view(__import__("torch").uint8).numpy().tobytes() if flat.numel() else b""
+
+
+def _plain(value, where):
+    """A JSON-able statement of a plain attribute value; Uncacheable for unknown types."""
+    import torch
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return [type(value).__name__, [_plain(v, where) for v in value]]
+    if isinstance(value, (set, frozenset)):
+        return ["set", sorted(json.dumps(_plain(v, where), sort_keys=True) for v in value)]
+    if isinstance(value, dict):
+        return ["dict", sorted([json.dumps(_plain(k, where), sort_keys=True), _plain(v, where)]
+                               for k, v in value.items())]
+    if isinstance(value, (torch.dtype, torch.device, torch.Size, torch.memory_format)):
+        return [type(value).__name__, str(value)]
+    if isinstance(value, torch.Tensor):
+        return ["tensor", str(value.dtype), list(value.shape),
+                hashlib.sha256(_tensor_bytes(value)).hexdigest()]
+    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+        if isinstance(value, torch.nn.Module):
+            raise Uncacheable(f"{where} holds an unregistered module")
+        return ["code", getattr(value, "__module__", None) or "", value.__qualname__]
+    raise Uncacheable(f"{where} is a {type(value).__name__}, which the graph key cannot state")
+
+
+def _tensors(module):
+    """{name: tensor} of every parameter and buffer (non-persistent and shared ones too)."""
+    out = dict(module.named_parameters(remove_duplicate=False))
+    out.update(module.named_buffers(remove_duplicate=False))
+    return out
+
+
+def architecture(module):
+    """What of `module` can change its exported graph (see the module docstring), as JSON-able
+    data; Uncacheable when that cannot be stated. `user` is True when any class is from
+    outside torch and s2build."""
+    import torch
+    if any(getattr(torch.nn.modules.module, n, None) for n in
+           ("_global_forward_hooks", "_global_forward_pre_hooks")):
+        raise Uncacheable("global forward hooks are registered")
+    subs, user = [], False
+    for name, sub in module.named_modules(remove_duplicate=False):
+        cls = type(sub)
+        facts = {"name": name, "class": [cls.__module__, cls.__qualname__]}
+        for base in cls.__mro__:
+            if base is not object and not _is_builtin(base):
+                user = True
+                facts.setdefault("source", []).append([base.__qualname__, _source_digest(base)])
+        attrs = {}
+        for key, value in sorted(vars(sub).items()):
+            if key in _TENSOR_DICTS:
+                continue
+            if "hook" in key:
+                if key in _FORWARD_HOOKS and value:
+                    raise Uncacheable(f"module {name or '(root)'} has forward hooks")
+                continue
+            attrs[key] = _plain(value, f"attribute {name + '.' if name else ''}{key}")
+        facts["attrs"] = attrs
+        facts["non_persistent"] = sorted(getattr(sub, "_non_persistent_buffers_set", ()))
+        subs.append(facts)
+    tensors = []
+    for name, t in sorted(_tensors(module).items()):
+        fact = [name, list(t.shape), str(t.dtype), str(t.device), bool(t.requires_grad)]
+        if not t.is_floating_point():          # not perturbed: its values are part of the graph
+            fact.append(hashlib.sha256(_tensor_bytes(t)).hexdigest())
+        tensors.append(fact)
+    return {"repr": str(module), "modules": subs, "tensors": tensors}, user
+
+
+def graph_key(module, example_input, *, output_names, exporter, opset, extra_key=None):
+    """(key hex, user) for the graph `module` exports; Uncacheable when it cannot be stated."""
+    arch, user = architecture(module)
+    facts = {"format": FORMAT, "exporter": exporter, "opset": opset,
+             "toolchain": toolchain_mod.toolchain("cpu", 1),
+             "outputs": list(output_names), "architecture": arch,
+             "input": [list(example_input.shape), str(example_input.dtype)]}
+    if user:
+        facts["input_values"] = hashlib.sha256(_tensor_bytes(example_input)).hexdigest()
+        facts["extra"] = extra_key
+    return fingerprint.canonical_digest(facts), user
+
+
+# --- Entries on disk -----------------------------------------------------------------------
+
+class Entry:
+    """One graph cache entry: relinkable (links, skeleton bytes) or not (reason)."""
+
+    def __init__(self, key, relinkable, reason="", links=(), skeleton=b"", toolchain=None):
+        self.key, self.relinkable, self.reason = key, relinkable, reason
+        self.links, self.skeleton = [list(x) for x in links], skeleton
+        self.toolchain = toolchain if toolchain is not None else toolchain_mod.toolchain("cpu", 1)
+
+    def to_bytes(self):
+        header = {"key": self.key, "relinkable": self.relinkable, "reason": self.reason,
+                  "toolchain": self.toolchain, "links": self.links,
+                  "skeleton_sha256": hashlib.sha256(self.skeleton).hexdigest(),
+                  "skeleton_bytes": len(self.skeleton)}
+        return MAGIC + json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + \
+            b"\n" + self.skeleton
+
+
+def parse_entry(data, key=None):
+    """The Entry in `data` (a whole file), or (None, why) when it is not a sound entry."""
+    if not data.startswith(MAGIC):
+        return None, "not a graph cache file of this version"
+    end = data.find(b"\n", len(MAGIC))
+    if end < 0:
+        return None, "truncated header"
+    try:
+        h = json.loads(data[len(MAGIC):end])
+        skeleton = data[end + 1:]
+        ok = isinstance(h, dict) and h.get("skeleton_bytes") == len(skeleton) \
+            and h.get("skeleton_sha256") == hashlib.sha256(skeleton).hexdigest() \
+            and isinstance(h.get("relinkable"), bool) and isinstance(h.get("links"), list) \
+            and all(isinstance(x, list) and len(x) == 5 for x in h["links"]) \
+            and isinstance(h.get("toolchain"), dict)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        return None, "damaged (header or checksum)"
+    if key is not None and h.get("key") != key:
+        return None, "written for another key"
+    return Entry(h["key"], h["relinkable"], str(h.get("reason", "")), h["links"], skeleton,
+                 h["toolchain"]), ""
+
+
+def _path(folder, key):
+    return os.path.join(folder, key + SUFFIX)
+
+
+def _read(folder, key):
+    """(Entry or None, why it is not usable: "" for a plain miss)."""
+    try:
+        with open(_path(folder, key), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None, ""
+    except OSError as e:
+        return None, f"unreadable ({e.strerror})"
+    return parse_entry(data, key)
+
+
+def _write(folder, entry):
+    """Store `entry`; a failure to write costs only a later re-export."""
+    try:
+        atomic.write_bytes(_path(folder, entry.key), entry.to_bytes(), durable=False)
+    except OSError:
+        pass
+
+
+def stale(folder):
+    """[(path, bytes, why)] of entries in `folder` that can never be hit again: damaged ones,
+    those of another toolchain, and leftover temporary files."""
+    out = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return out
+    current = toolchain_mod.toolchain("cpu", 1)
+    for name in names:
+        p = os.path.join(folder, name)
+        try:
+            size = os.path.getsize(p)
+            if name.startswith(atomic.TMP_PREFIX):
+                out.append((p, size, "left by a killed process"))
+                continue
+            if not name.endswith(SUFFIX):
+                continue
+            with open(p, "rb") as f:
+                entry, why = parse_entry(f.read(), name[: -len(SUFFIX)])
+        except OSError:
+            continue
+        if entry is None:
+            out.append((p, size, why))
+        elif entry.toolchain != current:
+            out.append((p, size, "another toolchain"))
+    return out
+
+
+# --- Relinking -----------------------------------------------------------------------------
+
+def _onnx_type(dtype):
+    import torch
+    return {torch.float32: 1, torch.uint8: 2, torch.int8: 3, torch.int16: 5, torch.int32: 6,
+            torch.int64: 7, torch.bool: 9, torch.float16: 10, torch.float64: 11,
+            torch.bfloat16: 16}.get(dtype)
+
+
+def _relink(entry, tensors, metadata):
+    """The artifact bytes of `entry`'s skeleton with `tensors` ({name: tensor}) linked in and
+    `metadata` set as export.export_onnx sets it; ValueError when they do not fit."""
+    import onnx
+    model = onnx.load_model_from_string(entry.skeleton)
+    inits = model.graph.initializer
+    for index, init_name, tensor_name, data_type, dims in entry.links:
+        if not (0 <= index < len(inits)) or inits[index].name != init_name:
+            raise ValueError(f"skeleton has no initializer {init_name!r} at {index}")
+        t = tensors.get(tensor_name)
+        if t is None or _onnx_type(t.dtype) != data_type or list(t.shape) != dims:
+            raise ValueError(f"tensor {tensor_name!r} does not fit initializer {init_name!r}")
+        inits[index].raw_data = _tensor_bytes(t)
+    export_mod._strip(model)
+    export_mod._set_metadata(model, metadata)
+    return model.SerializeToString(deterministic=True)
+
+
+def _perturbed(module, sign):
+    """A copy of `module` whose floating-point tensors hold seeded random values (times `sign`)."""
+    import copy
+    import torch
+    twin = copy.deepcopy(module)
+    gen = torch.Generator().manual_seed(SEED)
+    seen = set()
+    with torch.no_grad():
+        for _name, t in sorted(_tensors(twin).items()):
+            if t.is_floating_point() and id(t) not in seen:
+                seen.add(id(t))
+                r = torch.randn(t.shape, generator=gen, dtype=torch.float64) * sign
+                t.copy_(r.to(t.dtype))
+    return twin
+
+
+def _learn(key, module, example, fresh, *, output_names, metadata, exporter, opset, user):
+    """The Entry for `module`'s graph, given `fresh` (export.export_onnx of its weights)."""
+    import onnx
+    signs = (1.0, -1.0) if user else (1.0,)
+    probes = []
+    for sign in signs:
+        try:
+            twin = _perturbed(module, sign)
+        except Exception as e:             # a user module that cannot be copied
+            return Entry(key, False, f"cannot copy the module ({type(e).__name__}: {e})")
+        try:
+            data = export_mod.export_onnx(twin, example, output_names=output_names, metadata={},
+                                          exporter=exporter, opset=opset)
+        except Exception as e:
+            return Entry(key, False, f"export with other weights failed ({e})")
+        COUNTS["learned"] += 1
+        probes.append((twin, data))
+    base = onnx.load_model_from_string(fresh)
+    model = onnx.load_model_from_string(probes[0][1])
+    if len(model.graph.sparse_initializer):
+        return Entry(key, False, "sparse initializers")
+    a_inits, p_inits = base.graph.initializer, model.graph.initializer
+    if [i.name for i in a_inits] != [i.name for i in p_inits]:
+        return Entry(key, False, "the initializers depend on the weight values")
+    by_bytes = {}
+    for name, t in _tensors(probes[0][0]).items():
+        if t.is_floating_point():
+            by_bytes.setdefault((_tensor_bytes(t), _onnx_type(t.dtype), tuple(t.shape)),
+                                []).append(name)
+    links = []
+    for index, (a, p) in enumerate(zip(a_inits, p_inits)):
+        names = by_bytes.get((p.raw_data, p.data_type, tuple(p.dims))) if p.raw_data else None
+        if names:
+            links.append([index, p.name, p.name if p.name in names else sorted(names)[0],
+                          p.data_type, list(p.dims)])
+            p.raw_data = b""
+        elif a.SerializeToString(deterministic=True) != p.SerializeToString(deterministic=True):
+            return Entry(key, False, f"initializer {p.name} is computed from the weights "
+                                     "(folded or transposed), not a copy of one tensor")
+    export_mod._set_metadata(model, {})
+    entry = Entry(key, True, links=links, skeleton=model.SerializeToString(deterministic=True))
+    entry = parse_entry(entry.to_bytes(), key)[0]          # check what a hit will read
+    checks = [(_tensors(module), metadata, fresh)] + \
+        [(_tensors(twin), {}, data) for twin, data in probes]
+    for tensors, meta, want in checks:
+        try:
+            got = _relink(entry, tensors, meta)
+        except Exception as e:             # onnx's DecodeError, ValueError
+            return Entry(key, False, f"relinking failed ({e})")
+        if got != want:
+            return Entry(key, False, "relinking the weights does not reproduce a fresh export "
+                                     "(the graph depends on the weight values)")
+    return entry
+
+
+def export_onnx(module, example_input, *, output_names, metadata, exporter="dynamo", opset=None,
+                graphs_dir, extra_key=None):
+    """export.export_onnx through the graph cache in `graphs_dir`: (the same bytes, note).
+    Raises what export.export_onnx raises."""
+    def fresh():
+        COUNTS["exported"] += 1
+        return export_mod.export_onnx(module, example_input, output_names=output_names,
+                                      metadata=metadata, exporter=exporter, opset=opset)
+    if exporter not in export_mod.EXPORTERS or not list(output_names) \
+            or example_input.dim() < 1 or example_input.shape[0] < 2:
+        return fresh(), "graph exported"                    # export_onnx says what is wrong
+    try:
+        key, user = graph_key(module, example_input, output_names=output_names,
+                              exporter=exporter, opset=opset, extra_key=extra_key)
+    except Uncacheable as e:
+        return fresh(), f"graph exported: not cacheable: {e}"
+    entry, why = _read(graphs_dir, key)
+    if entry is not None and not entry.relinkable:
+        return fresh(), f"graph exported: not relinkable: {entry.reason}"
+    if entry is not None:
+        try:
+            data = _relink(entry, _tensors(module), metadata)
+            COUNTS["relinked"] += 1
+            return data, f"graph relinked ({key[:12]})"
+        except Exception as e:             # a skeleton that does not parse or fit: a miss
+            why = f"does not fit ({e})"
+    data = fresh()
+    entry = _learn(key, module, example_input, data, output_names=output_names,
+                   metadata=metadata, exporter=exporter, opset=opset, user=user)
+    _write(graphs_dir, entry)
+    said = f"graph cache entry {why}; " if why else ""
+    if not entry.relinkable:
+        return data, f"graph exported: {said}not relinkable: {entry.reason}"
+    return data, f"graph exported: {said}cached for relinking ({key[:12]})"
