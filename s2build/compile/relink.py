@@ -4,8 +4,10 @@ Two builds of the same architecture, input signature, exporter and toolchain exp
 ONNX graph with different initializers. `export_onnx(...)` takes export.export_onnx's arguments
 plus `graphs_dir` and returns (bytes, note): the bytes are BYTE-IDENTICAL to what
 export.export_onnx returns for the same module and metadata; `note` says in words what happened
-(the runner shows it under -v): "graph relinked (...)", "graph exported and cached (...)",
-"graph exported: not relinkable: WHY", "graph exported: not cacheable: WHY". `COUNTS` counts
+(the runner shows it under -v): "graph relinked (KEY)", "graph exported: cached for
+relinking (KEY)", "graph exported: not relinkable: WHY", "graph exported: not cacheable: WHY",
+"graph exported: the weights have special values (WHY)"; a damaged entry adds "graph cache
+entry WHY; ". `COUNTS` counts
 outcomes in this process (fresh exports, relinks).
 
 The graph key (SHA-256 of canonical JSON) holds everything that can change the graph:
@@ -29,20 +31,29 @@ The graph key (SHA-256 of canonical JSON) holds everything that can change the g
 Learning an architecture (a miss): export the real weights W (the artifact), then export a
 copy whose floating-point tensors hold random values W' (seeded; a user model also -W', so a
 branch on a weight's sign shows). Each initializer of the W' export is classified:
-  * a link: its bytes equal exactly one perturbed tensor's (dtype and dims too; raw_data);
+  * a link: its bytes equal a perturbed tensor's, or (2-D) its transpose's, as the legacy
+    exporter folds a bias-free Linear (dtype and dims too; raw_data);
   * a constant: the same bytes in the W and W' exports (reshape shapes, scalars of the code);
-  * anything else is computed from the weights (folded, transposed): not relinkable.
+  * anything else is computed from the weights (folded): not relinkable.
 Then the graph is stored with the linked data cleared (the skeleton), and checked by the very
 code path of a hit: relinking W must reproduce the W export byte for byte, and relinking W'
 (and -W') the perturbed exports. Any difference (the graph depends on the weight values, data
 kept outside raw_data, a sparse initializer) marks the architecture not relinkable; that too
-is stored, so the check is not paid again.
+is stored, so the check is not paid again. The stored graph is the generic one (random weights).
+
+Special values: the exporters simplify on some weight values: both merge initializers with equal
+values, and the dynamo optimizer drops x*1, x+0, x-0, x/1 and all-zero biases. So weights with
+a linked tensor equal to another or to a constant initializer, all 0, all 1, all -1 or not
+finite are never relinked (a fresh export instead; when they are the learning build's, nothing
+is stored and the next build learns). This list is the one place that knows the exporters'
+value-dependent rewrites; the key holds their versions, so a new version is learned afresh.
 
 On disk: `.s2build/graphs/<key>.graph`, written atomically (atomic.write_bytes):
     line 1  b"s2build-graph 1\\n"
     line 2  one line of JSON: {"key": hex, "relinkable": bool, "reason": str,
             "toolchain": {...}, "links": [[initializer index, initializer name, tensor name,
-            onnx data_type, dims], ...], "skeleton_sha256": hex, "skeleton_bytes": int}
+            onnx data_type, dims, "copy" | "transpose"], ...], "skeleton_sha256": hex,
+            "skeleton_bytes": int}
     rest    the skeleton: the ModelProto (export-stripped, no metadata_props) whose linked
             initializers have empty raw_data; empty when not relinkable.
 A file that is short, damaged, of another version or key, or whose skeleton does not hash to
@@ -222,7 +233,7 @@ def parse_entry(data, key=None):
         ok = isinstance(h, dict) and h.get("skeleton_bytes") == len(skeleton) \
             and h.get("skeleton_sha256") == hashlib.sha256(skeleton).hexdigest() \
             and isinstance(h.get("relinkable"), bool) and isinstance(h.get("links"), list) \
-            and all(isinstance(x, list) and len(x) == 5 for x in h["links"]) \
+            and all(isinstance(x, list) and len(x) == 6 for x in h["links"]) \
             and isinstance(h.get("toolchain"), dict)
     except (ValueError, TypeError, UnicodeDecodeError):
         ok = False
@@ -296,19 +307,62 @@ def _onnx_type(dtype):
             torch.bfloat16: 16}.get(dtype)
 
 
+class Special(ValueError):
+    """The weights have values an exporter simplifies on; the text names them."""
+
+
+def _link_bytes(t, op):
+    return _tensor_bytes(t.t() if op == "transpose" else t)
+
+
+def _special(linked, constants):
+    """Why a fresh export of these weights may take a simpler graph than the generic one the
+    entry holds, or "": both exporters merge initializers with equal values (dtype, dims,
+    bytes), and the dynamo optimizer drops x*1, x+0, x-0, x/1 and all-zero biases. `linked`:
+    [(tensor name, tensor, data_type, dims, bytes)]; `constants`: {(data_type, dims, bytes)}."""
+    import torch
+    seen = {}
+    for name, t, data_type, dims, data in linked:
+        sig = (data_type, tuple(dims), data)
+        other = seen.setdefault(sig, (name, id(t)))
+        if other[1] != id(t) or sig in constants:
+            return f"{name} equals {other[0] if other[1] != id(t) else 'a constant'}"
+        flat = t.detach().reshape(-1)
+        if not flat.numel():
+            continue
+        if not bool(torch.isfinite(flat.double()).all()):
+            return f"{name} is not finite"
+        first = float(flat[0])
+        if first in (0.0, 1.0, -1.0) and bool((flat == flat[0]).all()):
+            return f"{name} is all {first:g}"
+    return ""
+
+
 def _relink(entry, tensors, metadata):
     """The artifact bytes of `entry`'s skeleton with `tensors` ({name: tensor}) linked in and
-    `metadata` set as export.export_onnx sets it; ValueError when they do not fit."""
+    `metadata` set as export.export_onnx sets it; ValueError when they do not fit, Special
+    when their values may make a fresh export simplify the graph."""
     import onnx
     model = onnx.load_model_from_string(entry.skeleton)
     inits = model.graph.initializer
-    for index, init_name, tensor_name, data_type, dims in entry.links:
+    linked, filled = [], set()
+    for index, init_name, tensor_name, data_type, dims, op in entry.links:
         if not (0 <= index < len(inits)) or inits[index].name != init_name:
             raise ValueError(f"skeleton has no initializer {init_name!r} at {index}")
         t = tensors.get(tensor_name)
-        if t is None or _onnx_type(t.dtype) != data_type or list(t.shape) != dims:
+        shape = list(t.shape)[::-1] if t is not None and op == "transpose" else \
+            list(t.shape) if t is not None else None
+        if t is None or op not in ("copy", "transpose") or (op == "transpose" and t.dim() != 2) \
+                or _onnx_type(t.dtype) != data_type or shape != dims:
             raise ValueError(f"tensor {tensor_name!r} does not fit initializer {init_name!r}")
-        inits[index].raw_data = _tensor_bytes(t)
+        inits[index].raw_data = data = _link_bytes(t, op)
+        linked.append((tensor_name, t, data_type, dims, data))
+        filled.add(index)
+    constants = {(i.data_type, tuple(i.dims), i.raw_data) for n, i in enumerate(inits)
+                 if n not in filled}
+    why = _special(linked, constants)
+    if why:
+        raise Special(why)
     export_mod._strip(model)
     export_mod._set_metadata(model, metadata)
     return model.SerializeToString(deterministic=True)
@@ -352,31 +406,48 @@ def _learn(key, module, example, fresh, *, output_names, metadata, exporter, ops
     if len(model.graph.sparse_initializer):
         return Entry(key, False, "sparse initializers")
     a_inits, p_inits = base.graph.initializer, model.graph.initializer
-    if [i.name for i in a_inits] != [i.name for i in p_inits]:
-        return Entry(key, False, "the initializers depend on the weight values")
-    by_bytes = {}
+    by_bytes = {}                          # a copy of a perturbed tensor, or its transpose
     for name, t in _tensors(probes[0][0]).items():
         if t.is_floating_point():
-            by_bytes.setdefault((_tensor_bytes(t), _onnx_type(t.dtype), tuple(t.shape)),
-                                []).append(name)
+            ops = ("copy", "transpose") if t.dim() == 2 else ("copy",)
+            for op in ops:
+                dims = tuple(t.shape)[::-1] if op == "transpose" else tuple(t.shape)
+                by_bytes.setdefault((_link_bytes(t, op), _onnx_type(t.dtype), dims),
+                                    []).append((name, op))
     links = []
+    for index, p in enumerate(p_inits):
+        found = by_bytes.get((p.raw_data, p.data_type, tuple(p.dims))) if p.raw_data else None
+        if found:
+            name, op = min(found, key=lambda f: (f[0] != p.name, f))
+            links.append([index, p.name, name, p.data_type, list(p.dims), op])
+    own = _tensors(module)                 # this build's weights may have simplified its graph
+    linked = [(name, own[name], dt, dims, _link_bytes(own[name], op))
+              for _i, _n, name, dt, dims, op in links if name in own]
+    constants = {(p.data_type, tuple(p.dims), p.raw_data) for i, p in enumerate(p_inits)
+                 if i not in {x[0] for x in links}}
+    why = _special(linked, constants)
+    if why:
+        return Special(why)
+    if [i.name for i in a_inits] != [i.name for i in p_inits]:
+        return Entry(key, False, "the initializers depend on the weight values")
     for index, (a, p) in enumerate(zip(a_inits, p_inits)):
-        names = by_bytes.get((p.raw_data, p.data_type, tuple(p.dims))) if p.raw_data else None
-        if names:
-            links.append([index, p.name, p.name if p.name in names else sorted(names)[0],
-                          p.data_type, list(p.dims)])
+        if any(x[0] == index for x in links):
             p.raw_data = b""
         elif a.SerializeToString(deterministic=True) != p.SerializeToString(deterministic=True):
             return Entry(key, False, f"initializer {p.name} is computed from the weights "
-                                     "(folded or transposed), not a copy of one tensor")
+                                     "(folded), not a copy or transpose of one tensor")
     export_mod._set_metadata(model, {})
     entry = Entry(key, True, links=links, skeleton=model.SerializeToString(deterministic=True))
     entry = parse_entry(entry.to_bytes(), key)[0]          # check what a hit will read
     checks = [(_tensors(module), metadata, fresh)] + \
         [(_tensors(twin), {}, data) for twin, data in probes]
-    for tensors, meta, want in checks:
+    for n, (tensors, meta, want) in enumerate(checks):
         try:
             got = _relink(entry, tensors, meta)
+        except Special as e:               # the weights of this build: learned next time
+            if n == 0:
+                return Special(str(e))
+            return Entry(key, False, f"perturbed weights have special values ({e})")
         except Exception as e:             # onnx's DecodeError, ValueError
             return Entry(key, False, f"relinking failed ({e})")
         if got != want:
@@ -409,13 +480,18 @@ def export_onnx(module, example_input, *, output_names, metadata, exporter="dyna
             data = _relink(entry, _tensors(module), metadata)
             COUNTS["relinked"] += 1
             return data, f"graph relinked ({key[:12]})"
+        except Special as e:
+            return fresh(), f"graph exported: the weights have special values ({e})"
         except Exception as e:             # a skeleton that does not parse or fit: a miss
             why = f"does not fit ({e})"
     data = fresh()
     entry = _learn(key, module, example_input, data, output_names=output_names,
                    metadata=metadata, exporter=exporter, opset=opset, user=user)
-    _write(graphs_dir, entry)
     said = f"graph cache entry {why}; " if why else ""
+    if isinstance(entry, Special):
+        return data, f"graph exported: {said}not learned: the weights have special values " \
+                     f"({entry})"
+    _write(graphs_dir, entry)
     if not entry.relinkable:
         return data, f"graph exported: {said}not relinkable: {entry.reason}"
     return data, f"graph exported: {said}cached for relinking ({key[:12]})"
