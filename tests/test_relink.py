@@ -236,5 +236,13 @@ def test_a_cli_rebuild_relinks_with_the_bytes_of_a_build_from_scratch(tmp_path):
     (graphs / ("a" * 64 + relink.SUFFIX)).write_bytes(old.replace(header["key"].encode(),
                                                                   b"a" * 64))
     (graphs / ("b" * 64 + relink.SUFFIX)).write_bytes(b"s2build-graph 1\n{")
-    run(["gc", "--max-size", "2G"], d, check=0)
+    from s2build.project import config
+    from s2build.store import gc
+    project = config.load(str(d / "s2build.yaml"))
+    assert len(gc.collect(project, 2 ** 31, dry_run=True).graphs) == 2
+    assert len(list(graphs.iterdir())) == 3             # a dry run removes nothing
+    assert sorted(w for _n, _s, w in gc.collect(project, 2 ** 31).graphs) == \
+        ["another toolchain", "truncated header"]
     assert sorted(p.name for p in graphs.iterdir()) == [entry.name]
+    gc.clean(project, [], cache=True)
+    assert not graphs.exists()
