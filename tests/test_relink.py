@@ -59,6 +59,18 @@ class Branchy(nn.Module):
         return x * self.w if float(self.w.sum()) > 0 else x - self.w
 
 
+class Scaled(nn.Module):
+    """A model argument reaches the graph only through a lambda's closure."""
+
+    def __init__(self, alpha):
+        super().__init__()
+        self.lin = nn.Linear(5, 2)
+        self.f = lambda x: x * alpha
+
+    def forward(self, x):
+        return self.f(self.lin(x))
+
+
 def _model(kind, seed, task="classification"):
     """(Exported wrapper, example input) with weights drawn from `seed`."""
     torch.manual_seed(seed)
@@ -178,6 +190,10 @@ def test_the_key_moves_with_what_changes_the_graph(tmp_path):
     with pytest.raises(relink.Uncacheable, match="attribute net.scale"):
         key(user, ux)
     user.net.scale = 0.5
+    sx = torch.randn(4, 5)
+    scaled = [relink.graph_key(Scaled(a).eval(), sx, output_names=["y"], exporter="legacy",
+                               opset=None)[0] for a in (0.5, 0.5, 0.25)]
+    assert scaled[0] == scaled[1] != scaled[2]
     handle = user.net.a.register_forward_hook(lambda m, i, o: o * 2)
     data, note = relink.export_onnx(user, ux, output_names=user.output_names, metadata={},
                                     exporter="legacy", graphs_dir=str(tmp_path))

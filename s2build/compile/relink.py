@@ -20,7 +20,8 @@ The graph key (SHA-256 of canonical JSON) holds everything that can change the g
   * the architecture: `str(module)`; per submodule (remove_duplicate=False) its class (module
     and qualified name; for a class from outside torch and s2build the SHA-256 of its source
     file), its `training` flag and every plain attribute (numbers, strings, dtypes, tuples...;
-    an unregistered tensor by its bytes); every parameter and buffer (non-persistent ones too)
+    an unregistered tensor or array by its bytes; a function by its bytecode, constants,
+    defaults and closure values); every parameter and buffer (non-persistent ones too)
     by name, shape, dtype, device and requires_grad; integer and bool tensors also by value
     (they are not perturbed, see below, so their values are part of the graph).
   A module whose key cannot be stated honestly (forward hooks, an attribute of an unknown type,
@@ -137,10 +138,54 @@ def _plain(value, where):
     if isinstance(value, torch.Tensor):
         return ["tensor", str(value.dtype), list(value.shape),
                 hashlib.sha256(_tensor_bytes(value)).hexdigest()]
-    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
-        if isinstance(value, torch.nn.Module):
-            raise Uncacheable(f"{where} holds an unregistered module")
-        return ["code", getattr(value, "__module__", None) or "", value.__qualname__]
+    if type(value).__module__ == "numpy" and hasattr(value, "tobytes"):
+        return ["ndarray", str(value.dtype), list(getattr(value, "shape", ())),
+                hashlib.sha256(value.tobytes()).hexdigest()]
+    return _code(value, where)
+
+
+def _code_digest(code):
+    """SHA-256 of a code object's bytecode, names and constants (nested code recursively)."""
+    import types
+    consts = [_code_digest(c) if isinstance(c, types.CodeType) else repr(c)
+              for c in code.co_consts]
+    return hashlib.sha256(code.co_code + json.dumps([consts, list(code.co_names)]).encode()
+                          ).hexdigest()
+
+
+def _code(value, where):
+    """A statement of a class or callable attribute: where it is defined, and for a Python
+    function its bytecode, constants, defaults and closure values (a lambda closing over a
+    model argument bakes that argument into the graph)."""
+    import functools
+    import types
+    import torch
+    if isinstance(value, type):
+        return ["class", value.__module__, value.__qualname__] + \
+            ([] if _is_builtin(value) else [_source_digest(value)])
+    if isinstance(value, functools.partial):
+        return ["partial", _code(value.func, where), _plain(value.args, where),
+                _plain(value.keywords, where)]
+    if isinstance(value, types.MethodType):
+        owner = value.__self__
+        bound = ["module", type(owner).__module__, type(owner).__qualname__] \
+            if isinstance(owner, torch.nn.Module) else _plain(owner, where)
+        return ["method", _code(value.__func__, where), bound]
+    if isinstance(value, types.FunctionType):
+        body = _code_digest(value.__code__)
+        cells = [_plain(c.cell_contents, where) if not isinstance(c.cell_contents,
+                                                                   torch.nn.Module) else
+                 _code(type(c.cell_contents), where) for c in value.__closure__ or ()]
+        return ["function", value.__module__ or "", value.__qualname__, body,
+                _plain(value.__defaults__, where), _plain(value.__kwdefaults__, where), cells]
+    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)) \
+            or type(value).__name__ in ("method_descriptor", "wrapper_descriptor"):
+        owner = getattr(value, "__self__", None)
+        if owner is not None and not isinstance(owner, (type, types.ModuleType)):
+            raise Uncacheable(f"{where} is a method bound to a {type(owner).__name__}")
+        return ["builtin", getattr(value, "__module__", None) or "", value.__qualname__]
+    if isinstance(value, torch.nn.Module):
+        raise Uncacheable(f"{where} holds an unregistered module")
     raise Uncacheable(f"{where} is a {type(value).__name__}, which the graph key cannot state")
 
 
