@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from conftest import run, sha256  # noqa: E402
-from s2build.compile import export, models, relink  # noqa: E402
+from s2build.compile import export, graphkey, models, relink  # noqa: E402
 from toy import make_project, relabel  # noqa: E402
 
 META = {"s2build.build_key": "k", "z": "last"}
@@ -166,7 +166,7 @@ def test_the_key_moves_with_what_changes_the_graph(tmp_path):
     def key(module, x, **kw):
         args = dict(output_names=module.output_names, exporter="legacy", opset=None)
         args.update(kw)
-        return relink.graph_key(module, x, **args)[0]
+        return graphkey.graph_key(module, x, **args)[0]
 
     mlp, x = _model("mlp", 1)
     base = key(mlp, x)
@@ -187,11 +187,11 @@ def test_the_key_moves_with_what_changes_the_graph(tmp_path):
     user.net.scale = 0.25                    # a plain attribute forward reads
     assert key(user, ux) != ukey
     user.net.scale = object()
-    with pytest.raises(relink.Uncacheable, match="attribute net.scale"):
+    with pytest.raises(graphkey.Uncacheable, match="attribute net.scale"):
         key(user, ux)
     user.net.scale = 0.5
     sx = torch.randn(4, 5)
-    scaled = [relink.graph_key(Scaled(a).eval(), sx, output_names=["y"], exporter="legacy",
+    scaled = [graphkey.graph_key(Scaled(a).eval(), sx, output_names=["y"], exporter="legacy",
                                opset=None)[0] for a in (0.5, 0.5, 0.25)]
     assert scaled[0] == scaled[1] != scaled[2]
     handle = user.net.a.register_forward_hook(lambda m, i, o: o * 2)
