@@ -8,7 +8,7 @@ with it; a false hit would be a lying key, a miss only costs an export, so it er
 The graph key (SHA-256 of canonical JSON) holds everything that can change the graph:
   * the key's version, the exporter, the opset, the toolchain (toolchain.toolchain(): s2build's
     code digest, torch/onnx/onnxscript/onnx-ir versions, python, cpu), the output names;
-  * the example input's full shape (batch included) and dtype; for a module with any class from
+  * the example input's full shape (batch included) and dtype, torch's default dtype; for a module with any class from
     outside torch and s2build (a user model), also the digest of its values (a traced branch
     on the data would be baked in) and of `extra_key` (the runner passes the build's user-code
     digests: the files the model's code may import);
@@ -181,11 +181,13 @@ def architecture(module):
 
 def graph_key(module, example_input, *, output_names, exporter, opset, extra_key=None):
     """(key hex, user) for the graph `module` exports; Uncacheable when it cannot be stated."""
+    import torch
     arch, user = architecture(module)
     facts = {"version": VERSION, "exporter": exporter, "opset": opset,
              "toolchain": toolchain_mod.toolchain("cpu", 1),
              "outputs": list(output_names), "architecture": arch,
-             "input": [list(example_input.shape), str(example_input.dtype)]}
+             "input": [list(example_input.shape), str(example_input.dtype)],
+             "default_dtype": str(torch.get_default_dtype())}
     if user:
         facts["input_values"] = hashlib.sha256(tensor_bytes(example_input)).hexdigest()
         facts["extra"] = extra_key
