@@ -220,8 +220,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     example = x[: max(2, min(4, len(x)))]
     if len(example) < 2:
         example = torch.cat([example, example])
-    # the same bytes as export.export_onnx; a known architecture's graph is relinked
-    artifact, graph_note = relink.export_onnx(
+    artifact, graph_note = relink.export_onnx(      # export.export_onnx's bytes, relinked
         wrapper, example, output_names=wrapper.output_names,
         metadata=records.provenance(t, inputs, ds, trained.metrics),
         # a dev artifact never ships: the 10x faster exporter
