@@ -167,8 +167,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
         for w in store.warnings:                    # damaged shards or pack: parsed again
             reporter.warn(w)
     timings["data"] = time.perf_counter() - clock
-    from s2build.compile import export
     from s2build.compile import models
+    from s2build.compile import relink
     from s2build.compile import train
     from s2build.compile import verify
     for w in (ds.prep.warnings if ds.prep is not None else ()):
@@ -220,11 +220,12 @@ def _build_one(step, project, state, cache, reporter, cancel):
     example = x[: max(2, min(4, len(x)))]
     if len(example) < 2:
         example = torch.cat([example, example])
-    artifact = export.export_onnx(wrapper, example, output_names=wrapper.output_names,
-                                  metadata=records.provenance(t, inputs, ds, trained.metrics),
-                                  # a dev artifact never ships: the 10x faster exporter
-                                  exporter=records.exporter_used(t, inputs),
-                                  opset=t.config["export"]["opset"])
+    artifact, graph_note = relink.export_onnx(      # export.export_onnx's bytes, relinked
+        wrapper, example, output_names=wrapper.output_names,
+        metadata=records.provenance(t, inputs, ds, trained.metrics),
+        # a dev artifact never ships: the 10x faster exporter
+        exporter=records.exporter_used(t, inputs), opset=t.config["export"]["opset"],
+        graphs_dir=relink.graphs_dir(project.state_dir), extra_key=inputs.user_code)
     if ds.prep is not None:                         # tables: raw columns in, prep in the graph
         from s2build.compile import prepgraph
         artifact = prepgraph.prepend(ds.prep, artifact)
@@ -289,7 +290,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     state.save()
     detail = ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()) + \
         f"; parsed {len(ds.parsed_files)} of {len(inputs.sources) + len(inputs.holdout)} files" + \
-        f"; parity max|diff| {vr.max_abs_diff:.2e}"
+        f"; parity max|diff| {vr.max_abs_diff:.2e}; {graph_note}"
     return rec, detail, changed, ds.parsed_files
 
 

@@ -13,6 +13,9 @@ of any pinned dev build (record.json's `parent`). "Recently used" is the entry f
 set when the entry is written, and touched by Cache.get on every restore. Runs under the build
 lock; an entry leaves by one os.replace into .s2build/tmp/ (so it is whole or gone), then is
 deleted. Sizes: K, M, G, T are powers of 1024; printed MB are 1024 * 1024 bytes.
+collect also removes the graph cache entries (.s2build/graphs/, compile/relink.py) that can never
+be hit again: damaged ones and those of another toolchain (Collected.graphs); the others are a
+few KB each (no weights) and stay. `clean --cache` removes .s2build/graphs/ with the rest.
 """
 
 import json
@@ -110,10 +113,12 @@ def clean(project, names, cache=False, on_wait=None):
 
 class Collected:
     """removed: [(key, bytes)], oldest first; freed: their bytes; kept / kept_bytes: the
-    entries left; pinned: how many of those may never be removed."""
+    entries left; pinned: how many of those may never be removed; graphs: [(file name, bytes,
+    why)] of the graph cache entries removed (not counted in freed)."""
 
     def __init__(self):
         self.removed, self.freed, self.kept, self.kept_bytes, self.pinned = [], 0, 0, 0, 0
+        self.graphs = []
 
 
 def _entries(cache):
@@ -186,6 +191,14 @@ def collect(project, max_bytes, dry_run=False, on_wait=None):
             res.removed.append((key, size))
             res.freed += size
             total -= size
+        from s2build.compile import relink
+        for path, size, why in relink.stale(relink.graphs_dir(project.state_dir)):
+            if not dry_run:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    continue
+            res.graphs.append((os.path.basename(path), size, why))
         left = [k for k in entries if k not in {k for k, _s in res.removed}]
         res.kept, res.kept_bytes = len(left), total
         res.pinned = sum(k in pinned for k in left)
