@@ -41,6 +41,8 @@ from s2build import errors
 from s2build.cli import build, debug, release
 from s2build.errors import S2Error
 
+SERVED = ("build", "test", "lint", "blame", "predict")     # = server.client.COMMANDS
+
 
 def parser():
     p = argparse.ArgumentParser(prog="s2build", description="Build neural networks from data, "
@@ -56,6 +58,10 @@ def parser():
     build.add_parsers(sub)
     debug.add_parsers(sub)
     release.add_parsers(sub)
+    for name in SERVED:                          # also after the command: `build --no-server`
+        sub.choices[name].add_argument("--no-server", action="store_true",
+                                       default=argparse.SUPPRESS,
+                                       help="run in this process, not in the build server")
     sd = sub.add_parser("shutdown", help="stop the project's build server")
     sd.set_defaults(func=lambda args: _server().cmd_shutdown(args))
     return p
@@ -81,7 +87,7 @@ def main(argv=None):
             return errors.USAGE
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        if args.command in ("build", "test", "lint", "blame", "predict"):   # the server's
+        if args.command in SERVED:                          # the one dispatch to the server
             rc = _server().dispatch(sys.argv[1:] if argv is None else argv, args)
             if rc is not None:
                 return rc

@@ -86,7 +86,7 @@ def dispatch(argv, args):
     """Run the command in the server; its exit code, or None to run it in-process."""
     if args.command not in COMMANDS or not enabled(args):
         return None
-    if args.command == "predict" and getattr(args, "file", None) == "-":
+    if args.command == "predict" and getattr(args, "input", None) == "-":
         return None
     root = project_root(args)
     if root is None or (args.command == "build" and _is_noop_build(args)):
