@@ -135,12 +135,21 @@ def test_two_clients_train_once(served):
     assert len(entries) == 1
 
 
-def test_client_killed_mid_build(served):
+def test_client_interrupted_or_killed_mid_build(served):
     d = served("p", epochs=2)
     run(["build"], d, env=SERVER_ENV, check=0)
     before = sha256(d / "build/toy.onnx")
     pid = _server_pid(d)
     _set_epochs(d, 100000)                          # a build that would take minutes
+    p = _popen(["build"], d, SERVER_ENV)            # Ctrl-C: as in-process, and quickly
+    _wait_for_line(p.stderr, "toy: building")
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert err.endswith("s2build: interrupted; nothing was recorded for the unfinished target\n")
+    assert sha256(d / "build/toy.onnx") == before
+
     p = _popen(["build"], d, SERVER_ENV)
     _wait_for_line(p.stderr, "toy: building")
     time.sleep(0.3)
@@ -159,9 +168,9 @@ def test_client_killed_mid_build(served):
 
 def test_server_killed_mid_build_falls_back(served):
     d = served("p", epochs=2)
-    run(["build", "--no-server"], d, env={"S2BUILD_SERVER": "1"}, check=0)
+    run(["build"], d, env=SERVER_ENV, check=0)      # starts the server
     before = sha256(d / "build/toy.onnx")
-    _set_epochs(d, 400)
+    _set_epochs(d, 250)                             # ~1 s of training in a warm server
     p = _popen(["build"], d, SERVER_ENV)
     _wait_for_line(p.stderr, "toy: building")
     pid = _server_pid(d)

@@ -11,7 +11,7 @@ Threads:
                in-process), with the client's cwd and environment and sys.stdout / sys.stderr
                sending {"o"} / {"e"} messages. When idle it warms up once (watch._warm_up:
                the first optimizer step, export and onnxruntime session, the code path that
-               watch uses).
+               watch uses); like watch, it keeps parsed shards in memory (shards.MEMO).
     acceptor   accepts connections, answers hellos (`stale` when the client's protocol.digest
                differs: this server then stops taking work and lets go of the socket), queues
                jobs.
@@ -281,6 +281,9 @@ class Server:
                 print(f"server: import {m.name}: {e}", file=sys.stderr, flush=True)
         for name in ("torch", "onnx", "onnxruntime"):
             importlib.import_module(name)
+        from s2build.data import shards
+        from s2build.engine import watch
+        shards.MEMO.limit = watch.WATCH_MEMO_BYTES   # as watch: unchanged shards stay in memory
 
     def _warm_up(self):
         self.warm = True
