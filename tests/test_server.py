@@ -110,8 +110,16 @@ def test_same_bytes_errors_and_socket(served, tmp_path):
     pid = _server_pid(a)
     assert _alive(pid)
 
-    # a no-op build answers in-process: the server sees no job (its log says so: nothing)
-    run(["build"], a, env=SERVER_ENV, check=0)
+    # a no-op build answers in-process, without torch: the server sees no job
+    log = (a / ".s2build" / "server.log").read_text()
+    assert log.count(" job: s2build build") == 1
+    noop = subprocess.run([sys.executable, "-X", "importtime", "-m", "s2build", "build"], cwd=a,
+                          env=dict(os.environ, **SERVER_ENV), capture_output=True, text=True)
+    assert noop.returncode == 0 and noop.stdout == "toy: up to date\n"
+    imported = {line.split("|")[-1].strip() for line in noop.stderr.splitlines()}
+    assert "s2build.server.client" in imported
+    assert not imported & {"torch", "numpy", "onnxruntime"}
+    assert (a / ".s2build" / "server.log").read_text() == log
 
     # a config error: the same exit code and words through the server as in-process
     for d in (a, b):
@@ -201,3 +209,15 @@ def test_stale_server_is_replaced(served, tmp_path):
     new = _server_pid(d)
     assert new != old and _alive(new)
     assert _wait_gone(old)
+
+
+def test_long_project_path_uses_a_private_tmp_socket(tmp_path):
+    from s2build.server import protocol
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    path = protocol.socket_path(str(deep))
+    assert path.startswith(f"/tmp/s2build-{os.getuid()}/") and len(path) < 108
+    assert path == protocol.socket_path(str(deep))          # keyed by the root: stable
+    assert protocol.private_dir(path) is not None
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    short = protocol.socket_path(str(tmp_path))
+    assert short == str(tmp_path / ".s2build" / "server.sock")

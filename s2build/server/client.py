@@ -183,7 +183,12 @@ def _spawn(root):
     env["PYTHONPATH"] = os.pathsep.join([package_parent] + (
         [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     os.makedirs(os.path.join(root, ".s2build"), exist_ok=True)
-    with open(os.path.join(root, ".s2build", "server.log"), "ab") as log:
+    log_path = os.path.join(root, ".s2build", "server.log")
+    try:
+        keep = os.path.getsize(log_path) < 2**20            # else start it over
+    except OSError:
+        keep = True
+    with open(log_path, "ab" if keep else "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "s2build.server.daemon", root], cwd=root,
                          env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True, close_fds=True)
@@ -221,7 +226,7 @@ def _stream(sock, reader):
                 sys.stderr.write(msg["e"])
                 sys.stderr.flush()
             elif "exit" in msg:
-                return int(msg["exit"])
+                return int(msg["exit"] or 0)
     finally:
         sock.close()
 

@@ -197,6 +197,10 @@ class Server:
             return
         with self.guard:
             self.clients.add(client)
+            busy = self.current
+        if busy is not None:                 # as in-process, where it waits for the lock
+            client.send({"e": "s2build: warning: waiting for the build server, busy with "
+                              f"`s2build {' '.join(busy.hello.get('argv') or [])}`\n"})
         self.jobs.put(client)
         sock.settimeout(None)
         while client.alive:
@@ -320,6 +324,8 @@ class Server:
             sys.stderr = _Pipe(client, "e", bool(tty[1]))
             with self.guard:
                 self.current = client
+            print(f"server: {time.strftime('%H:%M:%S')} job: s2build "
+                  f"{' '.join(hello['argv'])} (in {hello['cwd']})", file=saved_err, flush=True)
             try:
                 rc = cli.main(["--no-server", *hello["argv"]])
             except KeyboardInterrupt:
