@@ -299,7 +299,10 @@ class Server:
             exporters |= {t.config["export"]["exporter"] for t in project.targets.values()}
         except Exception:
             pass
+        clock = time.perf_counter()
         watch._warm_up(exporters)
+        print(f"server: warmed up ({', '.join(sorted(exporters))}) in "
+              f"{time.perf_counter() - clock:.1f}s", file=sys.stderr, flush=True)
 
     def _run_job(self, client):
         """Run one client's command: cli.main.main, as in-process."""
