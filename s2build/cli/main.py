@@ -17,6 +17,10 @@
     ci [--frozen]            release builds, specs, lock check, reports (JUnit, JSON, Markdown)
     verify [TARGET...]       rebuild from scratch and compare with s2build.lock
     watch [TARGET...]        build, then rebuild on every saved change until Ctrl-C
+    shutdown                 stop the project's build server (s2build/server/)
+
+build, test, lint, blame and predict run in the project's warm build server when there is work
+to do (s2build/server/client.py says when not; --no-server or S2BUILD_NO_SERVER=1 turn it off).
 
 The commands live in cli/build.py (build status explain graph clean gc), cli/debug.py (lint
 blame seeds predict) and cli/release.py (test lock ci verify watch); each is thin and imports
@@ -37,6 +41,8 @@ from s2build import errors
 from s2build.cli import build, debug, release
 from s2build.errors import S2Error
 
+SERVED = ("build", "test", "lint", "blame", "predict")     # = server.client.COMMANDS
+
 
 def parser():
     p = argparse.ArgumentParser(prog="s2build", description="Build neural networks from data, "
@@ -45,12 +51,25 @@ def parser():
     p.add_argument("-f", "--file", help="path of s2build.yaml (default: search upwards)")
     p.add_argument("-C", "--directory", help="run as if started in DIR")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail; tracebacks on errors")
+    p.add_argument("--no-server", action="store_true",
+                   help="run in this process, not in the project's warm build server")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     build.add_parsers(sub)
     debug.add_parsers(sub)
     release.add_parsers(sub)
+    for name in SERVED:                          # also after the command: `build --no-server`
+        sub.choices[name].add_argument("--no-server", action="store_true",
+                                       default=argparse.SUPPRESS,
+                                       help="run in this process, not in the build server")
+    sd = sub.add_parser("shutdown", help="stop the project's build server")
+    sd.set_defaults(func=lambda args: _server().cmd_shutdown(args))
     return p
+
+
+def _server():
+    from s2build.server import client
+    return client
 
 
 def _on_sigterm(signum, frame):
@@ -68,6 +87,10 @@ def main(argv=None):
             return errors.USAGE
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if args.command in SERVED:                          # the one dispatch to the server
+            rc = _server().dispatch(sys.argv[1:] if argv is None else argv, args)
+            if rc is not None:
+                return rc
         return args.func(args)
     except S2Error as e:
         if args.verbose:
