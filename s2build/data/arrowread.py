@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2build.data import arrowbuf
 from s2build.data.table import NULL_TOKENS
 from s2build.errors import DataError
 
@@ -214,45 +215,6 @@ def _locate(rel, header, block, lines, loader, names, label, features, kinds, re
             number(row[index[label]].strip(), label, rel, line, bad=[])
 
 
-# pyarrow imports pandas, when it is installed, on its first `to_numpy`, `pa.array(list)` or
-# `pa.scalar` (0.5-1.2 s of a build, holding the import lock the other parse thread waits on).
-# The helpers below go through buffers and compute kernels only, which never do.
-
-_VALUE_SETS = {}
-
-
-def _string_array(values, pa):
-    """A pyarrow string array of `values` (str), built from buffers."""
-    key = tuple(values)
-    got = _VALUE_SETS.get(key)
-    if got is None:
-        data = [v.encode("utf-8") for v in values]
-        offsets = np.concatenate([[0], np.cumsum([len(d) for d in data])]).astype(np.int32)
-        got = _VALUE_SETS[key] = pa.StringArray.from_buffers(
-            len(values), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(data)))
-    return got
-
-
-def _numpy(arr, dtype, fill, pa):
-    """A primitive (fixed-width) pyarrow array or chunked array of `dtype` as a numpy array,
-    nulls set to `fill`."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    n = len(arr)
-    bufs = arr.buffers()
-    if n == 0:
-        return np.zeros(0, dtype)
-    if bufs[1] is None:                                  # all null
-        return np.full(n, fill, dtype)
-    width = np.dtype(dtype).itemsize
-    vals = np.frombuffer(bufs[1], dtype, count=n, offset=arr.offset * width)
-    if arr.null_count:
-        bits = np.unpackbits(np.frombuffer(bufs[0], np.uint8), bitorder="little")
-        vals = vals.copy()
-        vals[bits[arr.offset:arr.offset + n] == 0] = fill
-    return vals
-
-
 def _strings(col, pa):
     """A column as stripped strings with NULL_TOKENS (after stripping) as nulls."""
     pc = pa.compute
@@ -264,7 +226,7 @@ def _strings(col, pa):
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     col = pc.utf8_trim_whitespace(col)
-    nulls = pc.is_in(col, value_set=pc.cast(_string_array(NULL_TOKENS, pa), col.type))
+    nulls = pc.is_in(col, value_set=pc.cast(arrowbuf.string_array(NULL_TOKENS, pa), col.type))
     return pc.if_else(nulls, pa.nulls(len(col), col.type), col)
 
 
@@ -273,7 +235,7 @@ def _encode(col, pa):
     enc = pa.compute.dictionary_encode(col).combine_chunks() if hasattr(col, "chunks") \
         else pa.compute.dictionary_encode(col)
     values = enc.dictionary.to_pylist()
-    idx = _numpy(pa.compute.cast(enc.indices, pa.int64()), np.int64, -1, pa)
+    idx = arrowbuf.numpy(pa.compute.cast(enc.indices, pa.int64()), np.int64, -1, pa)
     order = np.argsort(np.asarray(values, dtype=object).astype(str), kind="stable") \
         if values else np.zeros(0, np.int64)
     rank = np.empty(len(values), np.int32)
@@ -294,8 +256,8 @@ def _floats(col, pa, name, rel, where):
                             f"declare it a category: loader.columns: {{{name}: category}}") \
                 from None
     if pa.types.is_float32(col.type):
-        return _numpy(col, np.float32, np.nan, pa)
-    return _numpy(pa.compute.cast(col, pa.float64()), np.float64, np.nan, pa)
+        return arrowbuf.numpy(col, np.float32, np.nan, pa)
+    return arrowbuf.numpy(pa.compute.cast(col, pa.float64()), np.float64, np.nan, pa)
 
 
 def columns_of(rel, table, label, features, kinds, regression, lines, bad=None, fmt="csv"):

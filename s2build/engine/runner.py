@@ -27,6 +27,7 @@ import time
 from s2build import atomic
 from s2build.engine import explain
 from s2build.engine import fingerprint
+from s2build.engine import preload
 from s2build.engine import record as records
 from s2build.project import graph
 from s2build.store.local import Cache
@@ -132,25 +133,6 @@ def _artifact_metrics(target, ds, trained):
     return dict({k: v for k, v in trained.metrics.items() if k not in registry.METRICS}, **every)
 
 
-def _import_in_background():
-    """A started thread that imports the training and export modules (torch: 1-1.5 s of a
-    fresh process, CPU the data stage's parse threads leave idle). Errors are left for the
-    import that needs the module to raise."""
-    import threading
-
-    def work():
-        import importlib
-        for name in ("models", "train", "export", "verify"):
-            try:
-                importlib.import_module(f"s2build.compile.{name}")
-            except Exception:
-                return
-
-    thread = threading.Thread(target=work, name="s2build-import", daemon=True)
-    thread.start()
-    return thread
-
-
 def _build_one(step, project, state, cache, reporter, cancel):
     """Train, export, verify and record one target. Returns (record, detail, changed_during)."""
     from s2build.data import dataset as data
@@ -159,7 +141,7 @@ def _build_one(step, project, state, cache, reporter, cancel):
     timings = {}
     clock = time.perf_counter()
     store = ShardStore(project.state_dir)
-    warm = _import_in_background()                  # torch loads while the data is parsed
+    warm = preload.start()                          # torch loads while the data is parsed
     try:
         ds = data.load_dataset(t, inputs, store, allow_stream=True)
     finally:
