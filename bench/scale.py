@@ -28,7 +28,8 @@ lr 0.001, holdout fraction 0.1, legacy exporter). Then, in the same run, REPEAT 
 
 A build that stops with a config error (exit 3: `format: parquet` or `train.memory` unknown to
 this s2build) is reported as "not supported by this s2build", so the benchmark runs on older
-trees. The builds run `python -m s2build` with PYTHONPATH=TREE (default: this checkout) and
+trees. The builds run `python -m s2build` (S2BUILD_NO_SERVER=1: every build a fresh process, as
+in CI) with PYTHONPATH=TREE (default: this checkout) and
 bytecode cached under a private PYTHONPYCACHEPREFIX. Scratch data goes under --workdir (default a
 new folder in /tmp) and is deleted at the end unless --keep. Exits non-zero when a build that
 should work fails.
@@ -504,6 +505,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
         fail(f"{work}: {mb(free)} free, about {mb(need)} needed (use --workdir, fewer --rows)")
     ENV["PYTHONPATH"] = tree
+    ENV["S2BUILD_NO_SERVER"] = "1"      # fresh processes: the figures are a cold CLI's, not a warm server's
     ENV.pop("PYTHONDONTWRITEBYTECODE", None)
     ENV["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
     m = machine(tree)
