@@ -97,6 +97,24 @@ def test_transform_writes_into_out_in_chunks(raw, prep, monkeypatch):
         prep.transform(raw, out=np.zeros((N, 3), np.float32))
 
 
+def test_an_all_number_table_is_transformed_in_place(raw, prep, monkeypatch):
+    """A build holds the matrix once: where every column is a number without a missing
+    indicator, the features overwrite the raw numbers, bit for bit those of a fresh array
+    (holdout rows may still be missing: imputed as elsewhere)."""
+    num = raw.num[:, [1, 2]].copy()                     # input, flat: none missing in training
+    numbers = RawTable(["input", "flat"], ["number", "number"], num,
+                       np.zeros((N, 0), np.int32), [])
+    p = TablePrep.fit(numbers, np.arange(N) < TRAIN)
+    assert p.in_place(numbers) and not prep.in_place(raw)
+    want = p.transform(numbers)
+    monkeypatch.setattr(columns, "CHUNK", 7)
+    assert np.isnan(num).any()                           # rows 50, 51 (holdout) are missing
+    assert p.transform(numbers, out=numbers.num) is num
+    np.testing.assert_array_equal(num, want)
+    with pytest.raises(ValueError, match="not in place"):   # only all rows, in order
+        p.transform(numbers, rows=np.arange(N)[::-1], out=numbers.num)
+
+
 def test_vocabulary_keeps_the_most_frequent(monkeypatch):
     rng = np.random.default_rng(1)
     vocab = sorted(f"c{i:03d}" for i in range(40))

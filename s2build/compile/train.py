@@ -41,6 +41,7 @@ from s2build.errors import BuildError
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
 MAX_FACTOR_FLOATS = 60_000_000   # skip gradient factors beyond this many halves (~250k rows)
 DYNAMICS_VERSION = 2             # dynamics.npz format (1: unversioned, full float32 factors)
+ROW_CHUNK = 65536                # rows per step of the per-epoch dynamics (bounds temporaries)
 MAX_STATS_ROWS = 200_000         # rows the input normalisation is computed from (evenly spaced)
 
 
@@ -180,7 +181,9 @@ class Run:
         self.y_all = torch.from_numpy(ds.y)                     # [n] classes or [n, k] values
         y_train = self.y_all[self.train_rows]
         self.hold = torch.from_numpy(ds.holdout)
-        self.x_hold, self.y_hold = self.x_all[self.hold], self.y_all[self.hold]
+        hold_pos = torch.from_numpy(np.flatnonzero(ds.holdout))
+        self.x_hold = TrainRows(self.x_all, hold_pos)           # gathered per batch, no copy
+        self.y_hold = self.y_all[self.hold]
         self.n_outputs = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
         stats_rows = self.train_rows if keep is None else self.train_rows[keep.numpy()]
         if len(stats_rows) > MAX_STATS_ROWS:            # normalisation from an even sample
@@ -197,14 +200,25 @@ class Run:
 
 
 class TrainRows:
-    """`xd[idx]` = x_all[train_rows[idx]]: the training rows without copying them. Gathers
-    with index_select (idx: int64 [b]), 4-5x faster than advanced indexing on the CPU."""
+    """`xd[idx]` = x_all[pos[idx]] (idx: int64 [b] or a slice): rows of x_all (the training
+    rows, the holdout rows) without copying them. Gathers with index_select, 4-5x faster than
+    advanced indexing on the CPU. `to(device)`: itself on the CPU, else the rows copied there."""
 
     def __init__(self, x_all, pos):
         self.x_all, self.pos = x_all, pos
 
+    def __len__(self):
+        return len(self.pos)
+
     def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return self.x_all.index_select(0, self.pos[idx])
         return self.x_all.index_select(0, self.pos.index_select(0, idx))
+
+    def to(self, device):
+        if str(device) == "cpu":
+            return self
+        return self.x_all.index_select(0, self.pos).to(device)
 
 
 class Epochs:
@@ -327,40 +341,61 @@ class Recorder:
         self.ckpts, self.final = ckpts, None
 
     def begin(self, epoch):
-        self.outs, self.seen, self.hook = [], [], None   # this epoch's per-row
+        self.seen, self.hook = [], None
         self.capture = epoch + 1 in self.ckpts or epoch + 1 == self.epochs
+        # this epoch's outputs, in step order, in one buffer (a list of per-batch tensors and
+        # their concatenation took 3x the memory at 1M rows); only epochs that read them
+        self.want = self.capture or epoch >= self.dyn.late
+        self.outs, self.filled = None, 0
         if epoch + 1 in self.ckpts and self.head is not None:       # factors: checkpoints only
             self.hook = self.head.register_forward_hook(
                 lambda m, i, o: self.seen.append(i[0].detach()))
 
     def step(self, out, per_row):
-        self.outs.append(out.detach())
+        if not self.want:
+            return
+        out = out.detach()
+        if self.outs is None:
+            self.outs = out.new_empty((len(self.run.train_rows),) + tuple(out.shape[1:]))
+        self.outs[self.filled:self.filled + len(out)] = out
+        self.filled += len(out)
+
+    def _outs(self):
+        if self.outs is None:
+            return torch.zeros((0, self.run.n_outputs))
+        return self.outs[:self.filled]
 
     def end(self, epoch, order):
         """`order`: the training-row positions of this epoch's steps, in step order."""
         run, dyn, device = self.run, self.dyn, self.run.device
-        if len(order) and epoch >= dyn.late:
-            dyn.margin[order] += scoring.margin(torch.cat(self.outs),
-                                                run.yd[order.to(device)]).double().cpu()
+        outs = self._outs()
+        if len(order) and epoch >= dyn.late:               # in chunks: bounded temporaries
+            for i in range(0, len(order), ROW_CHUNK):
+                o = order[i:i + ROW_CHUNK]
+                dyn.margin[o] += scoring.margin(outs[i:i + ROW_CHUNK],
+                                                run.yd[o.to(device)]).double().cpu()
         if not self.capture:
             return
         head, hold = self.head, run.hold
         if self.hook is not None:
             self.hook.remove()
         run.net.eval()
+        ckpt = epoch + 1 in self.ckpts
         pos = torch.from_numpy(run.train_rows)[order]       # dataset index of each step's row
-        out_h, emb_h = forward_all(run.net, run.x_hold.to(device), capture=head)
+        out_h, emb_h = forward_all(run.net, run.x_hold.to(device),
+                                   capture=head if ckpt else None)
         logits = torch.zeros((len(run.x_all), run.n_outputs))
-        logits[pos] = torch.cat(self.outs).float().cpu()
+        for i in range(0, len(pos), ROW_CHUNK):
+            logits[pos[i:i + ROW_CHUNK]] = outs[i:i + ROW_CHUNK].float().cpu()
         if len(run.x_hold):
             logits[hold] = out_h.float().cpu()
         emb = None
-        if head is not None and epoch + 1 in self.ckpts:
+        if head is not None and ckpt:
             emb = torch.zeros((len(run.x_all), head.in_features))
             emb[pos] = torch.cat([a.reshape(len(a), -1) for a in self.seen]).float().cpu()
             if len(run.x_hold):
                 emb[hold] = emb_h.float().cpu()
-        if epoch + 1 in self.ckpts:
+        if ckpt:
             dyn.ckpt_epoch.append(epoch + 1)
             dyn.ckpt_lr.append(run.opt.param_groups[0]["lr"])
             dz = _grad_out(run.row_loss, run.loss_fn, logits, run.y_all)

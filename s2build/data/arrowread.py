@@ -46,7 +46,7 @@ def _pa():
     if not _POOL_SET:       # give freed buffers back: one block is parsed at a time, and an
         _POOL_SET = True    # allocator's cached pages would count as the build's memory
         pyarrow.set_memory_pool(pyarrow.system_memory_pool())    # malloc: trimmed by
-                                                                  # dataset._trim
+                                                                  # heap.trim
     return pyarrow
 
 

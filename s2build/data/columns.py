@@ -149,9 +149,20 @@ class TablePrep:
 
     # --- transform -------------------------------------------------------------------------
 
+    def in_place(self, raw):
+        """Whether `transform(raw, out=raw.num)` may overwrite the raw numbers with the
+        features: every column a number column, in the table's order, none with a missing
+        indicator (the features are then the raw matrix standardised, column for column)."""
+        return (not raw.codes.shape[1] and raw.num.flags.c_contiguous and
+                raw.num.shape[1] == self.width and self.kinds == ["number"] * len(self.columns)
+                and self.names == [n for n, k in zip(raw.names, raw.kinds) if k == "number"]
+                and not any(c.indicator for c in self.columns))
+
     def transform(self, raw, rows=None, out=None):
         """float32 [n, width] features of `rows` (None: all) of `raw`, written into `out` when
-        given (float32 [n, width], C-contiguous); computed CHUNK rows at a time."""
+        given (float32 [n, width], C-contiguous); computed CHUNK rows at a time. `out` may be
+        `raw.num` itself where `in_place(raw)` holds (all rows)."""
+        all_rows = rows is None
         rows = np.arange(len(raw)) if rows is None else np.asarray(rows)
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
@@ -160,6 +171,9 @@ class TablePrep:
             out = np.empty((n, self.width), dtype=np.float32)
         elif out.shape != (n, self.width) or out.dtype != np.float32:
             raise ValueError(f"out is {out.dtype} {out.shape}, needs float32 {(n, self.width)}")
+        if np.may_share_memory(out, raw.num) and not (out is raw.num and all_rows and
+                                                      self.in_place(raw)):
+            raise ValueError("out overlaps the raw numbers, and this transform is not in place")
         nums = [(c, p) for c, p in zip(self.columns, self.positions) if c.kind == "number"]
         cats = [(c, p) for c, p in zip(self.columns, self.positions) if c.kind == "category"]
         num_cols = [self._raw_index(raw, c) for c, _ in nums]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from s2build.data import labels, rowhash
+from s2build.data import heap, labels, rowhash
 from s2build.data.cells import origin
 from s2build.data.shards import TABLES, SourcesChanged
 from s2build.errors import DataError
@@ -77,7 +77,7 @@ class Dataset:
     y: "np.ndarray"          # int64 [n] class indices, or float32 [n, k] values / 0-1 labels
     origins: object          # Origins (or a list of str)
     row_hash: "np.ndarray"
-    input_hash: "np.ndarray"
+    input_hash: "np.ndarray"  # None in a lean (build) dataset
     holdout: "np.ndarray"
     features: list           # names of x's columns (tables: after preprocessing)
     classes: list            # class names (classification) or [] (regression)
@@ -171,30 +171,15 @@ def _parallel_refs(store, root, rels, digest, loader):
             store.manifest(root, rel, digest(rel), loader)
         return store.refs(root, rel, digest(rel), loader, first.result())
 
-    _libc("mallopt", -8, 1)     # M_ARENA_MAX 1: the threads' frees go where malloc_trim sees them
+    heap.one_arena()            # the threads' frees go where heap.trim() sees them
     # (no M_MMAP_THRESHOLD: mmap per buffer made the parse 10% slower)
     if threads == 1:
         out = {r: work(r) for r in rels}
     else:
         with ThreadPoolExecutor(threads) as pool:
             out = dict(zip(rels, pool.map(work, rels)))
-    _trim()
+    heap.trim()
     return first.result(), out
-
-
-def _libc(name, *args):
-    """Call a glibc memory function; nothing on other C libraries."""
-    try:
-        import ctypes
-        getattr(ctypes.CDLL("libc.so.6"), name)(*args)
-    except (OSError, AttributeError):
-        pass
-
-
-def _trim():
-    """Give the parse's freed memory back to the OS: glibc keeps freed blocks (and per-thread
-    arenas) otherwise, 200 MB after cutting 1M rows, counted as the build's memory."""
-    _libc("malloc_trim", 0)
 
 
 def _check_same(parts, fmt, task):
@@ -235,18 +220,31 @@ def _stream(target, inputs, store):
     for fi, (rel, digest) in enumerate(zip(rels, digests)):
         refs += [(p, fi, first, n) for p, first, n in
                  store.refs(target.root, rel, digest, loader, kinds)]
-    _trim()
+    heap.trim()
     st = stream.Stream(target, refs, rels, names, [kinds[n] for n in names],
                        set(inputs.holdout)).prepare()
-    _trim()
+    heap.trim()
     st.parsed_files = [r for r in rels if r in store.parsed_files]
     st.blocks = {"parsed": store.parsed_blocks, "reused": store.reused_blocks}
     return st
 
 
-def load_dataset(target, inputs, store, allow_stream=False):
+VERIFY_ROWS = 512
+
+
+def verification_rows(holdout):
+    """int64 indices of the rows a build verifies its artifact on: the first VERIFY_ROWS
+    holdout rows, or the first rows when fewer than two are held out."""
+    rows = np.flatnonzero(holdout)
+    return (rows if len(rows) >= 2 else np.arange(len(holdout)))[:VERIFY_ROWS]
+
+
+def load_dataset(target, inputs, store, allow_stream=False, lean=False):
     """Build the target's Dataset from its fingerprinted sources (`inputs`); with
-    `allow_stream`, a data.stream.Stream when the rows exceed `train.memory`."""
+    `allow_stream`, a data.stream.Stream when the rows exceed `train.memory`. lean=True (a
+    build) keeps only what a build reads: no `input_hash` (None); tables' `raw` holds only the
+    `verification_rows`, and where the preprocessing allows it (TablePrep.in_place) `x` is the
+    raw matrix transformed in place, so the process holds the feature matrix once."""
     loader = target.config["loader"]
     fmt, task = loader["format"], loader["task"]
     if allow_stream:
@@ -302,12 +300,20 @@ def load_dataset(target, inputs, store, allow_stream=False):
         raise DataError("no training rows", target.loc("sources"),
                         "add data, or lower holdout.fraction")
 
+    row_hash = sink["row_hash"] if sink else np.concatenate([b.row_hash for b in blocks])
+    parsed = [rel for rel in files if rel in store.parsed_files]
     raw = prep = None
     if fmt in TABLES:
         from s2build.data.columns import TablePrep
         raw = _raw_table(ref.features, ref.kinds, blocks, n, sink)
+        del blocks, parts, sink, ref                # views of the matrix raw now holds
         prep = TablePrep.fit(raw, ~holdout)
-        x = prep.transform(raw)
+        if not lean:
+            x = prep.transform(raw)
+        else:
+            kept = raw.take(verification_rows(holdout))
+            x = prep.transform(raw, out=raw.num) if prep.in_place(raw) else prep.transform(raw)
+            raw = kept
         features = list(prep.feature_names)
     else:
         x = np.empty((n,) + ref.x.shape[1:], dtype=np.float32)
@@ -316,8 +322,9 @@ def load_dataset(target, inputs, store, allow_stream=False):
             x[at:at + len(b)] = b.x
             at += len(b)
         features = list(ref.features)
-    parsed = [rel for rel in files if rel in store.parsed_files]
-    row_hash = sink["row_hash"] if sink else np.concatenate([b.row_hash for b in blocks])
+    if lean:
+        input_hash = None
+    heap.trim()                         # the parse's and the join's freed memory, back to the OS
     return Dataset(x=x, y=y, origins=origins, row_hash=row_hash,
                    input_hash=input_hash, holdout=holdout, features=features, classes=classes,
                    task=task, parsed_files=parsed, raw=raw, prep=prep,
