@@ -115,8 +115,8 @@ def _gather(target, inputs, store):
         sink = {}
     out, at = [], 0
     for rel in rels:
-        blocks = [store._get(path, first) for path, first, _rows in refs[rel]] \
-            if rel in refs else None
+        blocks = [store._get(path, first, (target.root, rel, digest(rel), loader, kinds, i))
+                  for i, (path, first, _rows) in enumerate(refs[rel])] if rel in refs else None
         if blocks is None or any(b is None for b in blocks):
             blocks = store.blocks(target.root, rel, digest(rel), loader, kinds)
         if sink is not None:
@@ -218,11 +218,12 @@ def _stream(target, inputs, store):
         return None
     refs = []
     for fi, (rel, digest) in enumerate(zip(rels, digests)):
-        refs += [(p, fi, first, n) for p, first, n in
-                 store.refs(target.root, rel, digest, loader, kinds)]
+        refs += [(p, fi, first, n, (target.root, rel, digest, loader, kinds, i))
+                 for i, (p, first, n) in enumerate(store.refs(target.root, rel, digest, loader,
+                                                              kinds))]
     heap.trim()
     st = stream.Stream(target, refs, rels, names, [kinds[n] for n in names],
-                       set(inputs.holdout)).prepare()
+                       set(inputs.holdout), store).prepare()
     heap.trim()
     st.parsed_files = [r for r in rels if r in store.parsed_files]
     st.blocks = {"parsed": store.parsed_blocks, "reused": store.reused_blocks}

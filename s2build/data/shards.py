@@ -32,7 +32,8 @@ from s2build.data.block import Block
 from s2build.engine import toolchain
 from s2build.project.schema import TABLES
 
-SHARD_VERSION = 3
+SHARD_VERSION = 4
+FROM_SOURCE = ("parquet", "feather")    # their shards hold no numbers: read from the file
 
 
 class SourcesChanged(Exception):
@@ -83,28 +84,45 @@ class Memo:
 MEMO = Memo()
 
 
-def _arrays(block):
+def _arrays(block, fmt=None):
     out = {"x": block.x, "codes": block.codes, "lines": block.lines - block.first_line,
            "input_hash": block.input_hash, "row_hash": block.row_hash}
     if block.labels is not None:
         out["labels"] = block.labels
+    if fmt in FROM_SOURCE:          # parquet decodes nearly as fast as a shard reads, and a
+        del out["x"]                # copy of its numbers was 1.2x the (compressed) sources
     return out
 
 
-def _meta(block):
-    return {"features": block.features, "kinds": block.kinds, "vocab": block.vocab,
+def _meta(block, fmt=None):
+    meta = {"features": block.features, "kinds": block.kinds, "vocab": block.vocab,
             "label_vocab": block.label_vocab}
+    if fmt in FROM_SOURCE:
+        meta["x_from_source"] = list(block.x.shape[1:])
+    return meta
 
 
-def _from_file(arrays, meta, first_line):
-    n = len(arrays["x"])
+def _from_file(arrays, meta, first_line, numbers=None):
+    """The Block of a shard's arrays. A shard without "x" (FROM_SOURCE formats) gets its
+    numbers from `numbers()`: the block's number columns read from the verified source."""
+    if not isinstance(meta, dict) or "row_hash" not in arrays:
+        raise shardfile.ShardDamaged("not a block's arrays")
+    n = len(arrays["row_hash"])
+    if "x" in arrays:
+        x = arrays["x"]
+    elif isinstance(meta.get("x_from_source"), list) and numbers is not None:
+        x = numbers()
+        if x.shape[1:] != tuple(meta["x_from_source"]):
+            raise shardfile.ShardDamaged("the source's numbers do not fit the shard")
+    else:
+        raise shardfile.ShardDamaged("no numbers")
     labels = arrays.get("labels")
-    fields = [arrays["codes"], arrays["lines"], arrays["input_hash"], arrays["row_hash"]] + \
+    fields = [x, arrays["codes"], arrays["lines"], arrays["input_hash"]] + \
         ([labels] if labels is not None else [])
-    if any(len(a) != n for a in fields) or arrays["x"].dtype != np.float32 or \
-            arrays["input_hash"].dtype != np.dtype("S16") or not isinstance(meta, dict):
+    if any(len(a) != n for a in fields) or x.dtype != np.float32 or \
+            arrays["input_hash"].dtype != np.dtype("S16"):
         raise shardfile.ShardDamaged("arrays of different lengths or types")
-    return Block(x=arrays["x"], codes=arrays["codes"], vocab=meta["vocab"], labels=labels,
+    return Block(x=x, codes=arrays["codes"], vocab=meta["vocab"], labels=labels,
                  label_vocab=meta["label_vocab"], lines=arrays["lines"] + first_line,
                  input_hash=arrays["input_hash"], row_hash=arrays["row_hash"],
                  features=meta["features"], kinds=meta["kinds"], first_line=first_line)
@@ -138,13 +156,16 @@ class ShardStore:
     def _path(self, key, sub=""):
         return os.path.join(self.root, sub, key[:2], key + (".json" if sub else ".s2s"))
 
-    def _get(self, path, first_line):
+    def _get(self, path, first_line, source=None):
+        """The Block of shard `path` (None: missing, or damaged with a warning). `source`:
+        (root, rel, digest, loader, kinds, block index), where FROM_SOURCE numbers are read."""
         block = MEMO.get(path)
         if block is not None:
             return block.moved(first_line)
         try:
             arrays, meta = shardfile.read(path, verify=path not in self._fresh)
-            block = _from_file(arrays, meta, first_line)
+            block = _from_file(arrays, meta, first_line,
+                               numbers=(lambda: self.numbers(*source)) if source else None)
         except FileNotFoundError:
             return None
         except (shardfile.ShardDamaged, KeyError, TypeError, ValueError) as e:
@@ -154,9 +175,16 @@ class ShardStore:
         MEMO.put(path, block)
         return block
 
-    def _put(self, path, block):
-        shardfile.write(path, _arrays(block), _meta(block))
+    def _put(self, path, block, fmt=None):
+        shardfile.write(path, _arrays(block, fmt), _meta(block, fmt))
         MEMO.put(path, block)
+
+    def numbers(self, root, rel, digest, loader, kinds, i):
+        """float32 [rows, k]: the number columns of block i of table file `rel` (FROM_SOURCE
+        formats), from its bytes, which must still have SHA-256 `digest`."""
+        from s2build.data import arrowread
+        data, _rec = self._file(root, rel, digest, loader)
+        return arrowread.read_numbers(rel, data, loader, kinds, i)
 
     def blocks(self, root, rel, digest, loader, kinds=None, parse=True):
         """[Block] of file `rel` (SHA-256 `digest`), in row order. Tables need `kinds` (see
@@ -182,7 +210,7 @@ class ShardStore:
         out, data, todo = [], None, []
         for i, (content, first_line, *_rest) in enumerate(manifest["blocks"]):
             path = self._path(shard_key(content, self._json(loader), kinds))
-            block = self._get(path, first_line)
+            block = self._get(path, first_line, (root, rel, digest, loader, kinds, i))
             if block is None:
                 todo.append(i)
             out.append((path, block))
@@ -194,7 +222,7 @@ class ShardStore:
             parsed = tablefile.parse_blocks(rel, data, loader, kinds, manifest, todo, rec=rec)
             for i, block in parsed.items():
                 path = out[i][0]
-                self._put(path, block)
+                self._put(path, block, fmt)
                 out[i] = (path, block)
             self.parsed_blocks += len(todo)
             self.parsed_files.add(rel)
@@ -235,7 +263,8 @@ class ShardStore:
                 data, rec = self._file(root, rel, digest, loader)
                 block = tablefile.parse_blocks(rel, data, loader, kinds, manifest, [i],
                                                rec=rec)[i]
-                shardfile.write(path, _arrays(block), _meta(block))
+                shardfile.write(path, _arrays(block, loader["format"]),
+                                _meta(block, loader["format"]))
                 with self._count:
                     self._fresh.add(path)
                     self.parsed_blocks += 1

@@ -51,11 +51,12 @@ def _chunks(x, keep):
 
 
 class Stream:
-    """A table target's rows as blocks. `refs`: [(shard path, file index, first line, rows)];
+    """A table target's rows as blocks. `refs`: [(shard path, file index, first line, rows,
+    source)] (source: where ShardStore.numbers reads a parquet / IPC block's numbers);
     `files`: the source paths; per block, `holdout` masks are recomputed from the shards."""
 
-    def __init__(self, target, refs, files, names, kinds, holdout_files):
-        self.target, self.refs, self.files = target, refs, files
+    def __init__(self, target, refs, files, names, kinds, holdout_files, store=None):
+        self.target, self.refs, self.files, self.store = target, refs, files, store
         self.names, self.kinds = names, kinds
         self.holdout_files = holdout_files
         loader = target.config["loader"]
@@ -69,9 +70,10 @@ class Stream:
 
     def block(self, i):
         """(Block, holdout mask) of block i, read from its shard."""
-        path, fi, first_line, _rows = self.refs[i]
+        path, fi, first_line, _rows, source = self.refs[i]
         arrays, meta = shardfile.read(path, mapped=True)
-        b = _from_file(arrays, meta, first_line)
+        b = _from_file(arrays, meta, first_line,
+                       numbers=(lambda: self.store.numbers(*source)) if self.store else None)
         if self.holdout_files:
             hold = np.full(len(b), self.files[fi] in self.holdout_files)
         else:
