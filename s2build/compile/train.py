@@ -38,6 +38,8 @@ from s2build.compile import models, scoring, tracin
 from s2build.compile.optim import make_optimizer
 from s2build.errors import BuildError
 
+from s2build.compile.rows import TrainRows, evaluate, forward_all  # noqa: F401 (re-exported)
+
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
 MAX_FACTOR_FLOATS = 60_000_000   # skip gradient factors beyond this many halves (~250k rows)
 DYNAMICS_VERSION = 2             # dynamics.npz format (1: unversioned, full float32 factors)
@@ -135,31 +137,6 @@ def pick_device(requested, deterministic=True):
     return "cuda"
 
 
-def forward_all(module, x, batch=2048, capture=None):
-    """Outputs of `module` on every row of `x` (no grad); with `capture` (a module), also the
-    inputs it received: returns (outputs, captured or None)."""
-    seen = []
-    hook = capture.register_forward_hook(lambda m, i, o: seen.append(i[0].detach())) \
-        if capture is not None else None
-    try:
-        with torch.no_grad():
-            out = torch.cat([module(x[i:i + batch]) for i in range(0, len(x), batch)]) \
-                if len(x) else torch.zeros(0)
-    finally:
-        if hook:
-            hook.remove()
-    return out, (torch.cat(seen).reshape(len(x), -1) if seen else None)
-
-
-def evaluate(module, x, y, metric_fns):
-    """Holdout metrics of `module` on (x, y); {} when there are no rows."""
-    if len(x) == 0:
-        return {}
-    module.eval()
-    out, _ = forward_all(module, x)
-    return {name: fn(out, y) for name, fn in metric_fns}
-
-
 def _grad_out(row_loss, loss_fn, out, y):
     """dLoss/dlogits per row: [n, k]. Per-row losses give exact rows; a user loss (a batch
     mean) is scaled by n, exact when it is a mean of per-row terms."""
@@ -197,28 +174,6 @@ class Run:
         pos = torch.from_numpy(self.train_rows)       # CPU: batches gather from x_all, no copy
         self.xd = TrainRows(self.x_all, pos) if device == "cpu" else self.x_all[pos].to(device)
         self.yd = y_train.to(device)
-
-
-class TrainRows:
-    """`xd[idx]` = x_all[pos[idx]] (idx: int64 [b] or a slice): rows of x_all (the training
-    rows, the holdout rows) without copying them. Gathers with index_select, 4-5x faster than
-    advanced indexing on the CPU. `to(device)`: itself on the CPU, else the rows copied there."""
-
-    def __init__(self, x_all, pos):
-        self.x_all, self.pos = x_all, pos
-
-    def __len__(self):
-        return len(self.pos)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return self.x_all.index_select(0, self.pos[idx])
-        return self.x_all.index_select(0, self.pos.index_select(0, idx))
-
-    def to(self, device):
-        if str(device) == "cpu":
-            return self
-        return self.x_all.index_select(0, self.pos).to(device)
 
 
 class Epochs:

@@ -38,6 +38,8 @@ from s2build.data.table import NULL_TOKENS, RawTable
 
 FORMAT = "s2build.tableprep/1"
 MAX_CATEGORIES = 256
+from s2build.data.colstats import _code_counts, _moments  # noqa: E402
+
 CHUNK = 65536                      # rows per step of fit and transform (bounds temporaries)
 OTHER, MISSING = "(other)", "(missing)"
 _NULLS = frozenset(NULL_TOKENS)
@@ -150,13 +152,11 @@ class TablePrep:
     # --- transform -------------------------------------------------------------------------
 
     def in_place(self, raw):
-        """Whether `transform(raw, out=raw.num)` may overwrite the raw numbers with the
-        features: every column a number column, in the table's order, none with a missing
-        indicator (the features are then the raw matrix standardised, column for column)."""
-        return (not raw.codes.shape[1] and raw.num.flags.c_contiguous and
-                raw.num.shape[1] == self.width and self.kinds == ["number"] * len(self.columns)
-                and self.names == [n for n, k in zip(raw.names, raw.kinds) if k == "number"]
-                and not any(c.indicator for c in self.columns))
+        """Whether transform(raw, out=raw.num) may overwrite the numbers: all number columns,
+        in order, no missing indicator."""
+        return (not raw.codes.shape[1] and raw.num.flags.c_contiguous and raw.num.shape[1] ==
+                self.width and self.names == raw.names and set(raw.kinds) <= {"number"} and
+                not any(c.indicator for c in self.columns))
 
     def transform(self, raw, rows=None, out=None):
         """float32 [n, width] features of `rows` (None: all) of `raw`, written into `out` when
@@ -171,8 +171,7 @@ class TablePrep:
             out = np.empty((n, self.width), dtype=np.float32)
         elif out.shape != (n, self.width) or out.dtype != np.float32:
             raise ValueError(f"out is {out.dtype} {out.shape}, needs float32 {(n, self.width)}")
-        if np.may_share_memory(out, raw.num) and not (out is raw.num and all_rows and
-                                                      self.in_place(raw)):
+        if np.may_share_memory(out, raw.num) and not (all_rows and self.in_place(raw)):
             raise ValueError("out overlaps the raw numbers, and this transform is not in place")
         nums = [(c, p) for c, p in zip(self.columns, self.positions) if c.kind == "number"]
         cats = [(c, p) for c, p in zip(self.columns, self.positions) if c.kind == "category"]
@@ -313,44 +312,6 @@ def _float(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise TypeError(f"{v!r} is not a finite number")
     return v
-
-
-def _moments(num, rows):
-    """Per number column over `rows`: float32 mean, float32 std (1.0 when 0, not finite or
-    no value), int count of non-missing values. Two passes in float64, CHUNK rows each; a
-    missing value counts 0 in the sums (what np.nansum does, without its extra copy)."""
-    k = num.shape[1]
-    total, count = np.zeros(k), np.zeros(k, dtype=np.int64)
-    for i in range(0, len(rows), CHUNK):
-        x = num[rows[i:i + CHUNK]].astype(np.float64)
-        nan = np.isnan(x)
-        if nan.any():
-            x[nan] = 0.0
-            count += len(x) - nan.sum(axis=0)
-        else:
-            count += len(x)
-        total += x.sum(axis=0)
-    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    sq = np.zeros(k)
-    with np.errstate(invalid="ignore", over="ignore"):   # an inf: fit raises on the mean
-        for i in range(0, len(rows), CHUNK):
-            x = num[rows[i:i + CHUNK]].astype(np.float64)
-            nan = np.isnan(x)
-            x -= mean
-            x *= x
-            if nan.any():
-                x[nan] = 0.0
-            sq += x.sum(axis=0)
-    std = np.sqrt(sq / np.maximum(count, 1)).astype(np.float32)
-    std = np.where((std > 0) & np.isfinite(std), std, np.float32(1.0))
-    return mean.astype(np.float32), std, count
-
-
-def _code_counts(codes, j, size, rows):     # int64 [size + 1]: rows per code + 1, [0] missing
-    counts = np.zeros(size + 1, dtype=np.int64)
-    for i in range(0, len(rows), CHUNK):
-        counts += np.bincount(codes[rows[i:i + CHUNK], j] + 1, minlength=size + 1)
-    return counts
 
 
 def _category_prep(name, counts, vocab, warnings):

@@ -182,9 +182,9 @@ class ShardStore:
     def numbers(self, root, rel, digest, loader, kinds, i):
         """float32 [rows, k]: the number columns of block i of table file `rel` (FROM_SOURCE
         formats), from its bytes, which must still have SHA-256 `digest`."""
-        from s2build.data import arrowread
+        from s2build.data import arrownum
         data, _rec = self._file(root, rel, digest, loader)
-        return arrowread.read_numbers(rel, data, loader, kinds, i)
+        return arrownum.read_numbers(rel, data, loader, kinds, i)
 
     def blocks(self, root, rel, digest, loader, kinds=None, parse=True):
         """[Block] of file `rel` (SHA-256 `digest`), in row order. Tables need `kinds` (see
