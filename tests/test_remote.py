@@ -1,0 +1,199 @@
+"""The remote cache (store/remote.py) on real builds of the toy project, against a shared folder
+(`file://`) and a real S3 API server (moto's, on 127.0.0.1 in this process): a fresh copy
+restores what another copy pushed, without training and byte for byte; a remote file with one
+flipped byte is a warning and a build, never an artifact; two concurrent pushers of one key leave
+one whole entry; read-only never writes; the no-op path imports neither fsspec nor torch."""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from conftest import ROOT, run, sha256
+from toy import make_project
+
+fsspec = pytest.importorskip("fsspec", reason="the remote cache needs fsspec (pip install "
+                             "'s2build[remote]')")
+
+
+class Backend:
+    """A remote for the tests: `url`, the yaml's `cache:` block, the CLI's environment, and an
+    fsspec filesystem on it for the test's own reads and damage."""
+
+    def __init__(self, url, options=None, env=None):
+        self.url, self.options, self.env = url, options or {}, env or {}
+        self.fs, self.root = fsspec.core.url_to_fs(url, **self.options)
+
+    def yaml(self, extra=""):
+        opts = f", options: {json.dumps(self.options)}" if self.options else ""
+        return f"cache: {{remote: {json.dumps(self.url)}{opts}{extra}}}\n"
+
+    def listing(self):
+        """{path: sha256} of every object under the remote."""
+        self.fs.invalidate_cache()
+        return {p: hashlib.sha256(self.fs.cat_file(p)).hexdigest()
+                for p in self.fs.find(self.root)}
+
+    def record(self, key):
+        return json.loads(self.fs.cat_file(f"{self.root}/ac/{key[:2]}/{key}.json"))
+
+    def blob(self, sha):
+        return f"{self.root}/cas/{sha[:2]}/{sha}"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 (random free port) for this module; its endpoint URL."""
+    server_mod = pytest.importorskip("moto.server", reason="moto[server] is not installed "
+                                     "(pip install 'moto[server]' s3fs); S3 variant skipped")
+    pytest.importorskip("s3fs", reason="s3fs is not installed; S3 variant skipped")
+    port = _free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(params=["file", "s3"])
+def remote(request, tmp_path, monkeypatch):
+    """A fresh, empty remote: a shared folder, or a bucket on the moto server (its endpoint
+    passed as `cache.options.endpoint_url`, credentials through the standard AWS variables)."""
+    if request.param == "file":
+        return Backend("file://" + str(tmp_path / "shared"))
+    endpoint = request.getfixturevalue("s3_server")
+    for k, v in _CREDS.items():
+        monkeypatch.setenv(k, v)
+    bucket = f"s2b-{uuid.uuid4().hex[:16]}"
+    backend = Backend(f"s3://{bucket}/team", {"endpoint_url": endpoint}, dict(_CREDS))
+    backend.fs.mkdir(bucket)
+    return backend
+
+
+def _project(d, backend, epochs=3, extra=""):
+    make_project(d, epochs=epochs)
+    y = d / "s2build.yaml"
+    y.write_text(y.read_text().replace("version: 1\n", "version: 1\n" + backend.yaml(extra), 1))
+    return d
+
+
+def _key(d):
+    return json.loads((d / ".s2build" / "state.json").read_text())["targets"]["toy"]["key"]
+
+
+def test_restore_from_remote_then_a_flipped_byte_is_rebuilt(tmp_path, remote):
+    a = _project(tmp_path / "a", remote)
+    assert "toy: built in" in run(["build"], a, env=remote.env, check=0).stdout
+    key = _key(a)
+    record = remote.record(key)
+    assert set(record["files"]) >= {"weights.pt"}
+    assert not remote.fs.find(f"{remote.root}/tmp")            # nothing left in flight
+
+    b = tmp_path / "b"                                          # a fresh copy, no .s2build/
+    shutil.copytree(a, b, ignore=shutil.ignore_patterns(".s2build", "build"))
+    p = run(["status"], b, env=remote.env, check=1)
+    assert p.stdout.splitlines()[0] == "toy: stale, restorable from remote cache (never built)"
+    assert json.loads(run(["status", "--json"], b, env=remote.env, check=1).stdout
+                      )["targets"][0]["from"] == "remote"
+    assert run(["explain", "toy"], b, env=remote.env, check=0).stdout.splitlines()[0] == \
+        "toy will be restored from remote cache because:"
+    p = run(["build"], b, env=remote.env, check=0)
+    assert p.stdout.strip() == "toy: restored from remote cache (never built) -> build/toy.onnx"
+    assert "building" not in p.stderr                           # no training
+    assert sha256(b / "build" / "toy.onnx") == sha256(a / "build" / "toy.onnx")
+    assert json.loads((b / "build" / "toy.onnx.json").read_text())["restored_from_cache"]
+    local = b / ".s2build" / "cache" / key[:2] / key           # written into the local cache
+    assert (local / "record.json").read_bytes() == \
+        remote.fs.cat_file(f"{remote.root}/ac/{key[:2]}/{key}.json")
+    if remote.url.startswith("file:"):                          # the no-op path stays light
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "s2build", "build"],
+                           cwd=b, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert p.returncode == 0 and p.stdout.strip() == "toy: up to date"
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in p.stderr.splitlines()}
+        assert not imported & {"fsspec", "torch", "numpy"}
+
+    blob = remote.blob(record["artifact_sha256"])               # one flipped byte in model.onnx
+    data = bytearray(remote.fs.cat_file(blob))
+    data[len(data) // 2] ^= 0x01
+    remote.fs.pipe_file(blob, bytes(data))
+    before = remote.listing()
+    c = tmp_path / "c"
+    shutil.copytree(a, c, ignore=shutil.ignore_patterns(".s2build", "build"))
+    p = run(["build"], c, env=dict(remote.env, S2BUILD_REMOTE_READONLY="1"), check=0)
+    assert f"remote cache entry {key[:12]} has a model.onnx that does not match its recorded " \
+        "SHA-256; building instead" in p.stderr
+    assert "toy: built in" in p.stdout                          # rebuilt, not restored
+    assert remote.listing() == before                           # read-only: nothing written
+    _onnx_check(c / "build" / "toy.onnx")
+
+    if not remote.url.startswith("file:"):      # the repair is the same code on every backend
+        return
+    d = tmp_path / "d"                                          # read-write: the push repairs
+    shutil.copytree(a, d, ignore=shutil.ignore_patterns(".s2build", "build"))
+    p = run(["build"], d, env=remote.env, check=0)
+    assert "does not match its recorded SHA-256" in p.stderr and "toy: built in" in p.stdout
+    e = tmp_path / "e"
+    shutil.copytree(a, e, ignore=shutil.ignore_patterns(".s2build", "build"))
+    assert "restored from remote cache" in run(["build"], e, env=remote.env, check=0).stdout
+    assert sha256(e / "build" / "toy.onnx") == sha256(d / "build" / "toy.onnx")
+
+
+def _onnx_check(path):
+    """The artifact loads and passes the ONNX checker (raises otherwise)."""
+    import onnx
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def test_concurrent_pushers_leave_one_whole_entry(tmp_path, remote):
+    """Two processes build the same recipe at once and both push it (URL from the environment
+    this time): the remote holds one record whose every file verifies."""
+    env = dict(remote.env, S2BUILD_REMOTE_CACHE=remote.url, PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT))
+    if remote.options:
+        env["AWS_ENDPOINT_URL"] = remote.options["endpoint_url"]
+    copies = [make_project(tmp_path / n, epochs=3) for n in ("p", "q")]
+    procs = [subprocess.Popen([sys.executable, "-m", "s2build", "build"], cwd=c, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(os.environ, **env)) for c in copies]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    key = _key(copies[0])
+    assert key == _key(copies[1])
+    names = remote.fs.find(remote.root)
+    assert [n for n in names if "/ac/" in n] == [f"{remote.root}/ac/{key[:2]}/{key}.json"]
+    assert not [n for n in names if n.startswith(f"{remote.root}/tmp/")]   # none in flight
+    record = remote.record(key)
+    for sha in [record["artifact_sha256"], *record["files"].values()]:
+        assert hashlib.sha256(remote.fs.cat_file(remote.blob(sha))).hexdigest() == sha
+    r = tmp_path / "r"
+    shutil.copytree(copies[0], r, ignore=shutil.ignore_patterns(".s2build", "build"))
+    assert "restored from remote cache" in run(["build"], r, env=env, check=0).stdout
+
+
+def test_remote_settings_are_checked(tmp_path):
+    """Unknown keys and values under `cache:` get a location and a did-you-mean."""
+    d = make_project(tmp_path / "t", epochs=1)
+    y = d / "s2build.yaml"
+    text = y.read_text()
+    y.write_text(text.replace("version: 1\n", "version: 1\ncache: {remot: x}\n"))
+    p = run(["status"], d, check=3)
+    assert "s2build.yaml:2:9: unknown key 'remot' (did you mean 'remote'?)" in p.stderr
+    y.write_text(text.replace("version: 1\n", "version: 1\ncache: {remote: x, mode: readonly}\n"))
+    p = run(["status"], d, check=3)
+    assert "cache.mode: unknown value 'readonly' (did you mean 'read-only'?)" in p.stderr
