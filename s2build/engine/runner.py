@@ -30,6 +30,7 @@ from s2build.engine import fingerprint
 from s2build.engine import preload
 from s2build.engine import record as records
 from s2build.project import graph
+from s2build.store import remote as remote_store
 from s2build.store.local import Cache
 from s2build.errors import S2Error
 from s2build.report.console import Result
@@ -46,17 +47,6 @@ class Step:
         self.remote = remote
 
 
-class _Cached:
-    """`key in cached` asks the cache, then the remote if any (plan.decide takes any container
-    of keys): the remote is asked only for a stale target's key missing locally."""
-
-    def __init__(self, cache, remote=None):
-        self.cache, self.remote = cache, remote
-
-    def __contains__(self, key):
-        return self.cache.has(key) or (self.remote is not None and self.remote.has(key, self.cache))
-
-
 def plan(project, names, state, cache, mode="release", remote=None):
     """[Step] for `names` (default all) and their dependencies, dependencies first; each
     decided by `plan.decide`. Updates state's stat cache in place (and refreshes a current
@@ -64,7 +54,7 @@ def plan(project, names, state, cache, mode="release", remote=None):
     a store.remote.Remote whose keys count as cached (Step.remote says which)."""
     from s2build.engine import plan as decide_mod
     graph.check(project)
-    steps, cached = [], _Cached(cache, remote)
+    steps, cached = [], remote_store.Keys(cache, remote)
     for name in graph.order(project, names):
         t = project.targets[name]
         record = state.targets.get(name)
@@ -288,7 +278,6 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
     (after reporting the failed target), train.Cancelled when `cancel` (a threading.Event) is
     set during training (nothing is recorded for that target)."""
     from s2build.engine.locking import BuildLock
-    from s2build.store import remote as remote_store
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
     remote = remote_store.configured(project)       # None, or a Remote (fsspec when asked)
@@ -402,7 +391,6 @@ def _save_if_free(project, state):
 def status(project, names):
     """([Step] for every wanted target, state), without writing anything (the remote, when
     configured, is asked only whether it holds a stale target's key)."""
-    from s2build.store import remote as remote_store
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
     steps = plan(project, names, state, cache, remote=remote_store.configured(project))

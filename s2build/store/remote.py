@@ -38,7 +38,6 @@ is overwritten by the next push), never an artifact.
 import json
 import os
 import re
-import uuid
 
 from s2build.errors import ConfigError
 
@@ -65,6 +64,17 @@ def configured(project):
     if "://" not in url and not os.path.isabs(url):          # a folder relative to the yaml
         url = os.path.join(project.root, url)
     return Remote(url, read_only=read_only, options=cfg.get("options") or {}, where=where)
+
+
+class Keys:
+    """The keys a build can restore, for plan.decide (`key in keys`): the local cache's, then,
+    only for a key missing locally, the remote's (one existence check)."""
+
+    def __init__(self, cache, remote=None):
+        self.cache, self.remote = cache, remote
+
+    def __contains__(self, key):
+        return self.cache.has(key) or (self.remote is not None and self.remote.has(key, self.cache))
 
 
 class Remote:
@@ -211,6 +221,7 @@ class Remote:
 
     def _publish(self, fs, dest, data):
         """Write `data` under tmp/ and move it to `dest` (never a half-written `dest`)."""
+        import uuid
         tmp = self._path("tmp", uuid.uuid4().hex)
         try:
             fs.pipe_file(tmp, bytes(data))
