@@ -195,3 +195,65 @@ def test_remote_settings_are_checked(tmp_path):
     y.write_text(text.replace("version: 1\n", "version: 1\ncache: {remote: x, mode: readonly}\n"))
     p = run(["status"], d, check=3)
     assert "cache.mode: unknown value 'readonly' (did you mean 'read-only'?)" in p.stderr
+
+
+def _entry(state_dir, key="ab" * 32):
+    """A real local cache entry (store/local.py) with small stand-in bytes; its Cache."""
+    from s2build.store.local import Cache
+    cache = Cache(str(state_dir))
+    cache.put(key, b"onnx bytes", {"facts": {"build_key": key}},
+              {"weights.pt": b"weights", "rows.npz": b"rows"})
+    return cache, key
+
+
+def test_partial_damaged_or_hostile_remote_entries_are_misses(tmp_path):
+    """In process, on the store alone (milliseconds): a missing file, a record truncated at
+    every length, and a record naming a path instead of a file name are each a miss with a
+    warning; nothing reaches the local cache and nothing raises."""
+    from s2build.store.local import Cache, _record_digest
+    from s2build.store.remote import Remote
+    cache, key = _entry(tmp_path / "a")
+    url = "file://" + str(tmp_path / "shared")
+    assert Remote(url).push(key, cache) and not cache.warnings
+    fs, root = fsspec.core.url_to_fs(url)
+    rec_path = f"{root}/ac/{key[:2]}/{key}.json"
+    good = fs.cat_file(rec_path)
+
+    def pull():
+        fresh = Cache(str(tmp_path / f"b{len(os.listdir(tmp_path))}"))
+        ok = Remote(url).pull(key, fresh)
+        assert ok == fresh.has(key)
+        return ok, fresh.warnings
+
+    assert pull() == (True, [])
+    weights = json.loads(good)["files"]["weights.pt"]
+    blob = f"{root}/cas/{weights[:2]}/{weights}"
+    fs.mv(blob, blob + ".away")
+    assert pull() == (False, [f"remote cache entry {key[:12]} lacks weights.pt; building instead"])
+    fs.mv(blob + ".away", blob)
+    for n in range(0, len(good), 7):                     # a record cut short anywhere
+        fs.pipe_file(rec_path, good[:n])
+        assert pull() == (False, [f"remote cache entry {key[:12]} has a damaged record; "
+                                  "building instead"])
+    hostile = json.loads(good)
+    hostile["files"]["../../escape"] = hostile["files"].pop("rows.npz")
+    hostile["record_sha256"] = _record_digest(hostile)
+    fs.pipe_file(rec_path, json.dumps(hostile).encode())
+    assert pull()[0] is False and not (tmp_path / "escape").exists()
+
+
+def test_a_failing_or_unknown_remote(tmp_path):
+    """A remote that cannot be written is a warning, not a failed build; an unknown protocol
+    is a ConfigError naming where the URL came from."""
+    from s2build.errors import ConfigError
+    from s2build.store.remote import Remote
+    cache, key = _entry(tmp_path / "a")
+    (tmp_path / "a-file").write_text("not a folder")   # unwritable, even for root
+    r = Remote("file://" + str(tmp_path / "a-file" / "cache"))
+    assert r.push(key, cache) is False
+    assert len(cache.warnings) == 1 and "failed (write: NotADirectoryError" in cache.warnings[0]
+    assert r.push(key, cache) is False and len(cache.warnings) == 1   # not asked again
+    assert r.has(key, cache) is False
+    with pytest.raises(ConfigError) as e:
+        Remote("nosuchproto://x/y", where="s2build.yaml:2:18").has(key, cache)
+    assert str(e.value).startswith("s2build.yaml:2:18: cannot use remote cache nosuchproto://x/y")
