@@ -255,5 +255,29 @@ def test_a_failing_or_unknown_remote(tmp_path):
     assert r.push(key, cache) is False and len(cache.warnings) == 1   # not asked again
     assert r.has(key, cache) is False
     with pytest.raises(ConfigError) as e:
-        Remote("nosuchproto://x/y", where="s2build.yaml:2:18").has(key, cache)
-    assert str(e.value).startswith("s2build.yaml:2:18: cannot use remote cache nosuchproto://x/y")
+        Remote("nosuchproto://x/y", where="s2build.yaml:2:17").has(key, cache)
+    assert str(e.value).startswith("s2build.yaml:2:17: cannot use remote cache nosuchproto://x/y")
+
+
+def test_where_the_remote_comes_from(tmp_path, monkeypatch):
+    """The yaml's `cache:`, overridden by S2BUILD_REMOTE_CACHE (`off`: none) and
+    S2BUILD_REMOTE_READONLY; a relative folder is the yaml's; no remote, no Remote."""
+    from s2build.project import config
+    from s2build.store.remote import configured
+    d = make_project(tmp_path / "t", epochs=1)
+    y = d / "s2build.yaml"
+    text = y.read_text()
+    monkeypatch.chdir(d)
+    monkeypatch.delenv("S2BUILD_REMOTE_CACHE", raising=False)
+    monkeypatch.delenv("S2BUILD_REMOTE_READONLY", raising=False)
+    assert configured(config.load(str(y))) is None
+    y.write_text(text.replace("version: 1\n", "version: 1\ncache: {remote: ../shared}\n"))
+    r = configured(config.load(str(y)))
+    assert (r.url, r.read_only, r.where) == (str(d / "../shared"), False, "s2build.yaml:2:17")
+    monkeypatch.setenv("S2BUILD_REMOTE_READONLY", "1")
+    assert configured(config.load(str(y))).read_only
+    monkeypatch.setenv("S2BUILD_REMOTE_CACHE", "s3://team/cache")
+    r = configured(config.load(str(y)))
+    assert (r.url, r.where) == ("s3://team/cache", "S2BUILD_REMOTE_CACHE")
+    monkeypatch.setenv("S2BUILD_REMOTE_CACHE", "off")
+    assert configured(config.load(str(y))) is None
