@@ -182,6 +182,11 @@ def test_two_pushers_then_restore_then_a_flipped_byte_is_rebuilt(tmp_path, remot
     e = _fresh(a, tmp_path / "e")
     assert "restored from remote cache" in run(["build"], e, env=remote.env, check=0).stdout
     assert sha256(e / "build" / "toy.onnx") == sha256(d / "build" / "toy.onnx")
+    remote.fs.rm(f"{remote.root}/ac/{key[:2]}/{key}.json")    # the remote forgot the entry:
+    (c / "build" / "toy.onnx").unlink()                         # C's local restore shares it
+    assert "toy: restored from cache" in run(["build"], c, env=remote.env, check=0).stdout
+    assert remote.record(key) == json.loads((c / ".s2build" / "cache" / key[:2] / key /
+                                             "record.json").read_text())
 
 
 def test_remote_settings_are_checked(tmp_path):

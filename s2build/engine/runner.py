@@ -90,8 +90,8 @@ def _install(target, artifact, sidecar):
 
 
 def _restore(step, state, cache, remote=None):
-    if remote is not None and not cache.has(step.inputs.key):
-        remote.pull(step.inputs.key, cache)        # verified, into the local cache
+    if remote is not None:      # pull a missing entry (verified), share a local one it lacks
+        (remote.share if cache.has(step.inputs.key) else remote.pull)(step.inputs.key, cache)
     got = cache.get(step.inputs.key)
     if got is None:
         return None

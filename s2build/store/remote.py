@@ -219,6 +219,11 @@ class Remote:
         self._known[key] = True
         return True
 
+    def share(self, key, cache):
+        """Push local entry `key` unless the remote already has its record (a local restore of
+        an entry built before the remote was configured, or by a read-only run)."""
+        return not self.read_only and not self.has(key, cache) and self.push(key, cache)
+
     def _publish(self, fs, dest, data):
         """Write `data` under tmp/ and move it to `dest` (never a half-written `dest`)."""
         import uuid
