@@ -5,7 +5,7 @@ is all a dependency does: its key is not in its dependents') and asks `plan.deci
 place that decides, for one action per target and its reasons in words:
 
     up-to-date   the output is the artifact of the current build key
-    restore      the build key is in the cache: copy it out, no training
+    restore      the key is cached, locally or remotely (store/remote.py): copy it out
     build        train, export, verify, then record (cache entry, output, state)
     incremental  (mode="dev": `build --dev`, `watch`) fine-tune the last build: its own key,
                  mode=incremental; when only source files changed a little

@@ -102,10 +102,10 @@ class Remote:
                                   "pip install 's2build[remote]'") from None
             try:
                 self._fs, self._root = fsspec.core.url_to_fs(self.url, **self.options)
-            except (ImportError, ValueError) as e:
+            except (ImportError, ValueError, TypeError) as e:    # TypeError: a bad option
                 raise ConfigError(f"cannot use remote cache {self.url}: {e}", self.where,
-                                  "install the fsspec filesystem for its protocol, e.g. "
-                                  "s3fs for s3://, gcsfs for gs://") from None
+                                  "check cache.options; install the fsspec filesystem of its "
+                                  "protocol, e.g. s3fs for s3://, gcsfs for gs://") from None
             self._root = self._root.rstrip("/")
         return self._fs, self._root
 
