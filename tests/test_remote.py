@@ -124,7 +124,7 @@ def test_two_pushers_then_restore_then_a_flipped_byte_is_rebuilt(tmp_path, remot
     key = _key(a)
     assert _key(a2) == key
     names = remote.fs.find(remote.root)
-    assert [n for n in names if "/ac/" in n] == [f"{remote.root}/ac/{key[:2]}/{key}.json"]
+    assert [n for n in names if n.startswith(f"{remote.root}/ac/")] == [f"{remote.root}/ac/{key[:2]}/{key}.json"]
     assert not [n for n in names if n.startswith(f"{remote.root}/tmp/")]   # none in flight
     record = remote.record(key)
     assert set(record["files"]) >= {"weights.pt"}
