@@ -33,6 +33,7 @@ def cmd_status(args):
     if args.json:
         json.dump({"stale": [s.target.name for s in stale],
                    "targets": [{"name": s.target.name, "action": s.action, "key": s.inputs.key,
+                                "from": _source(s),
                                 "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]}
                                for s in steps],
                    "cache": {"entries": entries, "bytes": size}}, sys.stdout, indent=2)
@@ -44,11 +45,17 @@ def cmd_status(args):
             if s.action == "up-to-date":
                 print(f"{s.target.name}: up to date")
             else:
-                how = "restorable from cache" if s.action == "restore" else "needs a build"
+                how = "needs a build" if s.action != "restore" else \
+                    "restorable from remote cache" if s.remote else "restorable from cache"
                 print(f"{s.target.name}: stale, {how} ({s.reasons[0].text}"
                       + (f"; +{len(s.reasons) - 1} more" if len(s.reasons) > 1 else "") + ")")
         print(f"cache: {entries} entr{'y' if entries == 1 else 'ies'}, {gc.megabytes(size)}")
     return errors.STALE if stale else errors.OK
+
+
+def _source(step):
+    """Where a restore comes from: 'local' or 'remote' (the remote cache); None otherwise."""
+    return ("remote" if step.remote else "local") if step.action == "restore" else None
 
 
 def cmd_explain(args):
@@ -62,13 +69,15 @@ def cmd_explain(args):
             continue
         if args.json:
             out.append({"name": s.target.name, "action": s.action, "key": s.inputs.key,
+                        "from": _source(s),
                         "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]})
             continue
         if not s.reasons:
             print(f"{s.target.name}: up to date (build key {s.inputs.key[:12]}, "
                   f"output {s.target.config['output']})")
             continue
-        verb = "will be restored from cache" if s.action == "restore" else "will be built"
+        verb = "will be built" if s.action != "restore" else \
+            "will be restored from remote cache" if s.remote else "will be restored from cache"
         print(f"{s.target.name} {verb} because:")
         old_sources = (state.targets.get(s.target.name) or {}).get("sources", {})
         for r in s.reasons:

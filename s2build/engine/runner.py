@@ -5,7 +5,7 @@ is all a dependency does: its key is not in its dependents') and asks `plan.deci
 place that decides, for one action per target and its reasons in words:
 
     up-to-date   the output is the artifact of the current build key
-    restore      the build key is in the cache: copy it out, no training
+    restore      the key is cached, locally or remotely (store/remote.py): copy it out
     build        train, export, verify, then record (cache entry, output, state)
     incremental  (mode="dev": `build --dev`, `watch`) fine-tune the last build: its own key,
                  mode=incremental; when only source files changed a little
@@ -29,6 +29,7 @@ from s2build.engine import explain
 from s2build.engine import fingerprint
 from s2build.engine import record as records
 from s2build.project import graph
+from s2build.store import remote as remote_store
 from s2build.store.local import Cache
 from s2build.errors import S2Error
 from s2build.report.console import Result
@@ -37,29 +38,22 @@ from s2build.engine.state import State
 
 class Step:
     """target: config.Target; inputs: fingerprint.Inputs; reasons: [explain.Reason] ([] when
-    up to date); action: up-to-date | restore | build."""
+    up to date); action: up-to-date | restore | build; remote: True when the restore comes
+    from the remote cache (the local cache lacks the key)."""
 
-    def __init__(self, target, inputs, reasons, action):
+    def __init__(self, target, inputs, reasons, action, remote=False):
         self.target, self.inputs, self.reasons, self.action = target, inputs, reasons, action
+        self.remote = remote
 
 
-class _Cached:
-    """`key in cached` asks the cache (plan.decide takes any container of keys)."""
-
-    def __init__(self, cache):
-        self.cache = cache
-
-    def __contains__(self, key):
-        return self.cache.has(key)
-
-
-def plan(project, names, state, cache, mode="release"):
+def plan(project, names, state, cache, mode="release", remote=None):
     """[Step] for `names` (default all) and their dependencies, dependencies first; each
     decided by `plan.decide`. Updates state's stat cache in place (and refreshes a current
-    record's `metrics` selection) and sets `state.dirty` when it learned something."""
+    record's `metrics` selection) and sets `state.dirty` when it learned something. `remote`:
+    a store.remote.Remote whose keys count as cached (Step.remote says which)."""
     from s2build.engine import plan as decide_mod
     graph.check(project)
-    steps, cached = [], _Cached(cache)
+    steps, cached = [], remote_store.Keys(cache, remote)
     for name in graph.order(project, names):
         t = project.targets[name]
         record = state.targets.get(name)
@@ -79,7 +73,8 @@ def plan(project, names, state, cache, mode="release"):
             state.dirty = True
         if d.action == "up-to-date" and records.reselect(t, record):
             state.dirty = True
-        steps.append(Step(t, inputs, d.reasons, d.action))
+        steps.append(Step(t, inputs, d.reasons, d.action,
+                          remote=d.action == "restore" and not cache.has(d.key)))
     return steps
 
 
@@ -93,7 +88,9 @@ def _install(target, artifact, sidecar):
     return fingerprint.stat_key(os.stat(target.output))
 
 
-def _restore(step, state, cache):
+def _restore(step, state, cache, remote=None):
+    if remote is not None:      # pull a missing entry (verified), share a local one it lacks
+        (remote.share if cache.has(step.inputs.key) else remote.pull)(step.inputs.key, cache)
     got = cache.get(step.inputs.key)
     if got is None:
         return None
@@ -290,7 +287,8 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
     from s2build.engine.locking import BuildLock
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
-    steps = plan(project, names, state, cache, mode)
+    remote = remote_store.configured(project)       # None, or a Remote (fsspec when asked)
+    steps = plan(project, names, state, cache, mode, remote)
     if all(s.action == "up-to-date" for s in steps):
         if state.dirty:
             _save_if_free(project, state)
@@ -308,9 +306,9 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
             state = State.load(project.state_dir)
             if state.warning:
                 reporter.warn(state.warning)
-            steps = plan(project, names, state, cache, mode)
+            steps = plan(project, names, state, cache, mode, remote)
             try:
-                return _execute(steps, project, state, cache, reporter, cancel)
+                return _execute(steps, project, state, cache, reporter, cancel, remote)
             except _Replan:
                 reporter.warn("a source changed while it was read; fingerprinting again")
         raise S2Error("sources keep changing while being read; try again when edits settle")
@@ -320,7 +318,7 @@ class _Replan(Exception):
     pass
 
 
-def _execute(steps, project, state, cache, reporter, cancel):
+def _execute(steps, project, state, cache, reporter, cancel, remote=None):
     from s2build.data.shards import SourcesChanged     # numpy only now that we build
     results = []
     for step in steps:
@@ -332,12 +330,14 @@ def _execute(steps, project, state, cache, reporter, cancel):
             # a target with the same recipe built earlier in this run made it restorable
             restorable = step.action == "restore" or (step.action == "build"
                                                       and cache.has(step.inputs.key))
-            rec = _restore(step, state, cache) if restorable else None
+            pulled = restorable and remote is not None and not cache.has(step.inputs.key)
+            rec = _restore(step, state, cache, remote) if restorable else None
             _warn_discarded(cache, reporter)
             if rec is not None:
                 r = Result(t.name, "restored", reasons=step.reasons, output=t.config["output"],
                            metrics=rec.get("metrics", {}), key=step.inputs.key,
-                           seconds=time.perf_counter() - clock)
+                           seconds=time.perf_counter() - clock,
+                           detail=f"remote cache {remote.url}" if pulled else "")
             else:
                 reporter.start(t.name, "build", step.reasons)
                 try:
@@ -349,6 +349,8 @@ def _execute(steps, project, state, cache, reporter, cancel):
                     reporter.done(Result(t.name, "failed", reasons=step.reasons, detail=str(e)))
                     e.reported = True
                     raise
+                if remote is not None:              # verified and recorded: share it
+                    remote.push(step.inputs.key, cache)
                 r = Result(t.name, "built", reasons=step.reasons, output=t.config["output"],
                            metrics=rec["metrics"], key=step.inputs.key, detail=detail,
                            seconds=time.perf_counter() - clock, stale_after_build=changed)
@@ -394,6 +396,11 @@ def _save_if_free(project, state):
 
 
 def status(project, names):
-    """[(Step)] for every wanted target, without writing anything."""
+    """([Step] for every wanted target, state), without writing anything (the remote, when
+    configured, is asked only whether it holds a stale target's key)."""
     state = State.load(project.state_dir)
-    return plan(project, names, state, Cache(project.state_dir)), state
+    cache = Cache(project.state_dir)
+    steps = plan(project, names, state, cache, remote=remote_store.configured(project))
+    if cache.warnings:                              # a remote that failed: said, not fatal
+        state.warning = "; ".join(filter(None, [state.warning, *cache.warnings]))
+    return steps, state

@@ -6,6 +6,7 @@ Every error names `s2build.yaml:LINE:COL`, and unknown keys get a "did you mean"
 
     version: 1                  # optional; the only version is 1
     allow_outside_sources: false  # true: sources may be absolute or lead out with `..`
+    cache: {remote: s3://bucket/prefix, mode: read-write}  # a shared cache (store/remote.py)
     targets:
       NAME:
         sources: [GLOB, ...]    # data files, relative to the yaml's folder
@@ -26,7 +27,7 @@ This module imports only the standard library and yaml: it is on the no-op path.
 import os
 
 from s2build.errors import ConfigError
-from s2build.project.schema import CONFIG_NAME, NOT_IN_KEY, TARGET_NAME, TOP, USER_REF
+from s2build.project.schema import CACHE, CONFIG_NAME, NOT_IN_KEY, TARGET_NAME, TOP, USER_REF
 from s2build.project.schema import TASKS  # noqa: F401  (re-exported: config.TASKS)
 from s2build.project.validate import check_section, check_target
 from s2build.project.yamlpos import parse_yaml
@@ -68,6 +69,8 @@ class Project:
         self.path = path           # absolute path of s2build.yaml
         self.root = root           # its folder; all relative paths are relative to it
         self.targets = {}          # name -> Target, in yaml order
+        self.cache = {"remote": None, "mode": "read-write", "options": {}}   # schema.CACHE
+        self.cache_locs = {}       # ('cache', key) -> 's2build.yaml:L:C'
 
     @property
     def state_dir(self):
@@ -98,6 +101,7 @@ def load(path):
     locs = {}
     top = check_section((), TOP, top_y, locs)
     project = Project(path=path, root=root)
+    project.cache = check_section(("cache",), CACHE, top["cache"] or None, project.cache_locs)
     targets_y = top_y.value["targets"][1]
     if not top["targets"]:
         raise ConfigError("no targets declared", targets_y.loc, "add one under 'targets:'")

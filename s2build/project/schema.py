@@ -141,8 +141,18 @@ TARGET = {
 # A user metric's mapping entry: `{name: path/file.py:fn, higher_is_better: BOOL}`.
 USER_METRIC = {"name": Key("str"), "higher_is_better": Key("bool", None)}
 
+# The remote cache (store/remote.py): an fsspec URL (s3://bucket/prefix, gs://..., a shared
+# folder); read-only for pull-request builds; `options` go to the fsspec filesystem (e.g.
+# endpoint_url; credentials belong in the environment, never here). Not in the build key: where
+# an entry is kept cannot change its bytes. S2BUILD_REMOTE_CACHE / S2BUILD_REMOTE_READONLY=1
+# override `remote` and `mode`.
+CACHE = {"remote": Key("str", None),
+         "mode": Key("str", "read-write", choices=("read-write", "read-only")),
+         "options": Key("map", {})}
+
 TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED),
-       "allow_outside_sources": Key("bool", False)}    # sources may lie outside the project
+       "allow_outside_sources": Key("bool", False),    # sources may lie outside the project
+       "cache": Key("section", {})}                    # CACHE
 
 # Keys of the resolved config that cannot change the artifact's bytes: not in the build key.
 # `deps` only orders the build (no target reads another's artifact yet). Glob patterns

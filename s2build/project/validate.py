@@ -113,7 +113,6 @@ def _check_value(path, key, y, locs):
         for k, (_kloc, item) in y.value.items():
             if item.kind != "scalar" or item.value not in COLUMN_KINDS:
                 shown = item.value if item.kind == "scalar" else f"a {item.kind}"
-                import difflib
                 close = difflib.get_close_matches(str(shown), COLUMN_KINDS, n=1)
                 raise ConfigError(f"{'.'.join(map(str, path + (k,)))}: {shown!r} is not a column "
                                   f"kind (did you mean '{close[0]}'?)" if close else

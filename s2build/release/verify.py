@@ -118,7 +118,8 @@ def verify(project, names, keep=False, out=None):
         clock = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "s2build", "-f", yaml_copy, "build",
                             "--release", *wanted], cwd=sroot, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL,   # rebuilt here: no remote cache, in or out
+                           env=dict(os.environ, S2BUILD_REMOTE_CACHE="off"))
         seconds = time.perf_counter() - clock
         if p.returncode != 0:
             raise BuildError(f"the scratch rebuild failed (exit {p.returncode}):\n"

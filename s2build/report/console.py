@@ -74,7 +74,8 @@ class Console:
         if r.outcome == "up-to-date":
             line = f"{r.name}: up to date"
         elif r.outcome == "restored":
-            line = f"{r.name}: restored from cache ({why}) -> {r.output}"
+            where = "remote cache" if r.detail.startswith("remote cache") else "cache"
+            line = f"{r.name}: restored from {where} ({why}) -> {r.output}"
         elif r.outcome == "built":
             line = f"{r.name}: built in {_secs(r.seconds)} ({why}): {_fmt_metrics(r.metrics)} -> {r.output}"
             if self.verbose and r.detail:

@@ -1,1 +1,2 @@
-"""Where artifacts are kept: the content-addressed cache (a Store; a remote store plugs in here)."""
+"""Where artifacts are kept: the content-addressed local cache (local.py), the same entries shared
+behind an fsspec URL (remote.py), and what `gc` and `clean` may remove (gc.py)."""
