@@ -338,6 +338,19 @@ def _execute(steps, project, state, cache, reporter, cancel):
                                                               reporter, cancel)
                 except SourcesChanged:
                     raise _Replan() from None
+                except (S2Error, KeyboardInterrupt):
+                    raise
+                except Exception as e:              # user code raised during training or export
+                    from s2build.compile import usercode
+                    err = usercode.attribute(t, e)
+                    if err is None:
+                        raise
+                    reporter.done(Result(t.name, "failed", reasons=step.reasons,
+                                         detail=str(err)))
+                    err.reported = True
+                    raise err from e
+                except SourcesChanged:
+                    raise _Replan() from None
                 except S2Error as e:
                     reporter.done(Result(t.name, "failed", reasons=step.reasons, detail=str(e)))
                     e.reported = True
