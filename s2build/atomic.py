@@ -4,7 +4,10 @@ Write to a temporary file in the destination's folder, fsync, then `os.replace`.
 start with `.s2tmp-` so that leftovers of a killed process are recognisable and removable.
 """
 
+import errno
 import os
+
+from s2build.errors import S2Error, BUILD
 
 TMP_PREFIX = ".s2tmp-"
 
@@ -25,8 +28,11 @@ def write_bytes(path, data, durable=True):
     a miss)."""
     import tempfile
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    except OSError as e:
+        raise WriteFailed.of(path, e) from None
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
@@ -36,12 +42,35 @@ def write_bytes(path, data, durable=True):
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise WriteFailed.of(path, e) from None
         raise
+
+
+class WriteFailed(S2Error):
+    """The file system refused a write (read-only mount, no permission, disk full, a name too
+    long): exit 5 (BUILD), naming the path and the errno in words. Nothing was replaced."""
+
+    exit_code = BUILD
+
+    @classmethod
+    def of(cls, path, e):
+        name = errno.errorcode.get(e.errno, "") if e.errno else ""
+        hint = {errno.EACCES: "give yourself write permission on that folder",
+                errno.EPERM: "give yourself write permission on that folder",
+                errno.EROFS: "the file system is mounted read-only: write the output elsewhere",
+                errno.ENOSPC: "the disk is full: free space (or run `s2build gc`)",
+                errno.EDQUOT: "the disk quota is exceeded: free space",
+                errno.ENAMETOOLONG: "use a shorter output path",
+                errno.EFBIG: "a file size limit (ulimit -f) stopped the write"}.get(e.errno)
+        shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+        return cls(f"cannot write: {e.strerror or e}" + (f" ({name})" if name else ""),
+                   shown, hint)
 
 
 def write_text(path, text):

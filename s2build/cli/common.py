@@ -6,6 +6,7 @@ Standard library only (the no-op path); heavier modules are imported inside the 
 import os
 
 from s2build import errors
+from s2build.errors import UsageError
 
 
 def load(args):
@@ -33,5 +34,33 @@ def console(args, stream=None):
 
 
 def out_path(args, path):
-    """A report path from the command line, relative to where s2build was started."""
-    return os.path.join(args.cwd, path) if path else None
+    """A report path from the command line, relative to where s2build was started. A path
+    that is an existing folder, or whose parent is a file, is a UsageError (exit 2)."""
+    if not path:
+        return None
+    full = os.path.join(args.cwd, path)
+    if os.path.isdir(full):
+        raise UsageError(f"report path '{path}' is a folder", None,
+                         f"name a file, e.g. {os.path.join(path, 'report.xml')}")
+    parent = os.path.dirname(os.path.abspath(full))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise UsageError(f"report path '{path}': '{parent}' is a file, not a folder")
+    return full
+
+
+def count_arg(off=None, low=1):
+    """An argparse type: an integer >= `low`, or exactly `off` (the 'not asked for' value)."""
+    import argparse
+
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n != off and n < low:
+            also = f" (or {off} for none)" if off is not None else ""
+            raise argparse.ArgumentTypeError(f"must be at least {low}{also}, got {n}")
+        return n
+    return parse

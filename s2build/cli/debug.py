@@ -126,7 +126,7 @@ def add_parsers(sub):
     li.add_argument("--json", action="store_true")
     li.add_argument("--fail-on", choices=("note", "warning", "error"),
                     help="exit 11 when a diagnostic at or above this level is found")
-    li.add_argument("--folds", type=int, default=0, metavar="K",
+    li.add_argument("--folds", type=common.count_arg(0, 2), default=0, metavar="K",
                     help="also train K models for out-of-sample label-error detection (cleanlab)")
     li.set_defaults(func=cmd_lint)
 
@@ -136,14 +136,14 @@ def add_parsers(sub):
     q.add_argument("--input", metavar="ROW_OR_FILE",
                    help="a dataset row (data/a.csv:12, data/3/0042.png) or a file of inputs")
     q.add_argument("--spec", metavar="NAME", help="the input of an example spec")
-    bl.add_argument("-k", type=int, default=10, help="how many rows (default 10)")
-    bl.add_argument("--seeds", type=int, default=0, metavar="K",
+    bl.add_argument("-k", type=common.count_arg(low=1), default=10, help="how many rows (default 10)")
+    bl.add_argument("--seeds", type=common.count_arg(0, 2), default=0, metavar="K",
                     help="also build K seeds and report how stable the ranking is")
     bl.add_argument("--json", action="store_true")
     bl.set_defaults(func=cmd_blame)
 
     sd = sub.add_parser("seeds", help="build K seeds; report what flips between them")
     sd.add_argument("target", metavar="TARGET")
-    sd.add_argument("-n", type=int, default=3, help="number of seeds (default 3)")
+    sd.add_argument("-n", type=common.count_arg(low=1), default=3, help="number of seeds (default 3)")
     sd.add_argument("--json", action="store_true")
     sd.set_defaults(func=cmd_seeds)

@@ -8,7 +8,6 @@ block by block over the holdout rows' outputs. No per-row training dynamics are 
 blame and seeds need the table in memory); the artifact is exported and verified as usual.
 """
 
-import math
 import time
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 
 from s2build.compile import models, scoring
 from s2build.compile.optim import make_optimizer
-from s2build.compile.train import (Cancelled, Diverged, Trained, cpu_state, forward_all,
+from s2build.compile.train import (Cancelled, Trained, check_loss, cpu_state, forward_all,
                                    pick_device)
 
 
@@ -67,9 +66,7 @@ def fit_stream(target, st, cancel=None, progress=None, threads=1):
                 total += loss.detach().cpu() * len(idx)
                 rows += len(idx)
         mean = total.item() / max(rows, 1)
-        if not math.isfinite(mean):
-            raise Diverged(f"training diverged: loss is {mean} at epoch {epoch + 1}",
-                           target.loc("train", "lr"), "lower train.lr or check the data")
+        check_loss(target, mean, history, f"epoch {epoch + 1}")
         history.append(mean)
         if progress:
             progress(epoch + 1, t["epochs"], mean)

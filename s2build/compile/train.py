@@ -52,7 +52,29 @@ class Cancelled(Exception):
 
 
 class Diverged(BuildError):
-    """A round's mean training loss is not finite."""
+    """A round's mean training loss is not finite, or it exploded (see check_loss)."""
+
+
+EXPLODED_CE = 1e4        # a per-row cross-entropy or bce above this: logits apart by ~1e4
+EXPLODED_RATIO = 1e6     # any loss this many times its best earlier round
+
+
+def check_loss(target, loss, history, where):
+    """Raise Diverged when `loss` (the mean of round `where`, e.g. 'epoch 3') is NaN or inf,
+    when a classification loss is above EXPLODED_CE (a sane network sits near ln(classes)),
+    or when it is EXPLODED_RATIO times the best earlier round. The hint names train.lr."""
+    why = None
+    if not math.isfinite(loss):
+        why = f"loss is {loss}"
+    elif target.config["loss"] in ("cross_entropy", "bce") and loss > EXPLODED_CE:
+        why = f"loss exploded to {loss:.3g} (a working classifier stays near 1)"
+    elif history and min(history) > 0 and loss > EXPLODED_RATIO * min(history):
+        why = f"loss exploded to {loss:.3g} from {min(history):.3g}"
+    if why:
+        lr = target.config["train"]["lr"]
+        raise Diverged(f"training diverged at {where}: {why}", target.loc("train", "lr"),
+                       f"lower train.lr (now {lr:g}), e.g. to {lr / 100:g}, or check the data "
+                       "for huge values")
 
 
 class Trained:
@@ -243,9 +265,7 @@ def fit(target, ds, schedule, cancel=None, progress=None, record=False, keep=Non
                 rec.step(out, per_row)
         rows = sum(len(b) for b in batches)
         round_loss = torch.stack(losses).sum().item() / rows if losses else 0.0
-        if not math.isfinite(round_loss):
-            raise Diverged(f"training diverged: loss is {round_loss} at epoch {r + 1}",
-                           target.loc("train", "lr"), "lower train.lr or check the data")
+        check_loss(target, round_loss, history, f"epoch {r + 1}")
         history.append(round_loss)
         if rec is not None:
             rec.end(r, torch.cat(batches) if batches else torch.zeros(0, dtype=torch.int64))

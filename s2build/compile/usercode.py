@@ -117,13 +117,22 @@ def _exec(target, path, rel, yaml_loc, digest):
     sys.path[:0] = [os.path.dirname(os.path.abspath(path)), os.path.abspath(root)]
     finder = _ProjectFinder(root)
     sys.meta_path.insert(0, finder)
+    argv = sys.argv
+    sys.argv = [path]                            # a module parsing argv sees no s2build flags
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:                      # sys.exit() or argparse at import
+        sys.modules.pop(mod_name, None)
+        raise BuildError(f"loading {rel} called sys.exit({e.code!r}) (or parsed the command "
+                         "line) at import", user_location(e, path) or rel,
+                         "move script code under `if __name__ == \"__main__\":`; "
+                         f"referenced at {yaml_loc}") from None
     except Exception as e:
         sys.modules.pop(mod_name, None)
         raise BuildError(f"loading {rel} raised {type(e).__name__}: {e}",
                          user_location(e, path) or rel, f"referenced at {yaml_loc}") from e
     finally:
+        sys.argv = argv
         sys.path[:] = saved
         sys.meta_path.remove(finder)
     deps = {}
@@ -145,6 +154,21 @@ def user_location(exc, path):
             and os.path.realpath(exc.filename) == path:
         where = f"{os.path.relpath(exc.filename)}:{exc.lineno}"
     return where
+
+
+def attribute(target, exc):
+    """A BuildError at the deepest frame of `exc` inside one of the target's user files (a
+    model whose forward raises, a loss called by training), or None when no frame is there:
+    then the exception is s2build's own bug."""
+    where, what = None, None
+    for _role, kpath, rel, name in target.user_refs():
+        loc = user_location(exc, os.path.join(target.root, rel))
+        if loc is not None and where is None:
+            where, what = loc, f"{rel}:{name} (targets.{target.name}.{'.'.join(map(str, kpath))})"
+    if where is None:
+        return None
+    return BuildError(f"user code {what} raised {type(exc).__name__}: {exc}", where,
+                      "fix the code at that line; run with -v for the full traceback")
 
 
 def load(target, ref_path):

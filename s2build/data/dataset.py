@@ -267,6 +267,11 @@ def load_dataset(target, inputs, store, allow_stream=False, lean=False):
     # labels: class indices through one lookup table per block
     if task == "classification":
         classes = labels.class_names(loader, [b.label_vocab for b in blocks])
+        if len(classes) < 2 and loader["classes"] is None:
+            shown = f"only class '{classes[0]}'" if classes else "no labels"
+            raise DataError(f"label '{loader.get('label', 'y')}' holds {shown}: a classifier "
+                            "needs at least 2 classes", target.loc("loader"),
+                            "add rows of another class, or declare them with loader.classes")
         y = np.empty(n, dtype=np.int64)
         at = 0
         for b in blocks:
@@ -298,6 +303,10 @@ def load_dataset(target, inputs, store, allow_stream=False, lean=False):
         h = target.config["holdout"]
         holdout = rowhash.holdout_mask(input_hash, h["fraction"], h["seed"])
     if not (~holdout).any():
+        if n > 1 and len(np.unique(input_hash)) == 1:
+            raise DataError(f"all {n} rows are identical, so the holdout split (by row content) "
+                            "put them all in the holdout", target.loc("sources"),
+                            "add varied rows, or give holdout.sources")
         raise DataError("no training rows", target.loc("sources"),
                         "add data, or lower holdout.fraction")
 

@@ -214,7 +214,9 @@ def decode_image(rel, data, loader):
         img = Image.open(io.BytesIO(data))
         img.load()
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot decode image: {e}", rel, "replace or remove the file") from None
+        why = "the file is empty" if not data else \
+            "not an image file" if isinstance(e, UnidentifiedImageError) else str(e)
+        raise DataError(f"cannot decode image: {why}", rel, "replace or remove the file") from None
     img = img.convert("L" if loader["channels"] == 1 else "RGB")
     if loader["size"]:
         h, w = loader["size"]

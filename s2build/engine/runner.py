@@ -349,6 +349,15 @@ def _execute(steps, project, state, cache, reporter, cancel, remote=None):
                     reporter.done(Result(t.name, "failed", reasons=step.reasons, detail=str(e)))
                     e.reported = True
                     raise
+                except Exception as e:              # user code raised during training or export
+                    from s2build.compile import usercode
+                    err = usercode.attribute(t, e)
+                    if err is None:
+                        raise
+                    reporter.done(Result(t.name, "failed", reasons=step.reasons,
+                                         detail=str(err)))
+                    err.reported = True
+                    raise err from e
                 if remote is not None:              # verified and recorded: share it
                     remote.push(step.inputs.key, cache)
                 r = Result(t.name, "built", reasons=step.reasons, output=t.config["output"],

@@ -2,11 +2,12 @@
 
 Outputs (`output:`) are files s2build overwrites on `build`; they must stay inside the project
 and off every input. An output must be a relative path that
-  * ends in `.onnx` (its sidecar is then `OUTPUT.onnx.json`),
+  * ends in `.onnx` (its sidecar is then `OUTPUT.onnx.json`), no name in it over 250 bytes,
   * stays inside the project (no absolute path, no `..` escape, no symlink leading out),
   * is not under `.s2build/`, not s2build.yaml or s2build.lock,
   * is not matched, nor is its sidecar, by any target's `sources` or `holdout.sources` globs,
-  * is not a user code file any target names (`path/file.py:name`).
+  * is not a user code file any target names (`path/file.py:name`),
+  * is not an existing folder, and no folder on its way is an existing file.
 Sources (`sources`, `holdout.sources`) outside the project (absolute, or `..` leading out)
 need the top-level opt-in `allow_outside_sources: true`. Each error is a ConfigError at the
 yaml location of the offending value. Standard library only (the no-op path).
@@ -80,6 +81,10 @@ def check(project, allow_outside_sources=False):
             raise ConfigError(f"output '{given}' is outside the project", loc, hint)
         if not rel.endswith(".onnx"):
             raise ConfigError(f"output '{given}' must end in .onnx", loc, hint)
+        if any(len(part.encode()) > 250 for part in rel.split("/")):
+            raise ConfigError(f"output '{given}': a name in it is longer than 250 bytes", loc,
+                              "use a shorter name (the file system allows 255, and the "
+                              "sidecar adds .json)")
         if rel == STATE_DIR or rel.startswith(STATE_DIR + "/"):
             raise ConfigError(f"output '{given}' is under {STATE_DIR}/, s2build's own state",
                               loc, hint)
@@ -98,3 +103,11 @@ def check(project, allow_outside_sources=False):
         if not real.startswith(os.path.join(real_root, "")):
             raise ConfigError(f"output '{given}' leads outside the project through a symlink",
                               loc, hint)
+        if os.path.isdir(real):
+            raise ConfigError(f"output '{given}' is an existing folder", loc, hint)
+        parent = os.path.dirname(real)
+        while parent != real_root and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise ConfigError(f"output '{given}': '{os.path.relpath(parent, real_root)}' is a "
+                              "file, not a folder", loc, hint)

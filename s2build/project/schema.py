@@ -17,8 +17,9 @@ TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class Key:
     """A schema entry: `kind` names a checker below; `low`/`high` bound numbers (inclusive low,
-    exclusive high when `open_high`); `choices` restricts strings. (Plain classes, not
-    dataclasses, on the no-op path: importing dataclasses costs ~8 ms.)"""
+    exclusive high when `open_high`); `choices` restricts strings. For an intlist, `low`
+    bounds each item, `choices` lists the allowed lengths and `high` says them in words.
+    (Plain classes, not dataclasses, on the no-op path: importing dataclasses costs ~8 ms.)"""
 
     __slots__ = ("kind", "default", "choices", "low", "high", "open_high", "item")
 
@@ -43,12 +44,12 @@ _TABLE_KEYS = dict(features=Key("strlist", None),      # None: every column but 
 def _loader(**keys):
     common = {"task": Key("str", "classification", choices=TASKS),
               "classes": Key("classes", None),      # int N (labels 0..N-1), a list, or inferred
-              "shape": Key("intlist", None)}        # reshape each row's features, e.g. [1, 8, 8]
+              "shape": Key("intlist", None, low=1)}        # reshape each row's features, e.g. [1, 8, 8]
     return {"format": Key("str"), **common, **keys}
 
 
 LOADERS = {
-    "csv": _loader(**_TABLE_KEYS, delimiter=Key("str", ",")),
+    "csv": _loader(**_TABLE_KEYS, delimiter=Key("char", ",")),
     "parquet": _loader(**_TABLE_KEYS),                   # a file or a folder's files; row groups
     "feather": _loader(**_TABLE_KEYS),                   # Arrow IPC file (.arrow, .feather)
     "jsonl": _loader(features=Key("strlist", REQUIRED),  # fields: numbers, lists or strings
@@ -57,7 +58,8 @@ LOADERS = {
                      buckets=Key("int", 256, low=1)),    # text: hash -> this many features
     "npz": _loader(features=Key("str", "x"), label=Key("str", "y")),   # array names
     "npy": _loader(label_column=Key("int", -1)),         # 2-D array; one column is the label
-    "images": _loader(size=Key("intlist", None),         # [height, width] to resize to
+    "images": _loader(size=Key("intlist", None, low=1, choices=(2,),  # [height, width]
+                                high="[height, width]"),                      # to resize to
                       channels=Key("int", 1, choices=(), low=1, high=3),
                       scale=Key("float", 1 / 255, low=0.0)),  # pixel * scale
 }
@@ -68,19 +70,19 @@ for _name, _schema in LOADERS.items():
 MODELS = {
     "mlp": {
         "type": Key("str", "mlp"),
-        "hidden": Key("intlist", [64, 64]),      # widths of the hidden layers
+        "hidden": Key("intlist", [64, 64], low=1),   # widths of the hidden layers
         "activation": Key("str", "relu", choices=("relu", "tanh", "gelu", "silu")),
         "dropout": Key("float", 0.0, low=0.0, high=1.0, open_high=True),
         "normalize": Key("bool", True),           # standardise features inside the network
     },
     "cnn": {
         "type": Key("str", "cnn"),
-        "channels": Key("intlist", [16, 32]),     # one conv layer per entry
+        "channels": Key("intlist", [16, 32], low=1),  # one conv layer per entry
         "kernel": Key("int", 3, low=1),
         "padding": Key("str", "zeros", choices=("zeros", "circular")),
         "pool": Key("int", 2, low=1),             # max-pool factor after the convs (1: none)
         "head": Key("str", "dense", choices=("dense", "conv")),  # conv: one output per cell
-        "hidden": Key("intlist", []),             # dense widths, or 1x1-conv widths for head conv
+        "hidden": Key("intlist", [], low=1),      # dense widths, or 1x1-conv widths for head conv
         "activation": Key("str", "relu", choices=("relu", "tanh", "gelu", "silu")),
         "dropout": Key("float", 0.0, low=0.0, high=1.0, open_high=True),
         "normalize": Key("bool", False),          # standardise inputs (one mean/std)

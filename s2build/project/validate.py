@@ -13,7 +13,7 @@ from s2build.project import registry
 from s2build.project.schema import (EXPORT, HOLDOUT, LOADERS, MODELS, REQUIRED, TARGET, TRAIN,
                                     USER_METRIC, USER_MODEL, USER_REF)
 
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+_TYPE_NAMES = {"str": "a string", "char": "one character", "int": "an integer", "float": "a number", "bool": "true or false",
                "strlist": "a list of strings", "intlist": "a list of integers",
                "map": "a mapping", "section": "a mapping",
                "colkinds": "a mapping of column name to number or category",
@@ -56,12 +56,23 @@ def _check_value(path, key, y, locs):
         if not ok:
             raise _type_error(path, key, y)
         name = ".".join(map(str, path))
+        if key.kind == "int" and not -2 ** 63 <= v < 2 ** 63:
+            raise ConfigError(f"{name}: {v} does not fit a 64-bit integer", y.loc,
+                              "use a number below 9223372036854775808")
+        if isinstance(v, float) and v != v:
+            raise ConfigError(f"{name}: expected a number, got NaN", y.loc)
         if key.low is not None and v < key.low:
             raise ConfigError(f"{name}: must be at least {key.low:g}, got {v}", y.loc)
         if key.high is not None and (v >= key.high if key.open_high else v > key.high):
             bound = "below" if key.open_high else "at most"
             raise ConfigError(f"{name}: must be {bound} {key.high:g}, got {v}", y.loc)
         return float(v) if key.kind == "float" else v
+    if key.kind == "char":                   # a single character (csv delimiter)
+        if y.kind != "scalar" or not isinstance(v, str) or len(v) != 1 or v in "\r\n\"":
+            raise ConfigError(f"{'.'.join(map(str, path))}: expected one character, got {v!r}",
+                              y.loc, "write a single character such as ',' or ';', or \"\\t\" "
+                              "for a tab")
+        return v
     if key.kind == "bool":
         if y.kind != "scalar" or not isinstance(v, bool):
             raise _type_error(path, key, y)
@@ -78,7 +89,17 @@ def _check_value(path, key, y, locs):
             if item.kind != "scalar" or not isinstance(item.value, want) \
                     or isinstance(item.value, bool):
                 raise _type_error(path + (i,), key, item)
+            if key.kind == "intlist" and key.low is not None and item.value < key.low:
+                raise ConfigError(f"{'.'.join(map(str, path + (i,)))}: must be at least "
+                                  f"{key.low}, got {item.value}", item.loc)
+            if key.kind == "intlist" and item.value >= 2 ** 31:
+                raise ConfigError(f"{'.'.join(map(str, path + (i,)))}: {item.value} is too "
+                                  "large", item.loc, "use a number below 2147483648")
             out.append(item.value)
+        if key.high is not None and key.kind == "intlist" and key.choices \
+                and len(out) not in key.choices:
+            raise ConfigError(f"{'.'.join(map(str, path))}: expected {key.high}, got "
+                              f"{len(out)} number{'s' if len(out) != 1 else ''}", y.loc)
         return out
     if key.kind == "classes":
         if y.kind == "scalar" and isinstance(v, int) and not isinstance(v, bool):

@@ -55,6 +55,26 @@ def _convert(node, fname, constructor):
     return Y(constructor.construct_object(node), _mark(fname, node), "scalar")
 
 
+def _fix(text, problem, mark):
+    """A fix for the common YAML mistakes, from the problem's words and the offending line."""
+    line = text.splitlines()[mark.line] if mark is not None and \
+        mark.line < len(text.splitlines()) else ""
+    if "\t" in line[:len(line) - len(line.lstrip())] or "cannot start any token" in problem \
+            and line[mark.column:mark.column + 1] == "\t":
+        return "YAML indents with spaces, not tabs: replace the tab with spaces"
+    if "undefined alias" in problem:
+        return "an alias *NAME needs an anchor &NAME defined earlier in the file; quote the " \
+               "value if '*' is meant literally"
+    if "mapping values are not allowed" in problem:
+        return "a value that contains ': ' must be quoted, e.g. key: \"a: b\""
+    if "did not find expected key" in problem or "expected <block end>" in problem:
+        return "check the indentation: keys of one mapping line up in the same column"
+    if "could not find expected ':'" in problem:
+        return "each line of a mapping is `key: value`; check the line above for a missing " \
+               "colon or an unclosed quote"
+    return None
+
+
 def parse_yaml(text, fname):
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
@@ -65,6 +85,9 @@ def parse_yaml(text, fname):
         cm, hint = e.context_mark, None
         if e.context and cm is not None and mark is not None and cm.line != mark.line:
             hint = f"{e.context} started at {fname}:{cm.line + 1}:{cm.column + 1}"
+        fix = _fix(text, e.problem or e.context or "", mark)
+        if fix:
+            hint = f"{fix}; {hint}" if hint else fix
         raise ConfigError(f"invalid YAML: {e.problem or e.context}", where, hint) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}", fname) from None
