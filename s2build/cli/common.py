@@ -13,9 +13,10 @@ def load(args):
     """The Project of `-f FILE` or the nearest s2build.yaml; chdir into its folder, so every
     path s2build prints is relative to the project."""
     from s2build.project import config
-    path = args.file or config.find(args.directory)
+    cwd = getattr(args, "cwd", None) or os.getcwd()       # after -C DIR
+    path = os.path.join(cwd, args.file) if args.file else config.find(cwd)
     if path is None:
-        raise errors.ConfigError(f"no {config.CONFIG_NAME} in {os.path.abspath(args.directory or '.')} "
+        raise errors.ConfigError(f"no {config.CONFIG_NAME} in {cwd} "
                                  "or any parent folder",
                                  hint="create one (see s2build.yaml.example) or pass -f FILE")
     path = os.path.abspath(path)
@@ -34,7 +35,7 @@ def console(args, stream=None):
 
 
 def out_path(args, path):
-    """A report path from the command line, relative to where s2build was started. A path
+    """A report path from the command line, relative to where s2build was started (after -C). A path
     that is an existing folder, or whose parent is a file, is a UsageError (exit 2)."""
     if not path:
         return None

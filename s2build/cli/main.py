@@ -1,6 +1,9 @@
 """The `s2build` command line.
 
-    s2build [-f FILE | -C DIR] [-v] COMMAND ...
+    s2build [-f FILE] [-C DIR] [-v] [--no-server] [--json] COMMAND ...
+
+The global flags may also come after the command, as in git and cargo: `s2build build -v` is
+`s2build -v build`. `--json` is accepted only by the commands that offer it.
 
     build [TARGET...]        build what is stale, dependencies first
     status [TARGET...]       list stale targets (exit 1 if any)
@@ -44,27 +47,68 @@ from s2build.errors import S2Error
 SERVED = ("build", "test", "lint", "blame", "predict")     # = server.client.COMMANDS
 
 
+GLOBAL_FLAGS = (                                # (flags, argparse keywords): before or after
+    (("-f", "--file"), dict(metavar="FILE", help="path of s2build.yaml (default: search upwards)")),
+    (("-C", "--directory"), dict(metavar="DIR", help="run as if started in DIR")),
+    (("-v", "--verbose"), dict(action="store_true", help="more detail; tracebacks on errors")),
+    (("--no-server",), dict(action="store_true",
+                            help="run in this process, not in the project's warm build server")),
+)
+
+EXAMPLES = {                                     # the epilog of each command's --help
+    "build": ["s2build build", "s2build build wine --dev -v", "s2build -C examples/wine build --json"],
+    "status": ["s2build status", "s2build status --json"],
+    "explain": ["s2build explain wine", "s2build explain wine --no-rows --json"],
+    "graph": ["s2build graph", "s2build graph --dot | dot -Tsvg > graph.svg"],
+    "clean": ["s2build clean wine", "s2build clean --cache"],
+    "gc": ["s2build gc --max-size 500M --dry-run"],
+    "predict": ["s2build predict wine data/wine-1.csv", "s2build predict wine rows.jsonl --json"],
+    "lint": ["s2build lint", "s2build lint wine --folds 5 --fail-on error"],
+    "blame": ["s2build blame wine --input data/wine-1.csv:12", "s2build blame digits --spec zero -k 5"],
+    "seeds": ["s2build seeds wine -n 5"],
+    "test": ["s2build test", "s2build test wine --junit specs.xml"],
+    "lock": ["s2build lock"],
+    "ci": ["s2build ci --frozen --junit specs.xml --markdown summary.md"],
+    "verify": ["s2build verify wine"],
+    "watch": ["s2build watch wine", "s2build watch --release --debounce 1"],
+    "shutdown": ["s2build shutdown"],
+}
+
+EXIT_CODES = ("exit codes: 0 ok, 1 stale (status), 2 usage, 3 config, 4 data, 5 build, 6 verify, "
+              "7 spec, 8 lock stale, 9 mismatch, 10 locked, 11 lint, 70 internal, 130 Ctrl-C "
+              "(s2build/errors.py)")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="s2build", description="Build neural networks from data, "
-                                "like make builds programs from source.")
+                                "like make builds programs from source.",
+                                epilog="example: s2build -C examples/wine build -v\n" + EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"s2build {__version__}")
-    p.add_argument("-f", "--file", help="path of s2build.yaml (default: search upwards)")
-    p.add_argument("-C", "--directory", help="run as if started in DIR")
-    p.add_argument("-v", "--verbose", action="store_true", help="more detail; tracebacks on errors")
-    p.add_argument("--no-server", action="store_true",
-                   help="run in this process, not in the project's warm build server")
+    for flags, kw in GLOBAL_FLAGS:
+        p.add_argument(*flags, **kw)
+    p.add_argument("--json", dest="global_json", action="store_true",
+                   help="print results as JSON (the commands that offer --json)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     build.add_parsers(sub)
     debug.add_parsers(sub)
     release.add_parsers(sub)
-    for name in SERVED:                          # also after the command: `build --no-server`
-        sub.choices[name].add_argument("--no-server", action="store_true",
-                                       default=argparse.SUPPRESS,
-                                       help="run in this process, not in the build server")
     sd = sub.add_parser("shutdown", help="stop the project's build server")
     sd.set_defaults(func=lambda args: _server().cmd_shutdown(args))
+    for name, sp in sub.choices.items():         # also after the command: `build -v`
+        group = sp.add_argument_group("global options (also accepted before the command)")
+        for flags, kw in GLOBAL_FLAGS:           # SUPPRESS: an absent flag keeps the global value
+            group.add_argument(*flags, **kw, default=argparse.SUPPRESS)
+        sp.formatter_class = argparse.RawDescriptionHelpFormatter
+        sp.epilog = "\n".join(["examples:", *(f"  {e}" for e in EXAMPLES.get(name, ()))])
     return p
+
+
+def _offers_json(p, command):
+    """Whether `command` has a boolean --json flag (ci's --json takes a FILE)."""
+    sp = p._subparsers._group_actions[0].choices[command]
+    return any("--json" in a.option_strings and a.nargs == 0 for a in sp._actions)
 
 
 def _server():
@@ -77,14 +121,21 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
-    args.cwd = os.getcwd()
+    p = parser()
+    args = p.parse_args(argv)
+    if args.global_json:                                  # `s2build --json status`
+        if not _offers_json(p, args.command):
+            p.error(f"--json: `{args.command}` has no JSON output"
+                    + (" (ci writes JSON to a file: ci --json FILE)" if args.command == "ci" else ""))
+        args.json = True
+    args.start_cwd = os.getcwd()                          # what the build server is told
     if args.directory:
         try:
             os.chdir(args.directory)
         except OSError as e:
             print(f"s2build: error: -C {args.directory}: {e.strerror}", file=sys.stderr)
             return errors.USAGE
+    args.cwd = os.getcwd()            # file arguments and -f are relative to -C DIR, as in git
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command in SERVED:                          # the one dispatch to the server

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from s2build.compile import models, scoring
+from s2build.compile.diverge import check_loss
 from s2build.compile.optim import make_optimizer
-from s2build.compile.train import (Cancelled, Trained, check_loss, cpu_state, forward_all,
-                                   pick_device)
+from s2build.compile.train import Cancelled, Trained, cpu_state, forward_all, pick_device
 
 
 def _block_xy(st, i):

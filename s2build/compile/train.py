@@ -27,7 +27,6 @@ factors at a few checkpoints, sketched to a bounded width (compile/tracin.py). T
 `blame` and the seed report.
 """
 
-import math
 import os
 import time
 
@@ -38,6 +37,7 @@ from s2build.compile import models, scoring, tracin
 from s2build.compile.optim import make_optimizer
 from s2build.errors import BuildError
 
+from s2build.compile.diverge import Diverged, check_loss  # noqa: F401 (re-exported)
 from s2build.compile.rows import TrainRows, evaluate, forward_all  # noqa: F401 (re-exported)
 
 CHECKPOINTS = 3                  # gradient-factor checkpoints (evenly spaced epochs)
@@ -49,32 +49,6 @@ MAX_STATS_ROWS = 200_000         # rows the input normalisation is computed from
 
 class Cancelled(Exception):
     """The build was cancelled between two steps (watch mode saw a newer edit)."""
-
-
-class Diverged(BuildError):
-    """A round's mean training loss is not finite, or it exploded (see check_loss)."""
-
-
-EXPLODED_CE = 1e4        # a per-row cross-entropy or bce above this: logits apart by ~1e4
-EXPLODED_RATIO = 1e6     # any loss this many times its best earlier round
-
-
-def check_loss(target, loss, history, where):
-    """Raise Diverged when `loss` (the mean of round `where`, e.g. 'epoch 3') is NaN or inf,
-    when a classification loss is above EXPLODED_CE (a sane network sits near ln(classes)),
-    or when it is EXPLODED_RATIO times the best earlier round. The hint names train.lr."""
-    why = None
-    if not math.isfinite(loss):
-        why = f"loss is {loss}"
-    elif target.config["loss"] in ("cross_entropy", "bce") and loss > EXPLODED_CE:
-        why = f"loss exploded to {loss:.3g} (a working classifier stays near 1)"
-    elif history and min(history) > 0 and loss > EXPLODED_RATIO * min(history):
-        why = f"loss exploded to {loss:.3g} from {min(history):.3g}"
-    if why:
-        lr = target.config["train"]["lr"]
-        raise Diverged(f"training diverged at {where}: {why}", target.loc("train", "lr"),
-                       f"lower train.lr (now {lr:g}), e.g. to {lr / 100:g}, or check the data "
-                       "for huge values")
 
 
 class Trained:

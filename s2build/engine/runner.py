@@ -105,30 +105,6 @@ def _restore(step, state, cache, remote=None):
     return rec
 
 
-def _artifact_metrics(target, ds, trained):
-    """Every built-in metric of the task, computed here whatever the `metrics:` list says (the
-    artifact records them all, so the list cannot change its bytes), plus the user metrics
-    training computed; on the holdout rows, as training's metrics without holdout rows."""
-    import torch
-
-    from s2build.compile import scoring
-    from s2build.compile import train
-    from s2build.project import registry
-    builtin = [(n, lambda o, t, fn=registry.implementation(registry.METRICS[n]):
-                fn(scoring._numpy(o), scoring._numpy(t)))
-               for n in registry.metrics_for(ds.task)]
-    if ds.x is None:                                # a stream: block by block
-        from s2build.compile import stream
-        every = stream.metrics(trained.module.cpu(), ds, builtin + scoring.metric_fns(target))
-        return every
-    held = torch.from_numpy(ds.holdout)
-    if not int(held.sum()):
-        return dict(trained.metrics)
-    every = train.evaluate(trained.module.cpu(), torch.from_numpy(ds.x)[held],
-                           torch.from_numpy(ds.y)[held], builtin)
-    return dict({k: v for k, v in trained.metrics.items() if k not in registry.METRICS}, **every)
-
-
 def _build_one(step, project, state, cache, reporter, cancel):
     """Train, export, verify and record one target. Returns (record, detail, changed_during)."""
     from s2build.data import dataset as data
@@ -188,7 +164,8 @@ def _build_one(step, project, state, cache, reporter, cancel):
                       "import scan did not find; the next build includes it in the key")
 
     import torch
-    trained.metrics = _artifact_metrics(t, ds, trained)
+    from s2build.compile.measure import artifact_metrics
+    trained.metrics = artifact_metrics(t, ds, trained)
     clock = time.perf_counter()
     wrapper = models.Exported(trained.module, ds.task).eval()
     raw_rows = np.arange(len(rows)) if not streamed else None
@@ -345,18 +322,10 @@ def _execute(steps, project, state, cache, reporter, cancel, remote=None):
                                                               reporter, cancel)
                 except SourcesChanged:
                     raise _Replan() from None
-                except S2Error as e:
-                    reporter.done(Result(t.name, "failed", reasons=step.reasons, detail=str(e)))
-                    e.reported = True
-                    raise
-                except Exception as e:              # user code raised during training or export
-                    from s2build.compile import usercode
-                    err = usercode.attribute(t, e)
-                    if err is None:
+                except Exception as e:
+                    err = _failed(step, e, reporter)
+                    if err is e:
                         raise
-                    reporter.done(Result(t.name, "failed", reasons=step.reasons,
-                                         detail=str(err)))
-                    err.reported = True
                     raise err from e
                 if remote is not None:              # verified and recorded: share it
                     remote.push(step.inputs.key, cache)
@@ -372,6 +341,21 @@ def _execute(steps, project, state, cache, reporter, cancel, remote=None):
     if state.dirty:
         state.save()
     return results
+
+
+def _failed(step, e, reporter):
+    """The error to raise for a failed build, reported once as the target's result: an S2Error
+    as it is; an exception raised in the target's user code (a forward, a loss) as a BuildError
+    at that file:line; anything else, s2build's own bug, unchanged and unreported."""
+    err = e
+    if not isinstance(e, S2Error):
+        from s2build.compile import usercode
+        err = usercode.attribute(step.target, e)
+        if err is None:
+            return e
+    reporter.done(Result(step.target.name, "failed", reasons=step.reasons, detail=str(err)))
+    err.reported = True
+    return err
 
 
 def _warn_discarded(cache, reporter):

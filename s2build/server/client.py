@@ -54,7 +54,7 @@ def project_root(args):
     if args.file:
         path = os.path.abspath(os.path.join(args.cwd, args.file))
         return os.path.dirname(path) if os.path.isfile(path) else None
-    path = config.find(os.path.join(args.cwd, args.directory or "."))
+    path = config.find(args.cwd)
     return os.path.dirname(path) if path else None
 
 
@@ -92,7 +92,7 @@ def dispatch(argv, args):
     if root is None or (args.command == "build" and _is_noop_build(args)):
         return None
     hello = {"hello": protocol.VERSION, "digest": protocol.digest(), "argv": list(argv),
-             "cwd": args.cwd, "env": _env(), "tty": [_isatty(sys.stdout), _isatty(sys.stderr)]}
+             "cwd": args.start_cwd, "env": _env(), "tty": [_isatty(sys.stdout), _isatty(sys.stderr)]}
     try:
         sock, reader = connect(root, hello, start=True)
     except Unavailable as e:
