@@ -120,7 +120,7 @@ def test_json_output_and_spec_kinds_on_files(wine):
         - name: typo in a feature
           invariance: {set: {magnesum: 100}}
     """), "      "))
-    p = run(["test", "--json"], wine, check=7)
+    p = run(["test", "--json"], wine, check=3)     # a spec that cannot run: the yaml's fault
     doc = json.loads(p.stdout)
     assert (doc["passed"], doc["failed"]) == (6, 3)
     assert [t["outcome"] for t in doc["targets"]] == ["up-to-date"]
@@ -139,7 +139,7 @@ def test_json_output_and_spec_kinds_on_files(wine):
     line, col = _line_of(y, "{set: {magnesum")
     assert bad["location"] == f"s2build.yaml:{line}:{col}"
 
-    p = run(["test", "--junit", "specs.xml"], wine, check=7)
+    p = run(["test", "--junit", "specs.xml"], wine, check=3)
     xml = JUnitXml.fromfile(str(wine / "specs.xml"))
     assert (xml.tests, xml.failures, xml.errors) == (9, 2, 1)
     (suite,) = list(xml)
@@ -226,3 +226,20 @@ def test_regression_specs_with_tolerance(tmp_path):
     assert lines[4].startswith("lin::holdout error PASSED: mae 0.")
     assert lines[5].startswith("lin::small noise PASSED: ")
     assert lines[-1] == "3 passed, 1 failed"
+
+
+def test_a_spec_that_cannot_run_is_a_config_error(wine):
+    """A mistake in the spec itself (a line past the end of its file) exits 3, naming the
+    spec's yaml location, not 7 as if the artifact were wrong."""
+    y = wine / "s2build.yaml"
+    y.write_text(y.read_text() + textwrap.indent(textwrap.dedent("""\
+        - name: past the end
+          example: {file: data/wine-3.csv, line: 900, expect: 1}
+    """), "      "))
+    p = run(["test", "--json"], wine, check=3)
+    specs = {s["name"]: s for s in json.loads(p.stdout)["specs"]}
+    bad = specs["past the end"]
+    assert bad["error"] and bad["message"].startswith("could not run: "), bad
+    line, col = _line_of(y, "{file: data/wine-3.csv, line: 900")
+    assert bad["location"] == f"s2build.yaml:{line}:{col}"
+    assert all(s["passed"] for n, s in specs.items() if n != "past the end")

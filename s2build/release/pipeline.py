@@ -115,6 +115,15 @@ def counts(outcomes):
     return passed, len(outcomes) - passed
 
 
+def spec_exit(outcomes):
+    """The exit code of a spec run: CONFIG (3) when a spec could not run (a mistake in the spec
+    itself: an unknown feature, a line past the end of a file, a missing file), it is the yaml
+    that needs the fix; else SPEC (7) when a spec failed on the artifact; else OK."""
+    if any(o.error for o in outcomes):
+        return errors.CONFIG
+    return errors.SPEC if any(not o.passed for o in outcomes) else errors.OK
+
+
 def summary(outcomes):
     passed, failed = counts(outcomes)
     return SUMMARY.format(passed=passed, failed=failed)
@@ -198,7 +207,7 @@ def test(project, names, reporter, junit=None, as_json=False):
         if not outcomes:
             print("s2build: warning: no specs to run (add `specs:` to a target)", file=sys.stderr)
         print(summary(outcomes))
-    return errors.SPEC if failed else errors.OK
+    return spec_exit(outcomes)
 
 
 def lock(project, names, reporter):
@@ -302,7 +311,7 @@ def ci(project, names, reporter, frozen=False, junit=None, json_path=None, md_pa
             lock_line += " (" + "; ".join(doc["lock"]["differences"]) + ")"
         print(lock_line)
         print(summary(outcomes))
-        doc["exit_code"] = errors.SPEC if doc["failed"] else errors.OK
+        doc["exit_code"] = spec_exit(outcomes)
         return doc["exit_code"]
     except errors.S2Error as e:
         doc["exit_code"], doc["error"] = e.exit_code, str(e)
