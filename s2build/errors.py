@@ -19,7 +19,7 @@ Exit codes (documented once here and in README.md):
     8    LOCK_STALE   s2build.lock does not match the sources (`ci --frozen`)
     9    MISMATCH     `verify`: a rebuilt artifact differs from the recorded one
     10   LOCKED       another s2build process holds the build lock and `--no-wait` was given
-    11   LINT         `lint --fail-on LEVEL`: a diagnostic at or above LEVEL was found
+    11   LINT         `lint`: an error diagnostic was found (`--fail-on LEVEL|never` moves the bar)
     70   INTERNAL     a bug in s2build (please report it with the `-v` traceback)
     130  INTERRUPTED  Ctrl-C (SIGINT); 143 for SIGTERM
 """

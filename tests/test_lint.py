@@ -36,13 +36,16 @@ def test_fail_on_error_with_conflicting_labels(wine):
     rows = f.read_text().splitlines()
     conflicting = rows[1][:-1] + ("1" if rows[1].endswith("0") else "0")
     f.write_text("\n".join(rows + [rows[2], conflicting]) + "\n")
-    p = run(["lint"], wine, check=0)
+    p = run(["lint"], wine, check=11)                   # an error fails by default, as a compiler
     assert f"data/wine-3.csv:{len(rows) + 2}: error[conflicting-label]: same input as " \
            f"data/wine-3.csv:2, labelled" in p.stdout
     assert f"data/wine-3.csv:{len(rows) + 1}: warning[duplicate]: duplicate of data/wine-3.csv:3" \
         in p.stdout
-    p = run(["lint", "--fail-on", "error"], wine, check=11)
     assert p.stdout.strip().splitlines()[-1].startswith("lint: 1 errors")
+    assert run(["lint", "--fail-on", "never"], wine, check=0).stdout == p.stdout
+    out = [line.split(": ")[0] for line in p.stdout.splitlines() if not line.startswith("lint:")]
+    files = [(o.rsplit(":", 1)[0], int(o.rsplit(":", 1)[1])) for o in out if ".csv:" in o]
+    assert files == sorted(files), out                  # file order, as a compiler prints
 
 
 def test_inf_cells_are_all_reported(wine):
@@ -58,3 +61,20 @@ def test_inf_cells_are_all_reported(wine):
     assert "data/wine-1.csv:4: error[non-finite]: column 'alcohol' is inf" in out
     assert "data/wine-1.csv:10: error[non-finite]: column 'alcohol' is inf" in out
     assert "lint: model-based checks skipped: the data does not load" in out
+
+
+def test_a_flood_is_budgeted_per_check(wine):
+    """30 duplicates print the 20 strongest (in file order) and a count of the rest; --max 0
+    and --json give all of them; warnings alone exit 0."""
+    f = wine / "data" / "wine-3.csv"
+    rows = f.read_text().splitlines()
+    f.write_text("\n".join(rows + rows[1:31]) + "\n")
+    p = run(["lint"], wine, check=0)
+    dup = [line for line in p.stdout.splitlines() if "warning[duplicate]" in line]
+    assert len(dup) == 20, p.stdout
+    assert "lint: duplicate: 10 more not shown (--max 0 shows all, --json lists all)" in p.stdout
+    assert "lint: 0 errors, " in p.stdout
+    everything = run(["lint", "--max", "0"], wine, check=0).stdout
+    assert sum("warning[duplicate]" in line for line in everything.splitlines()) == 30
+    diags = json.loads(run(["lint", "--json"], wine, check=0).stdout)["diagnostics"]
+    assert sum(d["check"] == "duplicate" for d in diags) == 30

@@ -9,7 +9,7 @@ from s2build.cli import common
 
 
 def cmd_lint(args):
-    from s2build.debug import lint, lint_run
+    from s2build.debug import budget, lint, lint_run
     project = common.load(args)
     diags, skipped = lint_run.run(project, args.targets or list(project.targets),
                                   folds=args.folds, verbose=args.verbose)
@@ -19,13 +19,16 @@ def cmd_lint(args):
                    "skipped": skipped}, sys.stdout, indent=2)
         print()
     else:
-        for d in diags:
+        shown, left = budget.select(diags, args.max)
+        for d in shown:
             print(d)
+        for line in budget.summary_lines(left):
+            print(line)
         if skipped:
             print(f"lint: model-based checks skipped: {skipped}")
         print(f"lint: {counts['error']} errors, {counts['warning']} warnings, {counts['note']} notes")
-    if args.fail_on and any(lint.SEVERITIES.index(d.severity) >= lint.SEVERITIES.index(args.fail_on)
-                            for d in diags):
+    if args.fail_on != "never" and any(
+            lint.SEVERITIES.index(d.severity) >= lint.SEVERITIES.index(args.fail_on) for d in diags):
         return errors.LINT
     return errors.OK
 
@@ -124,8 +127,12 @@ def add_parsers(sub):
     li = sub.add_parser("lint", help="data diagnostics at file:line (duplicates, label errors, ...)")
     li.add_argument("targets", nargs="*", metavar="TARGET")
     li.add_argument("--json", action="store_true")
-    li.add_argument("--fail-on", choices=("note", "warning", "error"),
-                    help="exit 11 when a diagnostic at or above this level is found")
+    li.add_argument("--fail-on", choices=("note", "warning", "error", "never"), default="error",
+                    help="exit 11 when a diagnostic at or above this level is found "
+                         "(default: error, as a compiler; never: always exit 0)")
+    li.add_argument("--max", type=common.count_arg(0, 1), default=20, metavar="N",
+                    help="print at most N diagnostics per check, strongest first, in file "
+                         "order (default 20; 0: all; errors are always printed)")
     li.add_argument("--folds", type=common.count_arg(0, 2), default=0, metavar="K",
                     help="also train K models for out-of-sample label-error detection (cleanlab)")
     li.set_defaults(func=cmd_lint)

@@ -19,7 +19,8 @@ Checks (each a `check` name, for `--json` and for filtering):
     mostly-missing     warning  tables: a column missing in over half of the rows
     unseen-category    warning  tables: a holdout row whose category no training row has
 
-Each diagnostic has a `confidence` in [0, 1]; output is sorted by severity, then confidence.
+Each diagnostic has a `confidence` in [0, 1]; `sort` ranks by severity, then confidence, and
+`budget` chooses what is printed (the strongest of each check, in file order).
 """
 
 import os
