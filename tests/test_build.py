@@ -192,7 +192,10 @@ def test_predict_csv_and_json(built_wine, tmp_path):
     f.write_text(json.dumps(rows))
     p = run(["predict", "wine", str(f), "--json"], built_wine, check=0)
     out = json.loads(p.stdout)
-    assert out[0]["prediction"] in ("0", "1", "2") and abs(sum(out[0]["probabilities"].values()) - 1) < 1e-5
+    assert out[0]["prediction"] in (0, 1, 2) and abs(sum(out[0]["probabilities"].values()) - 1) < 1e-5
+    assert isinstance(out[0]["prediction"], int)          # an integer label column: a number
+    again = json.loads(run(["build", "--json"], built_wine, check=0).stdout)["targets"][0]
+    assert again["outcome"] == "up-to-date" and again["metrics"]["accuracy"] > 0.8, again
 
 
 def test_graph_deps_order_and_clean(wine):

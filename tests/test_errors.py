@@ -45,6 +45,12 @@ CASES = {
                     "s2build.yaml:17:7: unknown key 'epoch' (did you mean 'epochs'?)"),
     "wrong-type": (lambda d: edit(d / "s2build.yaml", YAML_EPOCHS, "      epochs: ten\n"), 3,
                    "s2build.yaml:17:15: targets.wine.train.epochs: expected an integer, got 'ten'"),
+    "wrong-type-bool": (lambda d: edit(d / "s2build.yaml", YAML_EPOCHS, "      epochs: true\n"), 3,
+                        "s2build.yaml:17:15: targets.wine.train.epochs: expected an integer, "
+                        "got true"),                    # yaml's spelling, not Python's True
+    "wrong-type-list": (lambda d: edit(d / "s2build.yaml", YAML_EPOCHS, "      epochs: [4]\n"), 3,
+                        "s2build.yaml:17:15: targets.wine.train.epochs: expected an integer, "
+                        "got a list"),
     "missing-source": (lambda d: edit(d / "s2build.yaml", "[data/wine-*.csv]",
                                       "[data/wine-*.csv, data/extra.csv]"), 3,
                        "s2build.yaml:7:32: source file 'data/extra.csv' not found "

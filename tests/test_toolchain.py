@@ -193,7 +193,7 @@ def test_a_device_override_makes_the_target_stale_and_explain_says_so(tmp_path):
     run(["status"], d, check=0, env={"S2BUILD_DEVICE": "cpu"})
     p = run(["explain", "toy"], d, check=0, env={"S2BUILD_DEVICE": "cuda"})
     assert "toolchain changed: device (cpu -> cuda)" in p.stdout, p.stdout
-    assert "toolchain changed: gpu (None -> " in p.stdout, p.stdout
+    assert "toolchain changed: gpu (none -> " in p.stdout, p.stdout
     p = run(["status"], d, check=1, env={"S2BUILD_DEVICE": "cuda"})
     assert "stale" in p.stdout
     import torch

@@ -209,7 +209,7 @@ def predict(target, path):
         probs = outputs[1]
         for (origin, _), p in zip(rows, probs):
             k = int(p.argmax())
-            results.append({"origin": origin, "prediction": classes[k],
+            results.append({"origin": origin, "prediction": _typed(classes[k]),
                             "probability": float(p[k]),
                             "probabilities": {c: float(q) for c, q in zip(classes, p)}})
     else:
@@ -217,3 +217,10 @@ def predict(target, path):
             vals = [float(a) for a in np.ravel(v)]
             results.append({"origin": origin, "prediction": vals[0] if len(vals) == 1 else vals})
     return results
+
+
+def _typed(name):
+    """A class name as the data wrote it: `3` for an integer label column, else the string
+    (class names are kept as strings; JSON consumers should not get `"3"` for a digit)."""
+    s = str(name)
+    return int(s) if s.lstrip("-").isdigit() and str(int(s)) == s else s

@@ -54,3 +54,25 @@ class BuildLock:
             pass
         self._lock.release()
         return False
+
+
+def save_if_free(project, state):
+    """Persist a refreshed stat cache, but only if no build holds the lock right now. Stat
+    entries validate themselves (size, mtime, ctime, inode), so merging them into the newest
+    state is safe; refreshed output stats and metric selections apply only to records with the
+    same build key."""
+    from s2build.engine.state import State
+    try:
+        with BuildLock(project.state_dir, "s2build (stat cache)", wait=False):
+            fresh = State.load(project.state_dir)
+            if fresh.warning:
+                return
+            fresh.files.update(state.files)
+            for name, rec in state.targets.items():
+                cur = fresh.targets.get(name)
+                if cur and cur.get("key") == rec.get("key"):
+                    cur["output_stat"] = rec.get("output_stat")
+                    cur["metrics"] = rec.get("metrics", cur.get("metrics"))
+            fresh.save()
+    except LockedError:
+        pass

@@ -79,8 +79,16 @@ def _flatten(d, prefix=""):
     return out
 
 
+def _plain(v):
+    """A toolchain value: a version as it is, an absent one as none."""
+    return "none" if v is None else str(v)
+
+
 def _short(v):
-    text = repr(v) if isinstance(v, str) else str(v)
+    """A config value as the yaml writes it: null, true, 'text', [1, 2]."""
+    import json
+    text = repr(v) if isinstance(v, str) else json.dumps(v, default=str) \
+        if v is None or isinstance(v, (bool, list, dict)) else str(v)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -124,7 +132,7 @@ def differences(inputs, record):
     for k in sorted(set(old_tc) | set(inputs.toolchain)):
         if old_tc.get(k) != inputs.toolchain.get(k):
             out.append(Reason("toolchain-changed", f"toolchain changed: {k} "
-                              f"({old_tc.get(k)} -> {inputs.toolchain.get(k)})"))
+                              f"({_plain(old_tc.get(k))} -> {_plain(inputs.toolchain.get(k))})"))
     if record.get("mode") != inputs.mode:
         out.append(Reason("mode-changed", f"mode changed: {record.get('mode')} -> {inputs.mode}"))
     return out or [Reason("key-changed", "build key changed")]

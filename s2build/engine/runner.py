@@ -27,6 +27,7 @@ import time
 from s2build import atomic
 from s2build.engine import explain
 from s2build.engine import fingerprint
+from s2build.engine import locking
 from s2build.engine import record as records
 from s2build.project import graph
 from s2build.store import remote as remote_store
@@ -261,23 +262,21 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
     """Bring `names` (default all) up to date. Returns [Result]; raises S2Error on failure
     (after reporting the failed target), train.Cancelled when `cancel` (a threading.Event) is
     set during training (nothing is recorded for that target)."""
-    from s2build.engine.locking import BuildLock
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
     remote = remote_store.configured(project)       # None, or a Remote (fsspec when asked)
     steps = plan(project, names, state, cache, mode, remote)
     if all(s.action == "up-to-date" for s in steps):
         if state.dirty:
-            _save_if_free(project, state)
+            locking.save_if_free(project, state)
         for w in [state.warning] if state.warning else []:
             reporter.warn(w)
-        results = [Result(s.target.name, "up-to-date", output=s.target.config["output"],
-                          key=s.inputs.key) for s in steps]
+        results = [_current(s, state) for s in steps]
         for r in results:
             reporter.done(r)
         return results
 
-    with BuildLock(project.state_dir, f"s2build {command}", wait=wait, on_wait=reporter.warn):
+    with locking.BuildLock(project.state_dir, f"s2build {command}", wait=wait, on_wait=reporter.warn):
         cache.clean_tmp()
         for attempt in range(3):
             state = State.load(project.state_dir)
@@ -295,6 +294,13 @@ class _Replan(Exception):
     pass
 
 
+def _current(step, state):
+    """The Result of an up-to-date target, with the metrics its record selected."""
+    rec = state.targets.get(step.target.name) or {}
+    return Result(step.target.name, "up-to-date", output=step.target.config["output"],
+                  key=step.inputs.key, metrics=rec.get("metrics") or {})
+
+
 def _execute(steps, project, state, cache, reporter, cancel, remote=None):
     from s2build.data.shards import SourcesChanged     # numpy only now that we build
     results = []
@@ -302,7 +308,7 @@ def _execute(steps, project, state, cache, reporter, cancel, remote=None):
         t = step.target
         clock = time.perf_counter()
         if step.action == "up-to-date":
-            r = Result(t.name, "up-to-date", output=t.config["output"], key=step.inputs.key)
+            r = _current(step, state)
         else:
             # a target with the same recipe built earlier in this run made it restorable
             restorable = step.action == "restore" or (step.action == "build"
@@ -363,29 +369,6 @@ def _warn_discarded(cache, reporter):
     for w in cache.warnings:
         reporter.warn(w)
     cache.warnings.clear()
-
-
-def _save_if_free(project, state):
-    """Persist a refreshed stat cache, but only if no build holds the lock right now. Stat
-    entries validate themselves (size, mtime, ctime, inode), so merging them into the newest
-    state is safe; refreshed output stats and metric selections apply only to records with the
-    same build key."""
-    from s2build.errors import LockedError
-    from s2build.engine.locking import BuildLock
-    try:
-        with BuildLock(project.state_dir, "s2build (stat cache)", wait=False):
-            fresh = State.load(project.state_dir)
-            if fresh.warning:
-                return
-            fresh.files.update(state.files)
-            for name, rec in state.targets.items():
-                cur = fresh.targets.get(name)
-                if cur and cur.get("key") == rec.get("key"):
-                    cur["output_stat"] = rec.get("output_stat")
-                    cur["metrics"] = rec.get("metrics", cur.get("metrics"))
-            fresh.save()
-    except LockedError:
-        pass
 
 
 def status(project, names):

@@ -24,9 +24,10 @@ _TYPE_NAMES = {"str": "a string", "char": "one character", "int": "an integer", 
 
 
 def _type_error(path, key, y):
-    shown = y.value if y.kind == "scalar" else y.kind
+    shown = repr(y.value) if y.kind == "scalar" else {"list": "a list"}.get(y.kind, "a mapping")
+    shown = {"None": "null", "True": "true", "False": "false"}.get(shown, shown)
     return ConfigError(f"{'.'.join(map(str, path))}: expected {_TYPE_NAMES[key.kind]}, "
-                       f"got {shown!r}", y.loc)
+                       f"got {shown}", y.loc)
 
 
 def _plain(y):
