@@ -78,3 +78,38 @@ def test_help_has_examples_and_exit_codes(tmp_path):
         p = run([command, "--help"], tmp_path, check=0)
         assert "examples:" in p.stdout and f"s2build {command}" in p.stdout, command
         assert "global options (also accepted before the command)" in p.stdout
+
+
+def test_bash_completion_from_the_parser(wine):
+    """The generated script, sourced in a real bash, completes commands, a command's flags and
+    the project's target names (which it asks of `s2build completion --targets`)."""
+    import shutil
+    import subprocess
+    import sys
+    script = run(["completion", "bash"], wine, check=0).stdout
+    assert "complete -o default -F _s2build s2build" in script
+    assert run(["completion", "--targets"], wine, check=0).stdout.split() == ["wine"]
+    if shutil.which("bash") is None:
+        return
+    shim = wine / "bin"
+    shim.mkdir()
+    (shim / "s2build").write_text(f"#!/bin/sh\nexec {sys.executable} -m s2build \"$@\"\n")
+    (shim / "s2build").chmod(0o755)
+
+    def complete(*words):
+        probe = (f'source "$1"; COMP_WORDS=({" ".join(words)}); COMP_CWORD={len(words) - 1}; '
+                 '_s2build; echo "${COMPREPLY[@]}"')
+        (wine / "c.sh").write_text(script)
+        env = {"PATH": f"{shim}:/usr/bin:/bin", "HOME": str(wine)}
+        import os
+        env.update({k: v for k, v in os.environ.items() if k.startswith("PYTHON")})
+        p = subprocess.run(["bash", "-c", probe, "bash", str(wine / "c.sh")], cwd=wine, env=env,
+                           capture_output=True, text=True, timeout=60)
+        return p.stdout.split()
+
+    assert complete("s2build", "bu") == ["build"]
+    assert complete("s2build", "-v", "build", "w") == ["wine"]
+    assert "--fail-on" in complete("s2build", "lint", "--f")
+    assert "--max" in complete("s2build", "lint", "--")
+    zsh = run(["completion", "zsh"], wine, check=0).stdout
+    assert zsh.startswith("autoload -U +X bashcompinit")

@@ -21,6 +21,7 @@ The global flags may also come after the command, as in git and cargo: `s2build 
     verify [TARGET...]       rebuild from scratch and compare with s2build.lock
     watch [TARGET...]        build, then rebuild on every saved change until Ctrl-C
     shutdown                 stop the project's build server (s2build/server/)
+    completion bash|zsh      a shell completion script: source <(s2build completion bash)
 
 build, test, lint, blame and predict run in the project's warm build server when there is work
 to do (s2build/server/client.py says when not; --no-server or S2BUILD_NO_SERVER=1 turn it off).
@@ -41,7 +42,7 @@ import sys
 
 from s2build import __version__
 from s2build import errors
-from s2build.cli import build, debug, release
+from s2build.cli import build, completion, debug, release
 from s2build.errors import S2Error
 
 SERVED = ("build", "test", "lint", "blame", "predict")     # = server.client.COMMANDS
@@ -73,6 +74,8 @@ EXAMPLES = {                                     # the epilog of each command's 
     "verify": ["s2build verify wine"],
     "watch": ["s2build watch wine", "s2build watch --release --debounce 1"],
     "shutdown": ["s2build shutdown"],
+    "completion": ["source <(s2build completion bash)     # in ~/.bashrc",
+                   "source <(s2build completion zsh)      # in ~/.zshrc"],
 }
 
 EXIT_CODES = ("exit codes: 0 ok, 1 stale (status), 2 usage, 3 config, 4 data, 5 build, 6 verify, "
@@ -95,6 +98,7 @@ def parser():
     build.add_parsers(sub)
     debug.add_parsers(sub)
     release.add_parsers(sub)
+    completion.add_parsers(sub)
     sd = sub.add_parser("shutdown", help="stop the project's build server")
     sd.set_defaults(func=lambda args: _server().cmd_shutdown(args))
     for name, sp in sub.choices.items():         # also after the command: `build -v`
@@ -124,6 +128,7 @@ def _on_sigterm(signum, frame):
 def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
+    args.parser = p                                       # `completion` reads the parser
     if args.global_json:                                  # `s2build --json status`
         if not _offers_json(p, args.command):
             p.error(f"--json: `{args.command}` has no JSON output"
