@@ -108,3 +108,16 @@ def test_merge_keys_earlier_mapping_wins_and_explicit_duplicates_are_errors(tmp_
     with pytest.raises(ConfigError) as e:
         config.load(path)
     assert str(e.value) == "s2build.yaml:8:5: duplicate key 'output' (first given at s2build.yaml:7:5)"
+
+
+def test_exponent_floats_are_numbers_as_in_yaml_1_2(tmp_path, monkeypatch):
+    """PyYAML (YAML 1.1) reads `lr: 3e-3` as a string; users mean the number. Quoted stays text."""
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n"
+                 "    train: {lr: 3e-3, weight_decay: 1E-4}\n")
+    train = config.load(path).targets["t"].config["train"]
+    assert train["lr"] == 0.003 and train["weight_decay"] == 0.0001
+    path = write(tmp_path, "targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n"
+                 "    train: {lr: '3e-3'}\n")
+    with pytest.raises(ConfigError, match="expected a number, got '3e-3'"):
+        config.load(path)

@@ -71,3 +71,17 @@ def test_corpus(tmp_path, name):
     after = _digests(d)
     assert {k: v for k, v in after.items() if k in before} == before
     assert not [q for q in d.rglob(".s2tmp-*")]
+
+
+def test_a_failure_says_why_on_either_stream(tmp_path):
+    """Redirecting one stream must not lose the reason: stdout's `t: failed` line carries the
+    first line of the diagnostic that stderr prints. (`1e6` is a number, as in YAML 1.2.)"""
+    d = tmp_path / "p"
+    (d / "data").mkdir(parents=True)
+    (d / "data" / "a.csv").write_text(CSV)
+    (d / "s2build.yaml").write_text(YAML.replace("lr: 0.01", "lr: 1e6").replace("epochs: 1,", "epochs: 3,"))
+    p = run(["build"], d, timeout=120, env={"S2BUILD_NO_SERVER": "1"})
+    assert p.returncode == 5, p.stderr
+    assert "s2build.yaml:7:43: training diverged" in p.stderr, p.stderr
+    assert p.stdout.startswith("t: failed: s2build.yaml:7:43: training diverged"), p.stdout
+    assert not (d / "build" / "t.onnx").exists()

@@ -5,9 +5,15 @@ returns a tree of `Y` nodes. Merge keys (`<<: *defaults`) are resolved here: an 
 overrides a merged one wherever it stands; a key given twice explicitly is an error.
 """
 
+import re
+
 import yaml
 
 from s2build.errors import ConfigError
+
+# YAML 1.1 (PyYAML) reads `1e-3` as a string (it wants `1.0e-3`); YAML 1.2 and every user mean
+# the number. A plain (unquoted) scalar of this form is a float here; a quoted one stays text.
+_EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 class Y:
     """A YAML value with its position: `value` is a dict of str -> (key_loc, _Y), a list of _Y,
@@ -52,6 +58,8 @@ def _convert(node, fname, constructor):
     if isinstance(node, yaml.SequenceNode):
         return Y([_convert(n, fname, constructor) for n in node.value],
                   _mark(fname, node), "list")
+    if node.tag == "tag:yaml.org,2002:str" and not node.style and _EXP_FLOAT.match(node.value):
+        return Y(float(node.value), _mark(fname, node), "scalar")
     return Y(constructor.construct_object(node), _mark(fname, node), "scalar")
 
 

@@ -81,7 +81,10 @@ class Console:
             if self.verbose and r.detail:
                 line += f"\n  {r.detail}"
         else:
-            line = f"{r.name}: {r.outcome}"        # the diagnostic itself goes to stderr
+            # the diagnostic also goes to stderr; repeated here (first line) so that either
+            # stream alone says why
+            reason = r.detail.splitlines()[0] if r.detail else ""
+            line = f"{r.name}: {r.outcome}" + (f": {reason}" if reason else "")
         print(line, file=self.out)
         for p in r.stale_after_build:
             self.warn(f"{p} changed during the build; {r.name} is stale again (run build again)")
