@@ -96,6 +96,20 @@ def select(rel, names, loader, with_label=True, where=None):
     return label, list(features)
 
 
+def same_columns(rel, features, kinds, label, where):
+    """A file without the first file's feature columns (the dataset uses its kinds) is an error
+    at its header, never a KeyError or a shifted column."""
+    known = [k for k in kinds if k != label]
+    extra = [f for f in features if f not in kinds]
+    missing = [k for k in known if k not in features]
+    if extra or missing:
+        what = "; ".join([f"{w} " + ", ".join(map(repr, c)) for w, c in
+                          (("extra", extra), ("missing", missing)) if c])
+        raise DataError(f"the feature columns differ from the first source file's ({what})",
+                        where, "give every source file the same columns, or list the ones to "
+                        "use in loader.features")
+
+
 def _kind_of(t, pa):
     return "number" if (pa.types.is_integer(t) or pa.types.is_floating(t) or
                         pa.types.is_decimal(t) or pa.types.is_null(t)) else "category"
@@ -158,6 +172,7 @@ def read_csv_block(rel, header, block, lines, loader, kinds, with_label=True, ba
     pa = _pa()
     names = header_names(rel, header, loader)
     label, features = select(rel, names, loader, with_label)
+    same_columns(rel, features, kinds, label, f"{rel}:1")
     regression = loader["task"] != "classification"
     types = {f: pa.float64() if kinds[f] == "number" else pa.string() for f in features}
     if label is not None:
@@ -361,6 +376,7 @@ def read_arrow(rel, data, loader, kinds, which, with_label=True, bad=None):
     f = _open(rel, data, fmt)
     names = list(f.schema_arrow.names if fmt == "parquet" else f.schema.names)
     label, features = select(rel, names, loader, with_label, where=rel)
+    same_columns(rel, features, kinds, label, rel)
     regression = loader["task"] != "classification"
     cols = features + ([label] if label is not None else [])
     if fmt == "parquet":
