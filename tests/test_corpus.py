@@ -115,3 +115,38 @@ def test_a_failure_says_why_on_either_stream(tmp_path):
     assert "s2build.yaml:7:43: training diverged" in p.stderr, p.stderr
     assert p.stdout.startswith("t: failed: s2build.yaml:7:43: training diverged"), p.stdout
     assert not (d / "build" / "t.onnx").exists()
+
+
+JSONL_YAML = YAML.replace("[data/*.csv]", "[data/*.jsonl]").replace(
+    "{format: csv, label: y,", "{format: jsonl, features: [x], label: y,")
+JSONL = "".join(f'{{"x": [{i / 10}, {i % 3}], "y": {i % 2}}}\n' for i in range(20))
+
+# name: (the contents of a second source file data/b.jsonl, exit code, message substring)
+JSONL_CASES = {
+    "invalid-json": ('{"x": [1, 2], "y": 1\n', 4, "data/b.jsonl:1: invalid JSON: Expecting ',' delimiter"),
+    "not-an-object": ("[1, 2]\n", 4, "data/b.jsonl:1: expected a JSON object per line"),
+    "missing-feature": ('{"z": [1, 2], "y": 1}\n', 4, "data/b.jsonl:1: missing field 'x'"),
+    "missing-label": ('{"x": [1, 2]}\n', 4, "data/b.jsonl:1: missing field 'y'"),
+    "ragged": ('{"x": [1, 2, 3], "y": 1}\n', 4, "data/b.jsonl:1: features ['x'] [3] differ from those of 'data/a.jsonl'"),
+    "text-feature": ('{"x": ["a", 2], "y": 1}\n', 4, "field 'x' is text (set loader.text to 'digits' or 'hash'"),
+    "null-feature": ('{"x": [null, 2], "y": 1}\n', 4, "data/b.jsonl:1: field 'x': null is not a number"),
+    "bool-label": ('{"x": [1, 2], "y": true}\n', 4, "data/b.jsonl:1: label 'true' is out of range (classes: 0..1)"),
+    "nan-token": ('{"x": [NaN, 2], "y": 1}\n', 4, "data/b.jsonl:1: field 'x' is nan (fix or remove the row)"),
+    "overflow": ('{"x": [1e400, 2], "y": 1}\n', 4, "data/b.jsonl:1: field 'x' is inf"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(JSONL_CASES))
+def test_jsonl_corpus(tmp_path, name):
+    text, code, want = JSONL_CASES[name]
+    d = tmp_path / "p"
+    (d / "data").mkdir(parents=True)
+    (d / "data" / "a.jsonl").write_text(JSONL)
+    (d / "data" / "b.jsonl").write_text(text)
+    (d / "s2build.yaml").write_text(JSONL_YAML)
+    before = _digests(d)
+    p = run(["build"], d, timeout=60, env={"S2BUILD_NO_SERVER": "1"})
+    assert p.returncode == code and "Traceback" not in p.stderr, p.stderr
+    assert want in p.stderr, p.stderr
+    assert _digests(d) == before
+    assert not (d / "build").exists() and not list(d.rglob(".s2tmp-*"))

@@ -17,6 +17,7 @@ Row hashes: rowhash.py, over whole arrays. Imported lazily (numpy): not on the n
 
 import hashlib
 import io
+import json
 import math
 import os
 
@@ -68,7 +69,8 @@ def json_values(value, field, where, loader, bad=None):
     """A JSON field -> list of floats: a number, a (nested) list of numbers, or a string
     decoded per loader.text (digits: one value per character; hash: bag of words)."""
     if isinstance(value, bool) or value is None:
-        raise DataError(f"field '{field}': {value!r} is not a number", where)
+        raise DataError(f"field '{field}': {json.dumps(value)} is not a number", where,
+                        "write a number, or leave the row out")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             _flag(DataError(f"field '{field}' is {value}", where, "fix or remove the row"), bad)
@@ -141,7 +143,7 @@ def parse_jsonl(rel, data, loader, with_label=True, bad=None):
         else:
             if isinstance(lab, (dict, list)) or lab is None or str(lab).strip() == "":
                 raise DataError(f"label '{loader['label']}' must be a class name or number", where)
-            labels.append(str(lab).strip())
+            labels.append(json.dumps(lab) if isinstance(lab, bool) else str(lab).strip())
         xs.append(vals)
         lines.append(lineno)
     x = np.asarray(xs, dtype=np.float32).reshape(len(xs), width or 0)
