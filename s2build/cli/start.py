@@ -39,7 +39,8 @@ def cmd_init(args):
         raise errors.ConfigError(f"{CONFIG_NAME} already exists; init never overwrites it",
                                  shown, "edit it, or move it away and run init again")
     found = survey.survey(folder, label=args.label)
-    text = scaffold.yaml_text(found, name=args.name, epochs=args.epochs)
+    text = scaffold.yaml_text(found, name=scaffold.target_name(folder, args.name),
+                              epochs=args.epochs)
     atomic.write_text(path, text)
     print(f"s2build: wrote {shown}: {scaffold.summary(found)}", file=sys.stderr)
     print(f"s2build: build it with:  s2build -C {os.path.relpath(folder, args.cwd)} build",
