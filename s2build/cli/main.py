@@ -22,12 +22,15 @@ The global flags may also come after the command, as in git and cargo: `s2build 
     watch [TARGET...]        build, then rebuild on every saved change until Ctrl-C
     shutdown                 stop the project's build server (s2build/server/)
     completion bash|zsh      a shell completion script: source <(s2build completion bash)
+    init [DIR]               write a commented s2build.yaml for the data in DIR
+    schema [-o FILE]         the JSON Schema of s2build.yaml (editor completion)
 
 build, test, lint, blame and predict run in the project's warm build server when there is work
 to do (s2build/server/client.py says when not; --no-server or S2BUILD_NO_SERVER=1 turn it off).
 
 The commands live in cli/build.py (build status explain graph clean gc), cli/debug.py (lint
-blame seeds predict) and cli/release.py (test lock ci verify watch); each is thin and imports
+blame seeds predict), cli/release.py (test lock ci verify watch) and cli/start.py (init
+schema); each is thin and imports
 the modules that do the work inside its function.
 
 Errors print `LOCATION: MESSAGE (HINT)` on stderr, no traceback unless -v; exit codes are
@@ -42,7 +45,7 @@ import sys
 
 from s2build import __version__
 from s2build import errors
-from s2build.cli import build, completion, debug, release
+from s2build.cli import build, completion, debug, release, start
 from s2build.errors import S2Error
 
 SERVED = ("build", "test", "lint", "blame", "predict")     # = server.client.COMMANDS
@@ -76,6 +79,8 @@ EXAMPLES = {                                     # the epilog of each command's 
     "shutdown": ["s2build shutdown"],
     "completion": ["source <(s2build completion bash)     # in ~/.bashrc",
                    "source <(s2build completion zsh)      # in ~/.zshrc"],
+    "init": ["s2build init", "s2build init data/flowers --label species"],
+    "schema": ["s2build schema -o s2build.schema.json"],
 }
 
 EXIT_CODES = ("exit codes: 0 ok, 1 stale (status), 2 usage, 3 config, 4 data, 5 build, 6 verify, "
@@ -99,6 +104,7 @@ def parser():
     debug.add_parsers(sub)
     release.add_parsers(sub)
     completion.add_parsers(sub)
+    start.add_parsers(sub)
     sd = sub.add_parser("shutdown", help="stop the project's build server")
     sd.set_defaults(func=lambda args: _server().cmd_shutdown(args))
     for name, sp in sub.choices.items():         # also after the command: `build -v`

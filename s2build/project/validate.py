@@ -190,8 +190,9 @@ def _plain_locs(path, y, locs):
     return y.value
 
 
-def check_section(path, schema, y, locs):
-    """Validate mapping `y` against `schema`; unknown keys get a did-you-mean."""
+def check_section(path, schema, y, locs, where=None):
+    """Validate mapping `y` against `schema`; unknown keys get a did-you-mean. `where`: the
+    location to name for a missing required key when the whole section `y` is absent (None)."""
     if y is None:
         items = {}
     elif y.kind != "map":
@@ -211,8 +212,10 @@ def check_section(path, schema, y, locs):
     for k, key in schema.items():
         if k not in items:
             if key.default is REQUIRED:
-                where = y.loc if y is not None else None
-                raise ConfigError(f"{'.'.join(map(str, path))}: missing required key '{k}'", where)
+                hint = None if y is not None else \
+                    f"add it: {path[-1]}: {{{k}: ...}}" if path else None
+                raise ConfigError(f"{'.'.join(map(str, path))}: missing required key '{k}'",
+                                  y.loc if y is not None else where, hint)
             out[k] = key.default.copy() if isinstance(key.default, (list, dict)) else key.default
             continue
         kloc, vy = items[k]
@@ -230,15 +233,16 @@ def check_section(path, schema, y, locs):
     return out
 
 
-def _variant(path, table, y, selector, default, locs, user_ok=False):
-    """Validate a section whose schema depends on one of its keys (loader format, model type)."""
+def _variant(path, table, y, selector, default, locs, user_ok=False, where=None):
+    """Validate a section whose schema depends on one of its keys (loader format, model type);
+    `where` is named when the section is absent and the default variant needs a key."""
     chosen, sel_y = default, None
     if y is not None and y.kind == "map" and selector in y.value:
         sel_y = y.value[selector][1]
         if sel_y.kind == "scalar" and isinstance(sel_y.value, str):
             chosen = sel_y.value
     if chosen in table:
-        return check_section(path, table[chosen], y, locs)
+        return check_section(path, table[chosen], y, locs, where)
     if user_ok and USER_REF.match(chosen or ""):
         return check_section(path, USER_MODEL, y, locs)
     where = sel_y.loc if sel_y is not None else (y.loc if y is not None else None)
@@ -251,7 +255,8 @@ def _variant(path, table, y, selector, default, locs, user_ok=False):
 def check_target(name, ty, root, locs):
     t = check_section(("targets", name), TARGET, ty, locs)
     base = ("targets", name)
-    t["loader"] = _variant(base + ("loader",), LOADERS, t["loader"] or None, "format", "csv", locs)
+    t["loader"] = _variant(base + ("loader",), LOADERS, t["loader"] or None, "format", "csv", locs,
+                           where=locs.get(base + ("@key",)) or ty.loc)
     if t["loader"]["format"] == "images" and t["loader"]["task"] != "classification":
         raise ConfigError("loader.task: image folders give classes (one folder per class)",
                           locs.get(base + ("loader", "task")))
