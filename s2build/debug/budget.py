@@ -32,6 +32,6 @@ def select(diags, per_check):
 
 
 def summary_lines(left):
-    """`lint: label-error: 3,600 more (lint --max 0 shows all)` lines, biggest first."""
+    """`lint: CHECK: N more not shown (...)` lines, one per check that had more, biggest first."""
     return [f"lint: {check}: {n:,} more not shown (--max 0 shows all, --json lists all)"
             for check, n in sorted(left.items(), key=lambda kv: -kv[1])]
