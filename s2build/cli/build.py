@@ -29,9 +29,14 @@ def cmd_status(args):
     project = common.load(args)
     steps, state = runner.status(project, args.targets)
     stale = [s for s in steps if s.action != "up-to-date"]
+    rule_steps = state.rule_steps
+    stale_rules = [s.rule.name for s in rule_steps if s.action != "up-to-date"]
     entries, size = gc.cache_size(project)
     if args.json:
-        json.dump({"stale": [s.target.name for s in stale],
+        json.dump({"stale": stale_rules + [s.target.name for s in stale],
+                   "rules": [{"name": s.rule.name, "action": s.action, "key": s.key,
+                              "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]}
+                             for s in rule_steps],
                    "targets": [{"name": s.target.name, "action": s.action, "key": s.inputs.key,
                                 "from": _source(s),
                                 "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]}
@@ -41,6 +46,8 @@ def cmd_status(args):
     else:
         if state.warning:
             print(f"s2build: warning: {state.warning}", file=sys.stderr)
+        for s in rule_steps:
+            print(_rule_line(s))
         for s in steps:
             if s.action == "up-to-date":
                 print(f"{s.target.name}: up to date")
@@ -50,7 +57,16 @@ def cmd_status(args):
                 print(f"{s.target.name}: stale, {how} ({s.reasons[0].text}"
                       + (f"; +{len(s.reasons) - 1} more" if len(s.reasons) > 1 else "") + ")")
         print(f"cache: {entries} entr{'y' if entries == 1 else 'ies'}, {gc.megabytes(size)}")
-    return errors.STALE if stale else errors.OK
+    return errors.STALE if stale or stale_rules else errors.OK
+
+
+def _rule_line(s):
+    """`status`'s line for a rule (engine/rules.py's RuleStep)."""
+    if s.action == "up-to-date":
+        return f"{s.rule.name}: up to date (rule)"
+    how = "restorable from cache" if s.action == "restore" else "needs a run"
+    return (f"{s.rule.name}: stale rule, {how} ({s.reasons[0].text}"
+            + (f"; +{len(s.reasons) - 1} more" if len(s.reasons) > 1 else "") + ")")
 
 
 def _source(step):
@@ -64,6 +80,20 @@ def cmd_explain(args):
     steps, state = runner.status(project, args.targets)
     wanted = set(args.targets)
     out = []
+    for s in state.rule_steps:
+        if s.rule.name not in wanted:
+            continue
+        if args.json:
+            out.append({"name": s.rule.name, "rule": True, "action": s.action, "key": s.key,
+                        "reasons": [{"kind": r.kind, "text": r.text} for r in s.reasons]})
+        elif not s.reasons:
+            outs = ", ".join(o + ("/" if f else "") for o, f in s.rule.outputs)
+            print(f"{s.rule.name}: up to date (rule key {s.key[:12]}, outputs {outs})")
+        else:
+            verb = "will be restored from cache" if s.action == "restore" else "will run"
+            print(f"{s.rule.name} {verb} because:")
+            for r in s.reasons:
+                print(f"  {r.text}")
     for s in steps:
         if s.target.name not in wanted:
             continue
@@ -108,12 +138,25 @@ def cmd_graph(args):
     if args.dot:
         print(graph.to_dot(project))
     elif args.json:
-        json.dump({n: {"deps": t.config["deps"], "output": t.config["output"]}
-                   for n, t in project.targets.items()}, sys.stdout, indent=2)
+        from s2build.project import rules
+        doc = {n: {"rule": True, "command": r.config["command"], "inputs": r.config["inputs"],
+                   "outputs": r.config["outputs"],
+                   "deps": list(dict.fromkeys(d for d, _i in rules.rule_deps(project, r)))}
+               for n, r in project.rules.items()}
+        doc.update({n: {"deps": t.config["deps"], "output": t.config["output"],
+                        "rules": rules.reads(project, t)} for n, t in project.targets.items()})
+        json.dump(doc, sys.stdout, indent=2)
         print()
     else:
+        from s2build.project import rules
+        for name in rules.order(project):
+            deps = list(dict.fromkeys(d for d, _i in rules.rule_deps(project,
+                                                                      project.rules[name])))
+            outs = ", ".join(project.rules[name].config["outputs"])
+            print(f"{name} (rule) -> {outs}" + (f" <- {', '.join(deps)}" if deps else ""))
         for name in graph.order(project):
-            deps = project.targets[name].config["deps"]
+            deps = rules.reads(project, project.targets[name]) + \
+                project.targets[name].config["deps"]
             print(name + (f" <- {', '.join(deps)}" if deps else ""))
     return errors.OK
 
@@ -175,8 +218,8 @@ def add_parsers(sub):
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
 
-    e = sub.add_parser("explain", help="why targets are stale")
-    e.add_argument("targets", nargs="+", metavar="TARGET")
+    e = sub.add_parser("explain", help="why targets or rules are stale")
+    e.add_argument("targets", nargs="+", metavar="TARGET_OR_RULE")
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-rows", action="store_true", help="do not list the rows that changed")
     e.set_defaults(func=cmd_explain)

@@ -328,3 +328,12 @@ def target_inputs(target, stat_cache, dep_keys=None, mode="release", record=None
     inputs.user_scan, inputs.user_static = scan, static
     inputs.user_deps = sorted(set((record or {}).get("user_deps") or []) & set(user_d))
     return inputs, n1 + n2 + n3
+
+
+class Pending:
+    """The inputs of a target that reads a stale rule's outputs (engine/rules.py): not known
+    until the rule has run, so no key (None) and no files."""
+
+    key = None
+    sources, holdout, user_code, config, toolchain, deps = {}, {}, {}, {}, {}, {}
+    mode = "release"

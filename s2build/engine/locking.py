@@ -56,6 +56,13 @@ class BuildLock:
         return False
 
 
+def warn_discarded(cache, reporter):
+    """Say which damaged cache entries were discarded (they are built again)."""
+    for w in cache.warnings:
+        reporter.warn(w)
+    cache.warnings.clear()
+
+
 def save_if_free(project, state):
     """Persist a refreshed stat cache, but only if no build holds the lock right now. Stat
     entries validate themselves (size, mtime, ctime, inode), so merging them into the newest

@@ -47,17 +47,22 @@ class Step:
         self.remote = remote
 
 
-def plan(project, names, state, cache, mode="release", remote=None):
+def plan(project, names, state, cache, mode="release", remote=None, pending=None):
     """[Step] for `names` (default all) and their dependencies, dependencies first; each
     decided by `plan.decide`. Updates state's stat cache in place (and refreshes a current
     record's `metrics` selection) and sets `state.dirty` when it learned something. `remote`:
-    a store.remote.Remote whose keys count as cached (Step.remote says which)."""
+    a store.remote.Remote whose keys count as cached (Step.remote says which). `pending`:
+    {name: Reason} of targets reading a stale rule's outputs (engine/rules.py): not
+    fingerprinted, planned as builds with an unknown key."""
     from s2build.engine import plan as decide_mod
     graph.check(project)
     steps, cached = [], remote_store.Keys(cache, remote)
     for name in graph.order(project, names):
         t = project.targets[name]
         record = state.targets.get(name)
+        if name in (pending or {}):
+            steps.append(Step(t, fingerprint.Pending(), [pending[name]], "build"))
+            continue
         inputs, hashed = fingerprint.target_inputs(t, state.files, record=record)
         before = record.get("output_stat") if record else None
         status = explain.output_status(t, record) if record else None
@@ -262,6 +267,11 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
     """Bring `names` (default all) up to date. Returns [Result]; raises S2Error on failure
     (after reporting the failed target), train.Cancelled when `cancel` (a threading.Event) is
     set during training (nothing is recorded for that target)."""
+    from s2build.engine import rulerun, rules       # rules first: their outputs are sources
+    wanted_rules, names = rules.needed(project, names)
+    ran = rulerun.bring_up_to_date(project, wanted_rules, reporter, wait, command)
+    if names is None:                               # only rules were named
+        return ran
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
     remote = remote_store.configured(project)       # None, or a Remote (fsspec when asked)
@@ -315,7 +325,7 @@ def _execute(steps, project, state, cache, reporter, cancel, remote=None):
                                                       and cache.has(step.inputs.key))
             pulled = restorable and remote is not None and not cache.has(step.inputs.key)
             rec = _restore(step, state, cache, remote) if restorable else None
-            _warn_discarded(cache, reporter)
+            locking.warn_discarded(cache, reporter)
             if rec is not None:
                 r = Result(t.name, "restored", reasons=step.reasons, output=t.config["output"],
                            metrics=rec.get("metrics", {}), key=step.inputs.key,
@@ -339,7 +349,7 @@ def _execute(steps, project, state, cache, reporter, cancel, remote=None):
                            metrics=rec["metrics"], key=step.inputs.key, detail=detail,
                            seconds=time.perf_counter() - clock, stale_after_build=changed)
                 r.parsed_files = parsed
-        _warn_discarded(cache, reporter)
+        locking.warn_discarded(cache, reporter)
         if state.dirty:
             state.save()
         reporter.done(r)
@@ -364,19 +374,17 @@ def _failed(step, e, reporter):
     return err
 
 
-def _warn_discarded(cache, reporter):
-    """Say which damaged cache entries were discarded (they are built again)."""
-    for w in cache.warnings:
-        reporter.warn(w)
-    cache.warnings.clear()
-
-
 def status(project, names):
     """([Step] for every wanted target, state), without writing anything (the remote, when
     configured, is asked only whether it holds a stale target's key)."""
+    from s2build.engine import rules
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
-    steps = plan(project, names, state, cache, remote=remote_store.configured(project))
+    wanted_rules, names = rules.needed(project, names)
+    state.rule_steps = rules.plan(project, wanted_rules, state, cache)   # `status` shows them
+    steps = [] if names is None else plan(project, names, state, cache,
+                                          remote=remote_store.configured(project),
+                                          pending=rules.pending(project, state.rule_steps))
     if cache.warnings:                              # a remote that failed: said, not fatal
         state.warning = "; ".join(filter(None, [state.warning, *cache.warnings]))
     return steps, state

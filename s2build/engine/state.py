@@ -10,14 +10,19 @@ Format (JSON, written atomically):
                           "sources": {path: sha}, "holdout": {path: sha},
                           "user_code": {path: sha}, "config": {...}, "toolchain": {...},
                           "mode": "release", "metrics": {...}, "artifact_metrics": {...},
-                          "user_scan": {path: [sha, imports]}, "user_deps": [path]}}}
+                          "user_scan": {path: [sha, imports]}, "user_deps": [path]}},
+     "rules":   {"NAME": {"key": ..., "outputs": {path: sha}, "inputs": {path: sha},
+                          "program": {path: sha}, "command": [...], "env": {...},
+                          "toolchain": {...}, "user_scan": {...}}}}
 
 A stat entry whose mtime_ns is 0 was racily clean when hashed (fingerprint.digest_files): it
 never matches, so the file is hashed again. `metrics` are the ones the target's `metrics:`
 selects; `artifact_metrics` all that the artifact records. Version 1 (no ctime) is read as
 another version: a warning and starting over. `user_scan` caches the import scan of each user
 file by digest; `user_deps` are project files user code imported at run time that the scan
-missed (fingerprint.user_code).
+missed (fingerprint.user_code). `rules` (optional, so older files read as having none) holds
+the last run of each rule (engine/rules.py): its key, the digest of every file it produced
+and the facts `explain` compares.
 
 A missing file is an empty state. A corrupt file, or one of another version, is an empty state
 plus a warning: it costs a rebuild (or a cache restore), never a crash.
@@ -37,6 +42,8 @@ class State:
         self.path = path
         self.files = {}
         self.targets = {}
+        self.rules = {}
+        self.rule_steps = []       # engine/rules.RuleStep of the last runner.status (not saved)
         self.warning = None
         self.dirty = False
 
@@ -56,6 +63,11 @@ class State:
             if not isinstance(data, dict) or data.get("version") != VERSION:
                 raise ValueError(f"unknown version {data.get('version') if isinstance(data, dict) else '?'}")
             files, targets = data["files"], data["targets"]
+            rules = data.get("rules", {})
+            if not isinstance(rules, dict) or not all(
+                    isinstance(v, dict) and isinstance(v.get("key"), str)
+                    and isinstance(v.get("outputs"), dict) for v in rules.values()):
+                raise ValueError("bad rule records")
             if not isinstance(files, dict) or not isinstance(targets, dict):
                 raise ValueError("bad layout")
             for k, v in files.items():
@@ -67,10 +79,12 @@ class State:
         except (ValueError, KeyError, TypeError, RecursionError) as e:
             st.warning = f"{os.path.relpath(st.path)} is corrupt ({e}); starting over"
             return st
-        st.files, st.targets = files, targets
+        st.files, st.targets, st.rules = files, targets, rules
         return st
 
     def save(self):
         data = {"version": VERSION, "files": self.files, "targets": self.targets}
+        if self.rules:
+            data["rules"] = self.rules
         atomic.write_text(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")))
         self.dirty = False

@@ -71,6 +71,7 @@ class Project:
         self.targets = {}          # name -> Target, in yaml order
         self.cache = {"remote": None, "mode": "read-write", "options": {}}   # schema.CACHE
         self.cache_locs = {}       # ('cache', key) -> 's2build.yaml:L:C'
+        self.rules = {}            # name -> rules.Rule, in yaml order (project/rules.py)
 
     @property
     def state_dir(self):
@@ -129,6 +130,8 @@ def load(path):
             raise ConfigError(f"output '{t.config['output']}' is also the output of target "
                               f"'{outputs[out]}'", t.loc("output"))
         outputs[out] = t.name
+    from s2build.project import rules                   # commands that generate data
+    rules.parse(project, top_y.value.get("rules", (None, None))[1], top["allow_outside_sources"])
     from s2build.project import paths                   # outputs inside, off every input
     paths.check(project, top["allow_outside_sources"])
     return project

@@ -23,6 +23,9 @@ def check(project):
             if dep == t.name:
                 raise GraphError(f"dependency cycle: {t.name} -> {t.name}", t.loc("deps", i))
     _topo(project, names)
+    if project.rules:                                   # rules: their own order and cycles
+        from s2build.project import rules
+        rules.order(project)
 
 
 def _topo(project, roots):
@@ -73,7 +76,17 @@ def dependents(project, name):
 
 def to_dot(project):
     """Graphviz text of the graph (edges point from a dependency to its dependent)."""
+    from s2build.project import rules
     lines = ["digraph s2build {", "  rankdir=LR;"]
+    for r in project.rules.values():             # rules: ellipses; edges carry the files
+        outs = "\\n".join(r.config["outputs"])
+        lines.append(f'  "{r.name}" [shape=ellipse, label="{r.name}\\n{outs}"];')
+        for dep in dict.fromkeys(d for d, _i in rules.rule_deps(project, r)):
+            lines.append(f'  "{dep}" -> "{r.name}";')
+    for t in project.targets.values():
+        for name in rules.reads(project, t):
+            files = ", ".join(project.rules[name].config["outputs"])
+            lines.append(f'  "{name}" -> "{t.name}" [label="{files}"];')
     for t in project.targets.values():
         lines.append(f'  "{t.name}" [shape=box, label="{t.name}\\n{t.config["output"]}"];')
         for dep in t.config["deps"]:

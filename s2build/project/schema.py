@@ -152,7 +152,20 @@ CACHE = {"remote": Key("str", None),
          "mode": Key("str", "read-write", choices=("read-write", "read-only")),
          "options": Key("map", {})}
 
+# A rule: a command that generates data files (project/rules.py checks the parts the schema
+# cannot: outputs inside the project, inputs naming rules, env names). `command` is a list of
+# arguments run without a shell, or a string with `shell: true`; an output ending in `/` is a
+# folder (every file the command writes under it).
+RULE = {"description": Key("str", ""),
+        "command": Key("command", REQUIRED),
+        "shell": Key("bool", False),
+        "inputs": Key("strlist", []),       # files, globs, other rules' names or outputs
+        "outputs": Key("strlist", REQUIRED),
+        "env": Key("tree", {})}             # extra variables: {NAME: string or number}
+RULE_NAME = TARGET_NAME
+
 TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED),
+       "rules": Key("map", {}),                        # NAME: RULE (project/rules.py)
        "allow_outside_sources": Key("bool", False),    # sources may lie outside the project
        "cache": Key("section", {})}                    # CACHE
 

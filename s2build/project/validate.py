@@ -10,7 +10,7 @@ import difflib
 
 from s2build.errors import ConfigError
 from s2build.project import registry
-from s2build.project.schema import (EXPORT, HOLDOUT, LOADERS, MODELS, REQUIRED, TARGET, TRAIN,
+from s2build.project.schema import (EXPORT, HOLDOUT, Key, LOADERS, MODELS, REQUIRED, TARGET, TRAIN,
                                     USER_METRIC, USER_MODEL, USER_REF)
 
 _TYPE_NAMES = {"str": "a string", "char": "one character", "int": "an integer", "float": "a number", "bool": "true or false",
@@ -19,6 +19,7 @@ _TYPE_NAMES = {"str": "a string", "char": "one character", "int": "an integer", 
                "colkinds": "a mapping of column name to number or category",
                "size": "a size such as 1GB, 512MB or a number of bytes",
                "classes": "an integer or a list of class names",
+               "command": "a list of arguments, or a string with shell: true",
                "maplist": "a list of mappings", "tree": "a mapping",
                "metrics": "a list of metric names or {name, higher_is_better} mappings"}
 
@@ -102,6 +103,12 @@ def _check_value(path, key, y, locs):
             raise ConfigError(f"{'.'.join(map(str, path))}: expected {key.high}, got "
                               f"{len(out)} number{'s' if len(out) != 1 else ''}", y.loc)
         return out
+    if key.kind == "command":                # rules: argv (a list) or a shell string
+        if y.kind == "scalar" and isinstance(v, str) and v.strip():
+            return v
+        if y.kind == "list" and y.value:
+            return _check_value(path, Key("strlist"), y, locs)
+        raise _type_error(path, key, y)
     if key.kind == "classes":
         if y.kind == "scalar" and isinstance(v, int) and not isinstance(v, bool):
             if v < 2:

@@ -10,7 +10,8 @@ import sys
 
 
 class Result:
-    """The outcome of one target: up-to-date | restored | built | failed | cancelled.
+    """The outcome of one target or rule: up-to-date | restored | built | ran (a rule's
+    command) | failed | cancelled.
     `detail`: timings or the error text; `stale_after_build`: inputs edited during training."""
 
     FIELDS = ("name", "outcome", "reasons", "seconds", "metrics", "output", "key", "detail",
@@ -76,6 +77,8 @@ class Console:
         elif r.outcome == "restored":
             where = "remote cache" if r.detail.startswith("remote cache") else "cache"
             line = f"{r.name}: restored from {where} ({why}) -> {r.output}"
+        elif r.outcome == "ran":                   # a rule's command (engine/rulerun.py)
+            line = f"{r.name}: ran in {_secs(r.seconds)} ({why}) -> {r.output}"
         elif r.outcome == "built":
             line = f"{r.name}: built in {_secs(r.seconds)} ({why}): {_fmt_metrics(r.metrics)} -> {r.output}"
             if self.verbose and r.detail:

@@ -10,6 +10,11 @@ Layout:
                                record.json    provenance + volatile facts; written last
     .s2build/tmp/                             entries being written
 
+A rule's entry (engine/rulerun.py) has the same shape, so gc, the remote cache and the
+checks treat it alike: its record says `"kind": "rule"` and maps each output path to the
+name of the file holding it (`outputs`: {relpath: "out-N"}, and `output_sha256`); the
+`model.onnx` slot holds the JSON manifest {relpath: sha256} of the outputs.
+
 An entry is written into `.s2build/tmp/` and moved into place with one `os.replace` of its
 folder, so an entry is either complete or absent. The record holds the SHA-256 of every other
 file (`artifact_sha256`, `files`: {name: sha256}) and of itself (`record_sha256`: the canonical
@@ -125,6 +130,28 @@ class Cache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
+
+    def put_outputs(self, key, files, record):
+        """Store a rule's outputs ({relpath: bytes}) under `key`, atomically (see above)."""
+        names = {rel: f"out-{i}" for i, rel in enumerate(sorted(files))}
+        shas = {rel: hashlib.sha256(files[rel]).hexdigest() for rel in sorted(files)}
+        manifest = json.dumps(shas, sort_keys=True, indent=1).encode()
+        return self.put(key, manifest, dict(record, kind="rule", outputs=names,
+                                            output_sha256=shas),
+                        {names[rel]: files[rel] for rel in files})
+
+    def get_outputs(self, key):
+        """({relpath: bytes}, record) of a rule's entry, each file verified; None on a miss."""
+        got = self.get(key)
+        if got is None or got[1].get("kind") != "rule":
+            return None
+        record, out = got[1], {}
+        for rel, name in sorted((record.get("outputs") or {}).items()):
+            data = self.read_file(key, name, record)
+            if data is None:
+                return None
+            out[rel] = data
+        return out, record
 
     def _drop(self, d, why):
         import shutil
