@@ -23,7 +23,7 @@ def life(tmp_path_factory):
 
 
 def life_step():
-    spec = importlib.util.spec_from_file_location("make_life", ROOT / "tools" / "make_life.py")
+    spec = importlib.util.spec_from_file_location("make_life", ROOT / "examples" / "life" / "gen" / "make_life.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.life_step

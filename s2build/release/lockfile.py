@@ -11,6 +11,7 @@ and a blank line after the block:
     wine code models/net.py 9f2c...      user code the yaml names
     wine config 5be0...                  digest of the resolved config that enters the key
     wine dep base 77aa...                build key of a dependency
+    wine rule boards 5c3e...             key of a rule whose outputs it reads
     wine holdout data/test.csv 1c2d...   holdout.sources files
     wine key fa78...                     build key
     wine metric accuracy 0.981818        holdout metrics (6 significant digits)
@@ -73,9 +74,10 @@ def _fmt_metric(v):
     return f"{float(v):.6g}"
 
 
-def entry(record, inputs, spec_files):
+def entry(record, inputs, spec_files, rules=None):
     """The lock facts of one target: a dict, from its state record (after a release build),
-    its current fingerprint inputs and {relpath: sha256} of the files its specs read."""
+    its current fingerprint inputs, {relpath: sha256} of the files its specs read and
+    {rule name: rule key} of the rules whose outputs it reads."""
     from s2build.engine.fingerprint import canonical_digest
     return {
         "artifact": record["artifact_sha256"],
@@ -87,6 +89,7 @@ def entry(record, inputs, spec_files):
         "holdout": dict(inputs.holdout),
         "code": dict(inputs.user_code),
         "dep": dict(inputs.deps),
+        **({"rule": dict(rules)} if rules else {}),
         "specdata": dict(spec_files),
         "toolchain": dict(inputs.toolchain),
     }
@@ -101,6 +104,7 @@ def format_lock(entries):
                  f"{name} key {e['key']}", f"{name} mode {e['mode']}"]
         lines += [f"{name} metric {k} {v}" for k, v in e["metrics"].items()]
         lines += [f"{name} dep {d} {k}" for d, k in e["dep"].items()]
+        lines += [f"{name} rule {d} {k}" for d, k in e.get("rule", {}).items()]
         for fact in PATH_FACTS:
             lines += [f"{name} {fact} {_quote(p)} {d}" for p, d in e[fact].items()]
         tc = " ".join(f"{k}={str(v).replace(' ', '_')}" for k, v in sorted(e["toolchain"].items()))
@@ -155,9 +159,9 @@ def parse_lock(text, fname=LOCK_NAME):
                 k, v = rest.split(" ")
                 float(v)
                 e["metrics"][k] = v
-            elif fact == "dep":
+            elif fact in ("dep", "rule"):
                 d, k = rest.split(" ")
-                e["dep"][d] = _digest(k)
+                e.setdefault(fact, {})[d] = _digest(k)       # `rule`: only when present
             elif fact in PATH_FACTS:
                 p, d = _split_path(rest)
                 if not p:
@@ -215,6 +219,12 @@ def source_differences(locked, current):
         out += [r.text for r in file_changes("", label, locked[field], current[field])]
     if locked["config"] != current["config"]:
         out.append("config changed")
+    lr = locked.get("rule", {})
+    cr = current.get("rule", lr)
+    for d in sorted(set(lr) | set(cr)):
+        if lr.get(d) != cr.get(d):
+            out.append(f"rule {'added' if d not in lr else 'removed' if d not in cr else 'changed'}"
+                       f": {d}")
     for d in sorted(set(locked["dep"]) | set(current["dep"])):
         if d not in current["dep"]:
             out.append(f"dependency removed: {d}")

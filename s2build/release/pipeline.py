@@ -147,16 +147,30 @@ def _spec_files(target, inputs):
             and rel not in inputs.holdout}
 
 
-def current_sources(step):
+def rule_keys(project, target, state):
+    """{rule name: key} of the rules whose outputs `target` reads, as last run (state.json)."""
+    from s2build.project import rules
+    return {n: (state.rules.get(n) or {}).get("key") for n in rules.reads(project, target)
+            if (state.rules.get(n) or {}).get("key")}
+
+
+def bring_rules(project, names, reporter):
+    """Run or restore the rules `names` read first: their outputs are the targets' sources."""
+    from s2build.engine import rulerun, rules
+    rulerun.bring_up_to_date(project, rules.needed(project, names)[0], reporter)
+
+
+def current_sources(step, state=None):
     """The source-side facts of a target now (the parts of a lock entry that --frozen checks)."""
     from s2build.engine.fingerprint import canonical_digest
     i = step.inputs
-    return {"source": dict(i.sources), "holdout": dict(i.holdout), "code": dict(i.user_code),
+    extra = {} if state is None else {"rule": rule_keys(state.project, step.target, state)}
+    return {**extra,"source": dict(i.sources), "holdout": dict(i.holdout), "code": dict(i.user_code),
             "specdata": _spec_files(step.target, i), "config": canonical_digest(i.config),
             "dep": dict(i.deps)}
 
 
-def lock_differences(project, lock, steps, names):
+def lock_differences(project, lock, steps, names, state=None):
     """['wine: file changed: data/wine-2.csv', ...]: how the sources differ from the lock."""
     if lock is None:
         return ["no s2build.lock"]
@@ -167,7 +181,7 @@ def lock_differences(project, lock, steps, names):
             out.append(f"{name}: not in s2build.lock")
             continue
         out += [f"{name}: {d}" for d in lockfile.source_differences(lock[name],
-                                                                       current_sources(s))]
+                                                                       current_sources(s, state))]
     if not names:
         out += [f"{n}: in s2build.lock but not in {os.path.basename(project.path)}"
                 for n in sorted(set(lock) - set(project.targets))]
@@ -231,7 +245,8 @@ def lock(project, names, reporter):
         if not rec or rec.get("key") != s.inputs.key:
             raise BuildError(f"{name}: no build recorded for the current sources",
                              hint=f"run: s2build build {name}")
-        ours[name] = lockfile.entry(rec, s.inputs, _spec_files(s.target, s.inputs))
+        ours[name] = lockfile.entry(rec, s.inputs, _spec_files(s.target, s.inputs),
+                                    rule_keys(project, s.target, state))
     with BuildLock(project.state_dir, "s2build lock", wait=True, on_wait=reporter.warn):
         try:
             old = lockfile.read(project) or {}
@@ -261,8 +276,10 @@ def ci(project, names, reporter, frozen=False, junit=None, json_path=None, md_pa
             doc["warnings"].append(str(e))
             lock = None
         check_spec_files(project, names)
-        steps, _state = runner.status(project, names)
-        diffs = lock_differences(project, lock, steps, names)
+        bring_rules(project, names, reporter)       # generated sources, before comparing
+        steps, cur = runner.status(project, names)
+        cur.project = project
+        diffs = lock_differences(project, lock, steps, names, cur)
         if diffs:
             doc["lock"] = {"status": "missing" if lock is None else "stale",
                            "text": "missing" if lock is None else
@@ -285,6 +302,8 @@ def ci(project, names, reporter, frozen=False, junit=None, json_path=None, md_pa
         outcomes = run_all_specs(project, names, steps, out=sys.stdout)
         for r in tee.results:
             name = r.name
+            if name in project.rules:                   # a rule's run, not a target
+                continue
             rec = state.targets.get(name) or {}
             locked = (lock or {}).get(name) or {}
             mine = [o for o in outcomes if o.spec.target == name]

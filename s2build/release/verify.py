@@ -29,10 +29,13 @@ def _sha(path):
         return None
 
 
-def _scratch_copy(project, steps, scratch):
+def _scratch_copy(project, steps, scratch, rule_steps=()):
     """Copy the yaml and every input file of `steps` into `scratch`; returns the yaml's copy.
-    Paths that climb out of the project ('../x') keep their shape under a deeper root."""
+    Paths that climb out of the project ('../x') keep their shape under a deeper root. Files
+    a rule writes are not copied (the scratch build runs the rule); its inputs and program
+    files are (`rule_steps`: engine/rules.RuleStep)."""
     import shutil
+    from s2build.project.rules import overlaps
     rels = set()
     for s in steps:
         i = s.inputs
@@ -40,6 +43,11 @@ def _scratch_copy(project, steps, scratch):
         if s.target.config.get("specs"):
             from s2build.specs import parse as specmod
             rels.update(specmod.files(s.target))
+    for s in rule_steps:
+        if s.inputs is not None:
+            rels.update(s.inputs.inputs, s.inputs.program)
+    made = [o for r in project.rules.values() for o in r.outputs]
+    rels = {p for p in rels if not any(overlaps(p, o, f) for o, f in made)}
     depth = max([len(p.split(os.sep)) for p in rels
                  if os.path.normpath(p).startswith(os.pardir)] or [0])
     root = os.path.join(scratch, *(["p"] * depth), "project")
@@ -83,7 +91,7 @@ def verify(project, names, keep=False, out=None):
     import subprocess
     import tempfile
     out = out or sys.stdout
-    steps, _state = runner.status(project, names)
+    steps, state = runner.status(project, names)
     lock = lockfile.read(project)
     wanted = pipeline.wanted(project, names)
     expected = {}
@@ -109,7 +117,7 @@ def verify(project, names, keep=False, out=None):
               file=sys.stderr)
     scratch = tempfile.mkdtemp(prefix="s2build-verify-")
     try:
-        yaml_copy = _scratch_copy(project, steps, scratch)
+        yaml_copy = _scratch_copy(project, steps, scratch, state.rule_steps)
         sroot = os.path.dirname(yaml_copy)
         for n in wanted:
             print(f"{n}: rebuilding from scratch in an empty cache ({len(steps)} target"

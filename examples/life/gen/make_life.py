@@ -1,10 +1,10 @@
 """Generate the Game of Life example data: (board, next board) pairs on an 8x8 torus.
 
-Run from the project root:  .venv/bin/python tools/make_life.py
+The `boards` rule of examples/life/s2build.yaml runs it (from examples/life):
 
-Writes
-  examples/life/data/boards.jsonl    training pairs (seeded, deterministic)
-  examples/life/data/patterns.jsonl  ~50 hand-chosen named patterns
+    python gen/make_life.py boards data/boards.jsonl     training pairs (seeded, deterministic)
+    python gen/make_life.py patterns data/patterns.jsonl ~50 hand-chosen named patterns
+                                                         (committed: the specs name its lines)
 
 Each line is {"board": "<64 chars of 0/1, row-major>", "next": "<64 chars>"} (patterns.jsonl adds
 "name"). Edges wrap around: row 0 neighbours row 7 and column 0 neighbours column 7.
@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "examples" / "life" / "data"
 N = 8
 SEED = 20250101
 
@@ -164,7 +162,8 @@ def pattern_board(rng: np.random.Generator) -> np.ndarray:
     return b
 
 
-def main() -> int:
+def boards() -> list[tuple[str, str]]:
+    """The training pairs, deduplicated by board, in a seeded order."""
     rng = np.random.default_rng(SEED)
     boards: list[np.ndarray] = []
     for _ in range(N_RANDOM):
@@ -179,24 +178,36 @@ def main() -> int:
     # Interleave the three kinds (deterministic shuffle) and drop duplicate boards.
     order = rng.permutation(len(boards))
     seen: set[str] = set()
-    OUT.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(OUT / "boards.jsonl", "w", newline="\n") as f:
-        for i in order:
-            s = encode(boards[i])
-            if s in seen:
-                continue
+    out = []
+    for i in order:
+        s = encode(boards[i])
+        if s not in seen:
             seen.add(s)
-            f.write(json.dumps({"board": s, "next": encode(life_step(boards[i]))}) + "\n")
-            n += 1
-    pats = named_patterns()
-    with open(OUT / "patterns.jsonl", "w", newline="\n") as f:
-        for nm, b in pats:
-            f.write(json.dumps({"name": nm, "board": encode(b), "next": encode(life_step(b))}) + "\n")
-    print(f"wrote {n} boards to boards.jsonl and {len(pats)} patterns to patterns.jsonl "
-          f"under {OUT.relative_to(ROOT)}")
+            out.append((s, encode(life_step(boards[i]))))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("boards", "patterns"):
+        print("usage: make_life.py boards|patterns OUT.jsonl", file=sys.stderr)
+        return 2
+    what, out = argv
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="\n") as f:
+        if what == "boards":
+            pairs = boards()
+            for s, nxt in pairs:
+                f.write(json.dumps({"board": s, "next": nxt}) + "\n")
+            n = len(pairs)
+        else:
+            pats = named_patterns()
+            for nm, b in pats:
+                f.write(json.dumps({"name": nm, "board": encode(b),
+                                    "next": encode(life_step(b))}) + "\n")
+            n = len(pats)
+    print(f"wrote {n} {what} to {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
