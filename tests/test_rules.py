@@ -157,3 +157,25 @@ def test_rule_feeds_a_target(tmp_path):
     st = s2(["status", "--json"], d, check=0)
     assert json.loads(st.stdout)["stale"] == []
     assert "table: up to date (rule)" in s2(["status"], d, check=0).stdout
+
+
+def test_clean_removes_recorded_rule_outputs(tmp_path):
+    d = project(tmp_path)
+    s2(["build", "table"], d, check=0)
+    out = s2(["clean", "table"], d, check=0).stdout
+    assert "removed data/t.csv" in out and not (d / "data" / "t.csv").exists()
+    assert "restored from cache" in s2(["build", "table"], d, check=0).stdout and runs(d) == 1
+    (d / "data" / "t.csv").write_text("mine\n")
+    assert "kept data/t.csv (not the output s2build recorded" in s2(["clean"], d, check=0).stdout
+
+
+def test_life_example_generates_its_data_and_verifies(tmp_path):
+    from conftest import copy_example
+    d = copy_example("life", tmp_path / "life")
+    (d / "data" / "boards.jsonl").unlink(missing_ok=True)      # a clean checkout has none
+    out = s2(["build"], d, check=0).stdout
+    assert "boards: ran" in out and "life: built" in out
+    assert (d / "data" / "boards.jsonl").exists()
+    assert "boards: up to date" in s2(["build"], d, check=0).stdout
+    p = s2(["verify"], d, check=0)
+    assert "life: reproducible" in p.stdout + p.stderr

@@ -162,12 +162,14 @@ def cmd_graph(args):
 
 
 def cmd_clean(args):
-    from s2build.project import graph
     from s2build.store import gc
     project = common.load(args)
-    graph.order(project, args.targets)                 # unknown names: did-you-mean error
-    names = args.targets or list(project.targets)       # only these, not their dependencies
-    removed, kept = gc.clean(project, names, cache=args.cache,
+    from s2build.engine import rules
+    rules.needed(project, args.targets)                # unknown names: did-you-mean error
+    wanted_rules = [n for n in args.targets if n in project.rules] if args.targets else None
+    names = [n for n in args.targets if n in project.targets] if args.targets \
+        else list(project.targets)                      # only these, not their dependencies
+    removed, kept = gc.clean(project, names, cache=args.cache, rule_names=wanted_rules,
                              on_wait=lambda m: print(f"s2build: {m}", file=sys.stderr))
     for p in removed:
         print(f"removed {p}")

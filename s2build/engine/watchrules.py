@@ -1,8 +1,10 @@
 """What `watch` watches: the paths that matter to a set of targets, and the folders to observe.
 
-A path matters when it is the yaml, a user code file (or a project module it imports), or
-matched by a source or holdout glob; s2build's own writes (`.s2build/`, outputs and their
-sidecars, atomic-write temporaries) and editors' hidden swap files never do.
+A path matters when it is the yaml, a user code file (or a project module it imports), a rule's
+input or program file, or matched by a source or holdout glob; s2build's own writes
+(`.s2build/`, outputs and their sidecars, rule outputs, atomic-write temporaries) and editors'
+hidden swap files never do. A change to a rule's input reruns the rule, then the targets that
+read its outputs (runner.build does both).
 """
 
 import fnmatch
@@ -40,13 +42,26 @@ class Rules:
                 pass
             self.outputs.update({t.config["output"], t.config["output"] + ".json"})
         self.outputs = {os.path.normpath(p) for p in self.outputs}
+        self.made = []                      # rule outputs: s2build's writes, never a change
+        try:                                # rules the targets read: inputs, program files
+            from s2build.engine import rules
+            rule_names = rules.needed(project, names)[0]
+        except S2Error:
+            rule_names = list(project.rules)
+        for name in rule_names:
+            r = project.rules[name]
+            self.made += r.outputs
+            self.patterns += [os.path.normpath(p) for p in r.config["inputs"]
+                              if p not in project.rules]
+            self.user.update(rules.program_files(r))
 
     def matters(self, rel):
         if rel == self.yaml or rel in self.user:
             return True
         base = os.path.basename(rel)
         if rel.startswith(".s2build" + os.sep) or rel in self.outputs \
-                or base.startswith(atomic.TMP_PREFIX):
+                or base.startswith(atomic.TMP_PREFIX) or ".s2tmp-" in rel \
+                or any(rel == o or (f and rel.startswith(o + "/")) for o, f in self.made):
             return False
         for pat in self.patterns:
             if base.startswith(".") and not os.path.basename(pat).startswith("."):

@@ -72,9 +72,30 @@ def _inside(root, rel):
     return not os.path.isabs(rel) and full.startswith(os.path.join(root, ""))
 
 
-def clean(project, names, cache=False, on_wait=None):
-    """Remove the recorded outputs of `names` (and with `cache`, everything under .s2build/
-    but the lock). Returns (removed relpaths, [(relpath, why kept)])."""
+def _clean_rule(project, state, name, removed, kept):
+    """Remove the files rule `name` was recorded writing (state.json `rules`), each only while
+    it still holds the recorded bytes; then its output folders, if left empty."""
+    from s2build.engine.fingerprint import sha256_file
+    rec = state.rules.get(name) or {}
+    for rel, sha in sorted((rec.get("outputs") or {}).items()):
+        p = os.path.join(project.root, rel)
+        if not os.path.isfile(p) or not _inside(project.root, rel):
+            continue
+        if sha256_file(p) != sha:
+            kept.append((os.path.relpath(p), "not the output s2build recorded; changed since"))
+            continue
+        os.unlink(p)
+        removed.append(os.path.relpath(p))
+    for rel, folder in project.rules[name].outputs:
+        p = os.path.join(project.root, rel)
+        if folder and os.path.isdir(p) and not any(f for _d, _s, f in os.walk(p)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def clean(project, names, cache=False, on_wait=None, rule_names=None):
+    """Remove the recorded outputs of targets `names` and of rules `rule_names` (default: every
+    rule) (and with `cache`, everything under .s2build/ but the lock). Returns (removed
+    relpaths, [(relpath, why kept)])."""
     from s2build.engine.locking import BuildLock
     from s2build.engine.state import State
     removed, kept = [], []
@@ -99,6 +120,8 @@ def clean(project, names, cache=False, on_wait=None):
                     else:
                         os.unlink(p)
                         removed.append(shown)
+        for name in rule_names if rule_names is not None else list(project.rules):
+            _clean_rule(project, state, name, removed, kept)
         if cache:
             for entry in os.listdir(project.state_dir):
                 if entry in ("lock", "lock.owner"):
