@@ -13,6 +13,10 @@ place that decides, for one action per target and its reasons in words:
 The cache entry and the ONNX file are shared by every target with the same key: they name no
 target. The target's name, output and selected metrics are in state.json and the sidecar.
 
+Rules (engine/rules.py, engine/rulerun.py) come first: `build` brings the rules the wanted
+targets read up to date, so their outputs are final sources when the targets are planned;
+`status` plans targets reading a stale rule's outputs as builds with an unknown key.
+
 `build(...)` plans without the lock first: a no-op build never locks, never imports torch and
 answers in milliseconds. Otherwise it takes `.s2build/lock`, plans again (another process may
 have built meanwhile) and executes. A build is recorded only after verification: the cache

@@ -7,6 +7,8 @@ Every error names `s2build.yaml:LINE:COL`, and unknown keys get a "did you mean"
     version: 1                  # optional; the only version is 1
     allow_outside_sources: false  # true: sources may be absolute or lead out with `..`
     cache: {remote: s3://bucket/prefix, mode: read-write}  # a shared cache (store/remote.py)
+    rules:                      # commands that generate data files (project/rules.py)
+      NAME: {command: [python, gen/make.py, data/x.csv], inputs: [...], outputs: [data/x.csv]}
     targets:
       NAME:
         sources: [GLOB, ...]    # data files, relative to the yaml's folder
