@@ -179,3 +179,13 @@ def test_life_example_generates_its_data_and_verifies(tmp_path):
     assert "boards: up to date" in s2(["build"], d, check=0).stdout
     p = s2(["verify"], d, check=0)
     assert "life: reproducible" in p.stdout + p.stderr
+
+
+def test_watch_sees_rule_inputs_and_program_not_outputs(tmp_path):
+    from s2build.engine.watchrules import Rules
+    from s2build.project import config
+    d = project(tmp_path)
+    rules = Rules(config.load(str(d / "s2build.yaml")), [])
+    assert rules.matters("seed.txt") and rules.matters("gen/make.py")
+    assert not rules.matters("data/t.csv"), "a rule's output is s2build's write, not an edit"
+    assert str(d) in rules.folders()

@@ -249,6 +249,8 @@ def needed(project, names):
     """(rules to bring up to date, in order; target names, or None when only rules were
     named). `names` may mix targets and rules; none: every rule, every target."""
     from s2build.project import graph
+    if not project.rules:                       # targets only: graph.order's own errors
+        return [], list(names or [])
     if not names:
         return rulemod.order(project), []
     unknown = [n for n in names if n not in project.rules and n not in project.targets]
