@@ -17,7 +17,8 @@ def cmd_build(args):
     rep = common.reporter(args)
     try:
         runner.build(project, args.targets, rep, wait=not args.no_wait,
-                     mode="dev" if args.dev and not args.release else "release")
+                     mode="dev" if args.dev and not args.release else "release",
+                     jobs=args.jobs, fail_fast=args.fail_fast)
     finally:
         rep.finish()
     return errors.OK
@@ -202,6 +203,16 @@ def cmd_gc(args):
     return errors.OK
 
 
+def add_jobs(p):
+    """-j N and --fail-fast (build, test, ci): engine/parallel.py."""
+    p.add_argument("-j", "--jobs", type=common.count_arg(low=1), default=1, metavar="N",
+                   help="build up to N independent targets at once, each in its own process "
+                   "(default 1: one after the other in this process, stopping at the first "
+                   "failure); with N > 1 a failure skips only its dependents")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="with -j: stop every build at the first failure")
+
+
 def add_parsers(sub):
     b = sub.add_parser("build", help="build stale targets")
     b.add_argument("targets", nargs="*", metavar="TARGET")
@@ -213,6 +224,7 @@ def add_parsers(sub):
     b.add_argument("--no-wait", action="store_true",
                    help="fail (exit 10) instead of waiting when another build holds the lock")
     b.add_argument("--json", action="store_true", help="print results as JSON")
+    add_jobs(b)
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("status", help="list stale targets (exit 1 if any) and the cache size")

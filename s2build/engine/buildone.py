@@ -18,6 +18,10 @@ from s2build.errors import S2Error
 from s2build.report.console import Result
 
 
+class Replan(Exception):
+    """A source changed while it was read: fingerprint again (runner.build does, up to 3 times)."""
+
+
 class Built:
     """What `produce` hands back: rec (the shared record), facts (the sidecar's facts), artifact
     (the ONNX bytes), detail (timings in words), changed (inputs edited during the build),

@@ -86,11 +86,15 @@ def plan(project, names, state, cache, mode="release", remote=None, pending=None
     return steps
 
 
-def build(project, names, reporter, wait=True, cancel=None, command="build", mode="release"):
+def build(project, names, reporter, wait=True, cancel=None, command="build", mode="release",
+          jobs=None, fail_fast=False):
     """Bring `names` (default all) up to date. Returns [Result]; raises S2Error on failure
     (after reporting the failed target), train.Cancelled when `cancel` (a threading.Event) is
-    set during training (nothing is recorded for that target)."""
-    from s2build.engine import rulerun, rules       # rules first: their outputs are sources
+    set during training (nothing is recorded for that target). `jobs` > 1: independent targets
+    train in up to that many worker processes (engine/parallel.py; a failure stops only its
+    dependents unless `fail_fast`); otherwise one after the other in this process, stopping at
+    the first failure. Rules named or needed run first (their outputs are sources)."""
+    from s2build.engine import rulerun, rules
     wanted_rules, names = rules.needed(project, names)
     ran = rulerun.bring_up_to_date(project, wanted_rules, reporter, wait, command)
     if names is None:                               # only rules were named
@@ -117,14 +121,18 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
                 reporter.warn(state.warning)
             steps = plan(project, names, state, cache, mode, remote)
             try:
+                if jobs and jobs > 1:
+                    from s2build.engine import parallel
+                    return parallel.execute(steps, project, state, cache, reporter, jobs,
+                                            fail_fast, remote,
+                                            verbose=getattr(reporter, "verbose", False))
                 return _execute(steps, project, state, cache, reporter, cancel, remote)
             except _Replan:
                 reporter.warn("a source changed while it was read; fingerprinting again")
         raise S2Error("sources keep changing while being read; try again when edits settle")
 
 
-class _Replan(Exception):
-    pass
+_Replan = buildone.Replan
 
 
 def _current(step, state):

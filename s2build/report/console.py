@@ -11,8 +11,9 @@ import sys
 
 class Result:
     """The outcome of one target or rule: up-to-date | restored | built | ran (a rule's
-    command) | failed | cancelled.
-    `detail`: timings or the error text; `stale_after_build`: inputs edited during training."""
+    command) | failed | cancelled | skipped (`-j`: a dependency failed, or --fail-fast stopped
+    the run). `detail`: timings, the error text, or why it was skipped; `stale_after_build`:
+    inputs edited during training."""
 
     FIELDS = ("name", "outcome", "reasons", "seconds", "metrics", "output", "key", "detail",
               "stale_after_build")
@@ -83,6 +84,8 @@ class Console:
             line = f"{r.name}: built in {_secs(r.seconds)} ({why}): {_fmt_metrics(r.metrics)} -> {r.output}"
             if self.verbose and r.detail:
                 line += f"\n  {r.detail}"
+        elif r.outcome in ("skipped", "cancelled") and r.detail:
+            line = f"{r.name}: {r.outcome} ({r.detail})"
         else:
             # the diagnostic also goes to stderr; repeated here (first line) so that either
             # stream alone says why

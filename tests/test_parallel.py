@@ -1,0 +1,132 @@
+"""`build -j N` (engine/parallel.py, engine/worker.py): independent targets in worker processes,
+one writer of state, tagged lines, failures that stop only their dependents, --fail-fast,
+Ctrl-C. Real CLI subprocesses on tiny models (wine data, 3 epochs, legacy exporter)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import EXAMPLES, run, sha256
+
+YAML = """\
+version: 1
+x-t: &t
+  sources: [data/wine-*.csv]
+  loader: {{format: csv, label: cultivar, task: classification, classes: 3}}
+  model: {{type: mlp, hidden: [16]}}
+  export: {{exporter: legacy}}
+targets:
+  a: {{<<: *t, train: {{epochs: {epochs}, seed: 1}}, output: build/a.onnx}}
+  b: {{<<: *t, train: {{epochs: {epochs}, seed: 2}}, output: build/b.onnx}}
+{extra}"""
+
+BAD = """\
+  bad: {<<: *t, loss: "boom.py:loss", train: {epochs: 3, seed: 3}, output: build/bad.onnx}
+  after: {<<: *t, deps: [bad], train: {epochs: 3, seed: 4}, output: build/after.onnx}
+"""
+
+
+def project(d, epochs=3, extra=""):
+    d.mkdir(parents=True)
+    shutil.copytree(EXAMPLES / "wine" / "data", d / "data")
+    (d / "s2build.yaml").write_text(YAML.format(epochs=epochs, extra=extra))
+    (d / "boom.py").write_text("def loss(out, y):\n    raise ValueError('boom')\n")
+    return d
+
+
+def workers_of(d):
+    """Worker processes whose cwd is the project `d` (Linux /proc)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if b"s2build.engine.worker" in cmd and cwd == str(d):
+            found.append(int(pid))
+    return found
+
+
+def test_j2_builds_independent_targets_with_the_bytes_of_j1(tmp_path):
+    one, two = project(tmp_path / "one"), project(tmp_path / "two")
+    run(["build", "-j", "1"], one, check=0)
+    p = run(["build", "-j", "2"], two, check=0)
+    for name in ("a", "b"):
+        assert sha256(one / "build" / f"{name}.onnx") == sha256(two / "build" / f"{name}.onnx")
+        assert f"{name}: built in" in p.stdout
+    state = json.loads((two / ".s2build" / "state.json").read_text())
+    assert sorted(state["targets"]) == ["a", "b"]          # the parent recorded both
+    assert not list((two / ".s2build").glob("jobs-*"))     # result files removed
+    assert run(["build", "-j", "2"], two, check=0).stdout.split("\n")[:2] == \
+        ["a: up to date", "b: up to date"]
+
+
+def test_a_failure_skips_its_dependents_not_independent_targets(tmp_path):
+    d = project(tmp_path / "p", extra=BAD)
+    p = run(["build", "-j", "2"], d)
+    assert p.returncode == 5, p.stderr                     # the failure's exit code
+    assert "a: built in" in p.stdout and "b: built in" in p.stdout
+    assert "bad: failed" in p.stdout
+    assert "after: skipped (dependency bad failed)" in p.stdout
+    assert "[bad] boom.py:2: loss boom.py:loss raised ValueError: boom" in p.stderr
+    assert "1 target failed: bad (exit 5); skipped: after" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert (d / "build" / "a.onnx").exists() and not (d / "build" / "after.onnx").exists()
+    # without -j: one after the other, stopping at the first failure (as before)
+    p = run(["build", "bad", "a"], d)
+    assert p.returncode == 5 and "bad: failed" in p.stdout
+
+
+def test_fail_fast_stops_the_other_builds(tmp_path):
+    d = project(tmp_path / "p", epochs=400, extra=BAD)
+    p = run(["build", "-j", "2", "--fail-fast", "bad", "a", "b", "after"], d)
+    assert p.returncode == 5, p.stderr
+    assert "bad: failed" in p.stdout
+    assert "built in" not in p.stdout                      # a was stopped, b never started
+    assert "a: cancelled (stopped (--fail-fast))" in p.stdout
+    assert "b: skipped" in p.stdout and "after: skipped" in p.stdout
+    assert not (d / "build" / "a.onnx").exists()
+    assert workers_of(d) == []
+
+
+def test_output_lines_are_whole_and_tagged_by_target(tmp_path):
+    d = project(tmp_path / "p")
+    p = run(["build", "-v", "-j", "2"], d, check=0)
+    epochs = [line for line in p.stderr.splitlines() if "epoch" in line]
+    assert epochs and all(line.startswith(("[a] a: epoch ", "[b] b: epoch ")) for line in epochs)
+    assert {f"[{n}] {n}: epoch {e}/3" for n in "ab" for e in (1, 2, 3)} <= \
+        {line.rsplit(" loss", 1)[0] for line in epochs}
+
+
+def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
+    d = project(tmp_path / "p", epochs=100000)
+    p = subprocess.Popen([sys.executable, "-m", "s2build", "-v", "build", "-j", "2"], cwd=d,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen, deadline = set(), time.time() + 120
+    for line in p.stderr:                       # both workers are training
+        if " epoch 2/100000" in line:
+            seen.add(line[:3])
+        if seen == {"[a]", "[b]"}:
+            break
+        assert time.time() < deadline, "training never started"
+    assert len(workers_of(d)) == 2
+    p.send_signal(signal.SIGINT)                # the parent only (as the build server's cancel)
+    assert p.wait(timeout=60) == 130
+    assert "nothing was recorded" in p.stderr.read()
+    assert workers_of(d) == []
+    assert not (d / "build").exists() or not os.listdir(d / "build")
+    assert not (d / ".s2build" / "state.json").exists() or \
+        json.loads((d / ".s2build" / "state.json").read_text())["targets"] == {}
+    tmp = d / ".s2build" / "tmp"
+    assert not tmp.exists() or os.listdir(tmp) == []
+    assert not list((d / ".s2build").glob("jobs-*"))
+    assert not (d / ".s2build" / "cache").exists() or \
+        not list((d / ".s2build" / "cache").rglob("record.json"))
