@@ -130,3 +130,16 @@ def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
     assert not list((d / ".s2build").glob("jobs-*"))
     assert not (d / ".s2build" / "cache").exists() or \
         not list((d / ".s2build" / "cache").rglob("record.json"))
+
+
+def test_j2_through_the_build_server(tmp_path):
+    d = project(tmp_path / "p")
+    env = {"S2BUILD_SERVER": "1", "S2BUILD_SERVER_IDLE": "30"}
+    try:
+        p = run(["build", "-j", "2"], d, env=env, check=0)
+        assert "a: built in" in p.stdout and "b: built in" in p.stdout
+        assert "[a]" not in p.stdout and "unavailable" not in p.stderr
+        assert "job: s2build build -j 2" in (d / ".s2build" / "server.log").read_text()
+    finally:
+        run(["shutdown"], d, env=env, timeout=30)
+    assert workers_of(d) == []
