@@ -118,18 +118,19 @@ def pick_device(requested, deterministic=True):
     device = toolchain.resolve_device(requested)
     if device != "cuda":
         return "cpu"
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    switches = toolchain.determinism(device, deterministic, os.environ)
+    if switches:
+        os.environ.update(switches["env"])
     if not torch.cuda.is_available():
         forced = requested == "auto" and os.environ.get(toolchain.DEVICE_ENV)
         raise BuildError("train.device resolves to 'cuda' but no CUDA device is available"
                          + (f" ({toolchain.DEVICE_ENV}={forced})" if forced else ""),
                          hint=f"unset {toolchain.DEVICE_ENV}" if forced
                          else "use device: auto or cpu")
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+    if switches:
+        torch.use_deterministic_algorithms(switches["deterministic_algorithms"])
+        torch.backends.cudnn.deterministic = switches["cudnn_deterministic"]
+        torch.backends.cudnn.benchmark = switches["cudnn_benchmark"]
     return "cuda"
 
 

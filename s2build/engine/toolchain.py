@@ -183,6 +183,20 @@ def resolve_device(requested):
                          os.path.exists("/dev/nvidia0"), os.environ.get(DEVICE_ENV) or None)
 
 
+def determinism(device, deterministic, env):
+    """The switches a build on `device` sets before training, as plain data (a pure function of
+    the device, whether the build must be reproducible (release) and the environment `env`):
+    {"env": variables to set (CUBLAS_WORKSPACE_CONFIG=:4096:8 unless `env` has one; cuBLAS reads
+    it when CUDA starts), "deterministic_algorithms", "cudnn_deterministic", "cudnn_benchmark"};
+    None on cpu or for a dev build (nothing to set). compile/train.pick_device applies it."""
+    if device != "cuda" or not deterministic:
+        return None
+    return {"env": {} if env.get("CUBLAS_WORKSPACE_CONFIG") else
+            {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"},
+            "deterministic_algorithms": True, "cudnn_deterministic": True,
+            "cudnn_benchmark": False}
+
+
 def gpu_model():
     """The first GPU's model name (from the NVIDIA driver's /proc files), or 'unknown'."""
     for path in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
