@@ -145,7 +145,9 @@ def cmd_graph(args):
                    "deps": list(dict.fromkeys(d for d, _i in rules.rule_deps(project, r)))}
                for n, r in project.rules.items()}
         doc.update({n: {"deps": t.config["deps"], "output": t.config["output"],
-                        "rules": rules.reads(project, t)} for n, t in project.targets.items()})
+                        "rules": rules.reads(project, t),
+                        "upstream": t.config.get("upstream")}
+                    for n, t in project.targets.items()})
         json.dump(doc, sys.stdout, indent=2)
         print()
     else:
@@ -156,8 +158,11 @@ def cmd_graph(args):
             outs = ", ".join(project.rules[name].config["outputs"])
             print(f"{name} (rule) -> {outs}" + (f" <- {', '.join(deps)}" if deps else ""))
         for name in graph.order(project):
-            deps = rules.reads(project, project.targets[name]) + \
-                project.targets[name].config["deps"]
+            t = project.targets[name]
+            deps = rules.reads(project, t) + t.config["deps"]
+            if graph.upstream(t):                      # what flows: `head <- extractor (features)`
+                deps = [d for d in deps if d != graph.upstream(t)] + \
+                    [f"{graph.upstream(t)} ({t.config['upstream']['use']})"]
             print(name + (f" <- {', '.join(deps)}" if deps else ""))
     return errors.OK
 

@@ -291,6 +291,19 @@ class Artifact:
         return None
 
 
+def graph_digest(data, kept=()):
+    """SHA-256 hex of ONNX bytes `data` with its metadata cleared, and of the metadata values
+    whose keys are in `kept` (what a downstream target's key holds: compile/upstream.py)."""
+    import hashlib
+    import onnx
+    model = onnx.load_model_from_string(data)
+    facts = {p.key: p.value for p in model.metadata_props if p.key in kept}
+    del model.metadata_props[:]
+    h = hashlib.sha256(model.SerializeToString(deterministic=True))
+    h.update(json.dumps(facts, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def metadata(path):
     """The metadata of the ONNX file at `path`, or None when it cannot be read."""
     try:

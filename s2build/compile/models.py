@@ -133,23 +133,57 @@ def last_linear(module):
     return found
 
 
+def split_last(net):
+    """(body, last) with net(x) == last(body(x)) and `last` the network's final nn.Linear, or
+    None when the network does not end in one (a conv head, most user models)."""
+    if isinstance(net, nn.Linear):
+        return nn.Identity(), net
+    if isinstance(net, CNN):
+        got = split_last(net.head)
+        return (nn.Sequential(net.features, got[0]), got[1]) if got else None
+    if isinstance(net, nn.Sequential) and len(net):
+        got = split_last(net[-1])
+        if got is not None:
+            return nn.Sequential(*list(net)[:-1], got[0]), got[1]
+    return None
+
+
 class Exported(nn.Module):
     """What goes into the ONNX file: classification -> (logits, probabilities) with softmax;
-    multilabel -> (logits, probabilities) with a sigmoid per output; regression -> output."""
+    multilabel -> (logits, probabilities) with a sigmoid per output; regression -> output.
+    embedding=True (export.embedding) adds `embedding`, the last linear layer's input, for a
+    downstream target to read; a network without a final linear layer is a BuildError."""
 
-    def __init__(self, net, task):
+    def __init__(self, net, task, embedding=False, where=None):
         super().__init__()
         self.net = net
         self.task = task
+        self.split = None
+        if embedding:
+            self.split = split_last(net)
+            if self.split is None:
+                raise BuildError("export.embedding: the network does not end in a linear "
+                                 "layer, so it has no embedding to export", where,
+                                 hint="use an mlp or a cnn with head: dense, or remove it")
+            self.body, self.last = self.split
 
     def forward(self, x):
-        out = self.net(x)
+        if self.split is not None:
+            emb = self.body(x)
+            out = self.last(emb)
+        else:
+            out = self.net(x)
         if self.task == "classification":
-            return out, torch.softmax(out, dim=-1)
-        if self.task == "multilabel":
-            return out, torch.sigmoid(out)
-        return out
+            res = (out, torch.softmax(out, dim=-1))
+        elif self.task == "multilabel":
+            res = (out, torch.sigmoid(out))
+        else:
+            res = (out,)
+        if self.split is not None:
+            res = res + (emb.flatten(1),)
+        return res if len(res) > 1 else res[0]
 
     @property
     def output_names(self):
-        return ["output"] if self.task == "regression" else ["logits", "probabilities"]
+        names = ["output"] if self.task == "regression" else ["logits", "probabilities"]
+        return names + (["embedding"] if self.split is not None else [])

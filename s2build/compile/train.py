@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from s2build.compile import models, scoring, tracin
+from s2build.compile import distill, models, scoring, tracin
 from s2build.compile.optim import make_optimizer
 from s2build.errors import BuildError
 
@@ -166,6 +166,7 @@ class Run:
                                 self.x_all[stats_rows]).to(device)
         self.loss_fn = scoring.loss_fn(target)
         self.row_loss = scoring.ROW_LOSSES.get(target.config["loss"])
+        self.distill = distill.row_loss(target, ds, self.train_rows, self.row_loss, device)
         self.metric_fns = scoring.metric_fns(target)
         self.opt = make_optimizer(self.net.parameters(), target.config["train"])
         pos = torch.from_numpy(self.train_rows)       # CPU: batches gather from x_all, no copy
@@ -227,7 +228,10 @@ def fit(target, ds, schedule, cancel=None, progress=None, record=False, keep=Non
             on = idx.to(device)
             out = net(xd[on])                                     # [b, k]
             yb = yd.index_select(0, on)
-            if run.row_loss is not None:
+            if run.distill is not None:                           # soft labels: [b]
+                per_row = run.distill(out, yb, on)
+                loss = per_row.mean()
+            elif run.row_loss is not None:
                 per_row = run.row_loss(out, yb)                   # [b]
                 loss = per_row.mean()
             else:

@@ -70,11 +70,16 @@ def produce(step, project, files, cache, reporter, cancel):
     timings = {}
     clock = time.perf_counter()
     store = ShardStore(project.state_dir)
+    chained = bool(t.config.get("upstream"))        # the upstream runs over every raw row
     try:
-        ds = data.load_dataset(t, inputs, store, allow_stream=True, lean=True)
+        ds = data.load_dataset(t, inputs, store, allow_stream=not chained, lean=not chained)
     finally:
         for w in store.warnings:                    # damaged shards or pack: parsed again
             reporter.warn(w)
+    chain = None
+    if chained:                                     # features or soft labels from its artifact
+        from s2build.compile import upstream
+        chain = upstream.prepare(t, ds, project, inputs)
     timings["data"] = time.perf_counter() - clock
     # then torch and the exporter (1-1.5 s in a fresh process, none in the server or watch).
     # Not imported beside the parse: its import holds the GIL the parse threads need, which
@@ -124,8 +129,9 @@ def produce(step, project, files, cache, reporter, cancel):
     from s2build.compile.measure import artifact_metrics
     trained.metrics = artifact_metrics(t, ds, trained)
     clock = time.perf_counter()
-    wrapper = models.Exported(trained.module, ds.task).eval()
-    raw_rows = np.arange(len(rows)) if not streamed else None
+    wrapper = models.Exported(trained.module, ds.task, t.config["export"]["embedding"],
+                              t.loc("export", "embedding")).eval()
+    raw_rows = (rows if chained else np.arange(len(rows))) if not streamed else None
     if streamed:                                    # the verification rows the stream kept
         rows = raw_rows = np.arange(len(ds.raw))
         x = torch.from_numpy(ds.prep.transform(ds.raw))
@@ -142,17 +148,22 @@ def produce(step, project, files, cache, reporter, cancel):
         example = torch.cat([example, example])
     artifact, graph_note = relink.export_onnx(      # export.export_onnx's bytes, relinked
         wrapper, example, output_names=wrapper.output_names,
-        metadata=records.provenance(t, inputs, ds, trained.metrics),
+        metadata=dict(records.provenance(t, inputs, ds, trained.metrics),
+                      **(chain.facts() if chain is not None else {})),
         # a dev artifact never ships: the 10x faster exporter
         exporter=records.exporter_used(t, inputs), opset=t.config["export"]["opset"],
         graphs_dir=relink.graphs_dir(project.state_dir), extra_key=inputs.user_code)
-    if ds.prep is not None:                         # tables: raw columns in, prep in the graph
+    composed = chain is not None and chain.use == "features"
+    if composed:                                    # the upstream graph in front: one file
+        artifact = chain.compose(artifact)
+    elif ds.prep is not None:                       # tables: raw columns in, prep in the graph
         from s2build.compile import prepgraph
         artifact = prepgraph.prepend(ds.prep, artifact)
     timings["export"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    feeds = ds.prep.feeds(ds.raw, raw_rows) if ds.prep is not None else None
+    feeds = chain.feeds(raw_rows) if composed else \
+        ds.prep.feeds(ds.raw, raw_rows) if ds.prep is not None else None
     vr = verify.verify_onnx(artifact, wrapper, x_verify, feeds=feeds)
     verify.assert_no_leaks(artifact, [project.root, os.path.expanduser("~")])
     timings["verify"] = time.perf_counter() - clock
@@ -165,6 +176,8 @@ def produce(step, project, files, cache, reporter, cancel):
     changed = sorted(p for p in seen if now.get(p) != seen[p])
 
     rec = records.shared(inputs, trained.metrics, artifact)
+    from s2build.compile.upstream import graph_digest
+    rec["graph_sha256"] = graph_digest(artifact)    # what a downstream target's key holds
     if getattr(trained, "baseline", None):          # incremental: the full build's metrics
         rec["baseline_metrics"] = trained.baseline
     facts = {"build_key": inputs.key, "artifact_sha256": rec["artifact_sha256"],

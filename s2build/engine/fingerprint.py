@@ -13,8 +13,11 @@
 - Build key = SHA-256 of canonical JSON (sorted keys) of: source and holdout digests (sorted by
   path), the resolved config minus keys that cannot change the artifact (config.NOT_IN_KEY:
   description, output, specs, deps, the glob patterns, the built-in metrics), digests of user
-  code, the toolchain and the build mode. Dependencies only order the build: until targets
-  consume each other's artifacts, a dependency's key is not part of its dependent's.
+  code, the toolchain and the build mode. Dependencies only order the build: a dependency's
+  key is not part of its dependent's. A target that reads another's artifact (`upstream`) has
+  that artifact's graph digest in its key (config.upstream.artifact; compile/upstream.py), not
+  the upstream's build key: an upstream rebuild that computes the same graph leaves it current
+  (early cutoff).
 
 Only the standard library: this module is on the no-op path.
 """
@@ -296,7 +299,8 @@ class Inputs:
     sources / holdout / user_code: relpath -> sha256; config: config.key_config(target);
     toolchain: see toolchain.toolchain(); mode: release | incremental. No dependency keys, no
     target name: two targets with the same recipe share one key (and one cached artifact).
-    `deps` is always {} (the lock file's `dep` lines read it): dependencies only order the
+    `deps` (the lock file's `dep` lines read it) is {} but for a target that reads an
+    upstream artifact: {upstream name: its graph digest}; other dependencies only order the
     build. Not in the key: user_scan (see user_code()) and user_deps (files the last build saw
     user code import at run time that the static scan did not find)."""
 
@@ -311,10 +315,16 @@ class Inputs:
                                      "mode": mode})
 
 
-def target_inputs(target, stat_cache, dep_keys=None, mode="release", record=None):
+UNKNOWN = "<unknown>"   # an upstream artifact not built yet (engine/runner.py plans after it)
+
+
+def target_inputs(target, stat_cache, dep_keys=None, mode="release", record=None,
+                  upstream=None):
     """Fingerprint `target` now. Returns (Inputs, number of files hashed). `record` is its last
     build record (for the user-code import scan and recorded imports). `dep_keys` is accepted
-    for callers that still pass it and ignored: dependencies are not in the key."""
+    for callers that still pass it and ignored: dependencies are not in the key. `upstream`:
+    the SHA-256 of the artifact the target reads (`upstream.target`): in the key as
+    config.upstream.artifact, in place of the upstream's name."""
     root = target.root
     sources = expand(target, "sources")
     holdout = expand(target, "holdout") if target.config["holdout"]["sources"] else []
@@ -323,16 +333,27 @@ def target_inputs(target, stat_cache, dep_keys=None, mode="release", record=None
     user_d, scan, static, n3 = user_code(target, stat_cache, record)
     threads = 1
     tc = toolchain_mod.toolchain(target.config["train"]["device"], threads)
-    inputs = Inputs(sources=src_d, holdout=hold_d, config=cfgmod.key_config(target),
+    config = cfgmod.key_config(target)
+    if config.get("upstream"):
+        if not upstream or upstream == UNKNOWN:
+            raise ValueError(f"{target.name}: the upstream artifact's digest is not known yet")
+        config["upstream"] = dict(config["upstream"], artifact=upstream)
+    inputs = Inputs(sources=src_d, holdout=hold_d, config=config,
                     user_code=user_d, toolchain=tc, mode=mode)
     inputs.user_scan, inputs.user_static = scan, static
+    if config.get("upstream"):                      # the lock's `dep` line: what it reads
+        inputs.deps = {target.config["upstream"]["target"]: upstream}
     inputs.user_deps = sorted(set((record or {}).get("user_deps") or []) & set(user_d))
     return inputs, n1 + n2 + n3
 
 
 class Pending:
-    """The inputs of a target that reads a stale rule's outputs (engine/rules.py): not known
-    until the rule has run, so no key (None) and no files."""
+    """The inputs of a target that reads a stale rule's outputs (engine/rules.py) or an
+    upstream artifact still to be built: not known until that is done, so no key (None) and
+    no files. `plan_mode`: the mode it is planned in once known (release | dev)."""
+
+    def __init__(self, plan_mode="release"):
+        self.plan_mode = plan_mode
 
     key = None
     sources, holdout, user_code, config, toolchain, deps = {}, {}, {}, {}, {}, {}

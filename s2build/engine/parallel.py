@@ -40,6 +40,7 @@ from s2build import errors
 from s2build.engine import buildone
 from s2build.engine import locking
 from s2build.errors import S2Error
+from s2build.project import graph
 from s2build.report.console import Result
 
 STOP_WAIT = 10.0            # seconds a stopped worker gets before SIGKILL
@@ -193,7 +194,7 @@ def execute(steps, project, state, cache, reporter, jobs, fail_fast=False, remot
             before = len(pending)
             for step in list(pending):
                 name = step.target.name
-                deps = [d for d in step.target.config["deps"] if d in in_plan]
+                deps = [d for d, _p in graph.needs(step.target) if d in in_plan]
                 bad = [d for d in deps if outcome.get(d) in ("failed", "skipped")]
                 if bad or stopping:
                     pending.remove(step)
@@ -205,10 +206,14 @@ def execute(steps, project, state, cache, reporter, jobs, fail_fast=False, remot
                     continue
                 if replan or not all(d in outcome for d in deps):
                     continue
+                if step.inputs.key is None:         # its upstream is done: plan it now
+                    from s2build.engine import steps as steps_mod
+                    pending[pending.index(step)] = step = steps_mod.settle(step, project, state,
+                                                                           cache, remote)
                 if step.action == "up-to-date":
                     pending.remove(step)
                     finish(Result(name, "up-to-date", output=step.target.config["output"],
-                                  key=step.inputs.key), "ok")
+                                  key=step.inputs.key, detail=step.cutoff), "ok")
                     continue
                 if any(j.step.inputs.key == step.inputs.key for j in running.values()):
                     continue            # the same recipe is being built: restore it after

@@ -126,7 +126,10 @@ def differences(inputs, record):
     old_cfg, new_cfg = _flatten(record.get("config", {})), _flatten(inputs.config)
     for k in sorted(set(old_cfg) | set(new_cfg)):
         a, b = old_cfg.get(k, "<unset>"), new_cfg.get(k, "<unset>")
-        if a != b:
+        if a != b and k == "upstream.artifact":
+            out.append(Reason("upstream-changed", "upstream artifact changed: "
+                              f"{str(a)[:12]} -> {str(b)[:12]}"))
+        elif a != b:
             out.append(Reason("config-changed", f"config changed: {k} ({_short(a)} -> {_short(b)})"))
     old_tc = record.get("toolchain", {})
     for k in sorted(set(old_tc) | set(inputs.toolchain)):
@@ -153,10 +156,18 @@ def _at(key, record, cached, output, path, build="build", parent=None, stale=Non
 
 
 def _same_recipe(inputs, record):
-    """Words for what differs besides source files, or [] when only sources changed."""
+    """Words for what differs besides source files and the upstream artifact (a downstream
+    dev build fine-tunes on the upstream's new outputs), or [] when only those changed."""
     return [label for field, label in (("holdout", "holdout files"), ("config", "config"),
                                        ("user_code", "user code"), ("toolchain", "toolchain"))
-            if record.get(field) != getattr(inputs, field)]
+            if _recipe(field, record.get(field)) != _recipe(field, getattr(inputs, field))]
+
+
+def _recipe(field, value):
+    """`value` of a record field with the upstream artifact's digest left out."""
+    if field != "config" or not isinstance(value, dict) or not value.get("upstream"):
+        return value
+    return dict(value, upstream={k: v for k, v in value["upstream"].items() if k != "artifact"})
 
 
 def decide(inputs, record, cached, output=None, mode="release", parent_kept_state=False,

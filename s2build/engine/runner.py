@@ -26,27 +26,17 @@ atomically. A failure or Ctrl-C at any point leaves the previous artifact and ca
 
 import time
 
-from s2build.engine import explain
 from s2build.engine import fingerprint
 from s2build.engine import locking
 from s2build.engine import buildone
-from s2build.engine import record as records
 from s2build.project import graph
 from s2build.store import remote as remote_store
 from s2build.store.local import Cache
 from s2build.errors import S2Error
 from s2build.report.console import Result
 from s2build.engine.state import State
-
-
-class Step:
-    """target: config.Target; inputs: fingerprint.Inputs; reasons: [explain.Reason] ([] when
-    up to date); action: up-to-date | restore | build; remote: True when the restore comes
-    from the remote cache (the local cache lacks the key)."""
-
-    def __init__(self, target, inputs, reasons, action, remote=False):
-        self.target, self.inputs, self.reasons, self.action = target, inputs, reasons, action
-        self.remote = remote
+from s2build.engine import steps as steps_mod
+from s2build.engine.steps import Step  # noqa: F401 (re-exported)
 
 
 def plan(project, names, state, cache, mode="release", remote=None, pending=None):
@@ -56,33 +46,18 @@ def plan(project, names, state, cache, mode="release", remote=None, pending=None
     a store.remote.Remote whose keys count as cached (Step.remote says which). `pending`:
     {name: Reason} of targets reading a stale rule's outputs (engine/rules.py): not
     fingerprinted, planned as builds with an unknown key."""
-    from s2build.engine import plan as decide_mod
     graph.check(project)
     steps, cached = [], remote_store.Keys(cache, remote)
+    by_name = {}
     for name in graph.order(project, names):
         t = project.targets[name]
-        record = state.targets.get(name)
         if name in (pending or {}):
-            steps.append(Step(t, fingerprint.Pending(), [pending[name]], "build"))
-            continue
-        inputs, hashed = fingerprint.target_inputs(t, state.files, record=record)
-        before = record.get("output_stat") if record else None
-        status = explain.output_status(t, record) if record else None
-        kept = False
-        if mode == "dev" and record and record.get("key") != inputs.key:
-            from s2build.engine import incremental
-            kept = incremental.kept_state(cache, record["key"])
-        d = decide_mod.decide(inputs, record, cached, status, mode, kept,
-                              output_path=t.config["output"])
-        if d.parent is not None:
-            from s2build.engine import incremental
-            inputs = incremental.incremental_inputs(inputs, d.parent)
-        if hashed or (record and record.get("output_stat") != before):
-            state.dirty = True
-        if d.action == "up-to-date" and records.reselect(t, record):
-            state.dirty = True
-        steps.append(Step(t, inputs, d.reasons, d.action,
-                          remote=d.action == "restore" and not cache.has(d.key)))
+            step = Step(t, fingerprint.Pending(), [pending[name]], "build")
+        else:
+            step = steps_mod.plan_one(project, t, state, cache, cached, mode,
+                                       steps_mod.upstream_digest(t, state, cache, by_name))
+        by_name[name] = step
+        steps.append(step)
     return steps
 
 
@@ -139,13 +114,15 @@ def _current(step, state):
     """The Result of an up-to-date target, with the metrics its record selected."""
     rec = state.targets.get(step.target.name) or {}
     return Result(step.target.name, "up-to-date", output=step.target.config["output"],
-                  key=step.inputs.key, metrics=rec.get("metrics") or {})
+                  key=step.inputs.key, metrics=rec.get("metrics") or {},
+                  detail=getattr(step, "cutoff", ""))
 
 
 def _execute(steps, project, state, cache, reporter, cancel, remote=None):
     from s2build.data.shards import SourcesChanged     # numpy only now that we build
     results = []
     for step in steps:
+        step = steps_mod.settle(step, project, state, cache, remote)   # after the upstream it reads
         t = step.target
         clock = time.perf_counter()
         if step.action == "up-to-date":

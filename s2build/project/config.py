@@ -160,6 +160,8 @@ def key_config(target):
     out = {k: v for k, v in target.config.items() if k not in NOT_IN_KEY}
     if isinstance(out.get("holdout"), dict):
         out["holdout"] = {k: v for k, v in out["holdout"].items() if k != "sources"}
+    if isinstance(out.get("upstream"), dict):       # the name is replaced by the artifact's
+        out["upstream"] = {k: v for k, v in out["upstream"].items() if k != "target"}  # digest
     if isinstance(out.get("metrics"), list):
         out["metrics"] = [m for m in out["metrics"]
                           if isinstance(m, dict) or USER_REF.match(m or "")]

@@ -1,4 +1,5 @@
-"""The target graph: dependencies between targets, build order, cycles.
+"""The target graph: dependencies between targets, build order, cycles. A target comes after
+its `deps` and after the target whose artifact it reads (`upstream.target`).
 
 Plain data and pure functions: `order(project, wanted)` returns the targets to consider, each
 after its dependencies; unknown dependencies and cycles are ConfigErrors (GraphError) that name
@@ -10,18 +11,33 @@ import difflib
 from s2build.errors import GraphError, UsageError
 
 
+def upstream(t):
+    """The name of the target whose artifact `t` reads (`upstream.target`), or None."""
+    up = t.config.get("upstream")
+    return up["target"] if up else None
+
+
+def needs(t):
+    """[(name, yaml path)] of the targets `t` comes after: its `deps`, then its upstream."""
+    out = [(d, ("deps", i)) for i, d in enumerate(t.config["deps"])]
+    if upstream(t) and upstream(t) not in t.config["deps"]:
+        out.append((upstream(t), ("upstream", "target")))
+    return out
+
+
 def check(project):
-    """Validate every dependency edge and the absence of cycles."""
+    """Validate every dependency edge (deps and upstream) and the absence of cycles."""
     names = list(project.targets)
     for t in project.targets.values():
-        for i, dep in enumerate(t.config["deps"]):
+        for dep, path in needs(t):
             if dep not in project.targets:
                 close = difflib.get_close_matches(dep, names, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "known targets: " + ", ".join(names)
-                raise GraphError(f"target '{t.name}' depends on unknown target '{dep}'",
-                                 t.loc("deps", i), hint)
+                what = "reads the artifact of" if path[0] == "upstream" else "depends on"
+                raise GraphError(f"target '{t.name}' {what} unknown target '{dep}'",
+                                 t.loc(*path), hint)
             if dep == t.name:
-                raise GraphError(f"dependency cycle: {t.name} -> {t.name}", t.loc("deps", i))
+                raise GraphError(f"dependency cycle: {t.name} -> {t.name}", t.loc(*path))
     _topo(project, names)
     if project.rules:                                   # rules: their own order and cycles
         from s2build.project import rules
@@ -39,9 +55,9 @@ def _topo(project, roots):
             cycle = stack[stack.index(name):] + [name]
             first = project.targets[cycle[0]]
             raise GraphError("dependency cycle: " + " -> ".join(cycle),
-                             first.loc("deps", first.config["deps"].index(cycle[1])))
+                             first.loc(*dict(needs(first))[cycle[1]]))
         stack.append(name)
-        for dep in project.targets[name].config["deps"]:
+        for dep, _path in needs(project.targets[name]):
             visit(dep)
         stack.pop()
         done.add(name)
@@ -69,7 +85,7 @@ def dependents(project, name):
     out, frontier = set(), {name}
     while frontier:
         frontier = {t.name for t in project.targets.values()
-                    if set(t.config["deps"]) & frontier and t.name not in out}
+                    if {d for d, _p in needs(t)} & frontier and t.name not in out}
         out |= frontier
     return out
 
@@ -89,7 +105,8 @@ def to_dot(project):
             lines.append(f'  "{name}" -> "{t.name}" [label="{files}"];')
     for t in project.targets.values():
         lines.append(f'  "{t.name}" [shape=box, label="{t.name}\\n{t.config["output"]}"];')
-        for dep in t.config["deps"]:
-            lines.append(f'  "{dep}" -> "{t.name}";')
+        for dep, path in needs(t):
+            label = f' [label="{t.config["upstream"]["use"]}"]' if path[0] == "upstream" else ""
+            lines.append(f'  "{dep}" -> "{t.name}"{label};')
     lines.append("}")
     return "\n".join(lines)

@@ -113,6 +113,9 @@ HOLDOUT = {
 EXPORT = {
     "exporter": Key("str", "dynamo", choices=("dynamo", "legacy")),
     "opset": Key("int", None, low=7),
+    # a second output `embedding`: the input of the network's last linear layer, which a
+    # downstream target can read (upstream: {use: features})
+    "embedding": Key("bool", False),
 }
 
 # Behaviour specs: the target's tests (s2build/specs.py checks their contents and runs them).
@@ -123,6 +126,21 @@ SPEC = {
     "gate": Key("str", None),            # "METRIC OP BOUND", e.g. "accuracy >= 0.95"
     "invariance": Key("tree", None),     # {noise, seed, set, shift, min_agreement, tolerance}
     "over": Key("str", None),            # gate/invariance rows: holdout (default) or a glob
+}
+
+# Reading another target's artifact (issue 14): its ONNX file runs through onnxruntime over this
+# target's rows. `features`: its output `output` (default `embedding`, which the upstream
+# exports with `export.embedding: true`) is what this network trains on, and the artifact is
+# the two graphs composed (it takes the upstream's inputs). `soft_labels` (classification,
+# distillation): the loss mixes the labels with the upstream's `logits` at `temperature`,
+# `weight` the share of the upstream's part. In the key: the upstream *artifact digest* (not
+# its name or build key), so a byte-identical upstream rebuild rebuilds nothing here.
+UPSTREAM = {
+    "target": Key("str", REQUIRED),
+    "use": Key("str", "features", choices=("features", "soft_labels")),
+    "output": Key("str", None),
+    "temperature": Key("float", 2.0, low=0.01),
+    "weight": Key("float", 0.5, low=0.0, high=1.0),
 }
 
 TARGET = {
@@ -136,6 +154,7 @@ TARGET = {
     "holdout": Key("section", {}),
     "output": Key("str", None),
     "deps": Key("strlist", []),
+    "upstream": Key("section", None),    # UPSTREAM: read another target's artifact
     "export": Key("section", {}),
     "specs": Key("maplist", [], item=SPEC),
 }
@@ -170,7 +189,8 @@ TOP = {"version": Key("int", 1, low=1, high=1), "targets": Key("map", REQUIRED),
        "cache": Key("section", {})}                    # CACHE
 
 # Keys of the resolved config that cannot change the artifact's bytes: not in the build key.
-# `deps` only orders the build (no target reads another's artifact yet). Glob patterns
+# `deps` only orders the build (`upstream.target` is replaced by the upstream artifact's digest,
+# engine/fingerprint.py). Glob patterns
 # (`sources`, `holdout.sources`) are replaced by the digests of the files they match; the
 # built-in `metrics` by the artifact recording every built-in metric of its task (see
 # key_config), so the list only selects what is reported and gated.

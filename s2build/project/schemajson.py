@@ -21,8 +21,8 @@ import re
 
 from s2build.project import registry
 from s2build.project.schema import (CACHE, COLUMN_KINDS, EXPORT, HOLDOUT, LOADERS, MODELS,
-                                    REQUIRED, SPEC, TARGET, TARGET_NAME, TOP, TRAIN, USER_METRIC,
-                                    USER_MODEL, USER_REF)
+                                    REQUIRED, SPEC, TARGET, TARGET_NAME, TOP, TRAIN, UPSTREAM,
+                                    USER_METRIC, USER_MODEL, USER_REF)
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SHIPPED = "s2build/s2build.schema.json"                       # relative to the repository root
@@ -173,7 +173,8 @@ def json_schema():
     loader = _variants(LOADERS, "format", "csv")
     model = _variants(MODELS, "type", "mlp", extra=_USER_REF)
     sections = {"loader": loader, "model": model, "train": _mapping(TRAIN),
-                "holdout": _mapping(HOLDOUT), "export": _mapping(EXPORT)}
+                "holdout": _mapping(HOLDOUT), "export": _mapping(EXPORT),
+                "upstream": _nullable(_mapping(UPSTREAM))}
     target = _mapping(TARGET, _loss, sections)
     # a loader left out is the csv loader with no keys: its label is missing
     if any(k.default is REQUIRED for k in LOADERS["csv"].values()):

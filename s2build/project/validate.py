@@ -11,7 +11,7 @@ import difflib
 from s2build.errors import ConfigError
 from s2build.project import registry
 from s2build.project.schema import (EXPORT, HOLDOUT, Key, LOADERS, MODELS, REQUIRED, TARGET, TRAIN,
-                                    USER_METRIC, USER_MODEL, USER_REF)
+                                    UPSTREAM, USER_METRIC, USER_MODEL, USER_REF)
 
 _TYPE_NAMES = {"str": "a string", "char": "one character", "int": "an integer", "float": "a number", "bool": "true or false",
                "strlist": "a list of strings", "intlist": "a list of integers",
@@ -271,6 +271,9 @@ def check_target(name, ty, root, locs):
                           user_ok=True)
     for sec, schema in (("train", TRAIN), ("holdout", HOLDOUT), ("export", EXPORT)):
         t[sec] = check_section(base + (sec,), schema, t[sec] or None, locs)
+    if t["upstream"] is not None:                   # absent: None (no upstream)
+        t["upstream"] = check_section(base + ("upstream",), UPSTREAM, t["upstream"], locs)
+        _check_upstream(t, base, locs)
     task = t["loader"].get("task", "classification")
     if not t["sources"]:
         raise ConfigError(f"target '{name}': 'sources' is empty", locs.get(base + ("sources",)),
@@ -282,6 +285,21 @@ def check_target(name, ty, root, locs):
         raise ConfigError("holdout: give either 'fraction' or 'sources', not both",
                           locs[base + ("holdout", "fraction")])
     return t
+
+
+def _check_upstream(t, base, locs):
+    """What the schema cannot say about `upstream`: soft labels need a classifier, and read
+    the upstream's logits."""
+    up = t["upstream"]
+    if up["use"] == "soft_labels":
+        if t["loader"].get("task", "classification") != "classification":
+            raise ConfigError("upstream.use soft_labels distils class probabilities: the target "
+                              "must be a classifier", locs.get(base + ("upstream", "use")),
+                              "use features, or loader.task: classification")
+        if up["output"] not in (None, "logits"):
+            raise ConfigError(f"upstream.output '{up['output']}': soft labels read the "
+                              "upstream's logits", locs.get(base + ("upstream", "output")),
+                              "remove upstream.output")
 
 
 def _check_scoring(t, task, base, locs):

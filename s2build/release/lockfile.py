@@ -10,7 +10,7 @@ and a blank line after the block:
     wine artifact c3dd1354...            SHA-256 of build/wine.onnx
     wine code models/net.py 9f2c...      user code the yaml names
     wine config 5be0...                  digest of the resolved config that enters the key
-    wine dep base 77aa...                build key of a dependency
+    head dep extractor 77aa...           graph digest of the upstream artifact it reads
     wine rule boards 5c3e...             key of a rule whose outputs it reads
     wine holdout data/test.csv 1c2d...   holdout.sources files
     wine key fa78...                     build key

@@ -74,7 +74,7 @@ class Console:
         self._close_bar()
         why = "; ".join(x.text for x in r.reasons[:3])
         if r.outcome == "up-to-date":
-            line = f"{r.name}: up to date"
+            line = f"{r.name}: up to date" + (f" ({r.detail})" if r.detail else "")
         elif r.outcome == "restored":
             where = "remote cache" if r.detail.startswith("remote cache") else "cache"
             line = f"{r.name}: restored from {where} ({why}) -> {r.output}"
