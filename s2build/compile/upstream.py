@@ -1,9 +1,9 @@
 """A target that reads another target's artifact (`upstream: {target, use, output, ...}`).
 
 The upstream's ONNX file runs through onnxruntime, as any consumer would, over this target's
-rows; its outputs are cached per (artifact digest, output, loader config, source file digest)
-in `.s2build/upstream/KEY.npy` (tmp + os.replace), so an edit to one file runs the upstream
-over that file's rows only. `prepare(target, ds, project, inputs)` returns a Chain:
+rows; its outputs are cached per (graph digest, output, loader config, source file digest,
+onnxruntime version) in `.s2build/upstream/KEY.npy` (tmp + os.replace), so an edit to one
+file runs the upstream over that file's rows only. `prepare(target, ds, project, inputs)` returns a Chain:
 
     features     ds.x becomes the upstream's output `output` (default `embedding`, float32
                  [n, k]): this network trains on it, and `compose(network)` puts the upstream
@@ -144,7 +144,8 @@ def _feeder(target, ds, graph_inputs):
 
 def _run_cached(target, ds, inputs, digest, output, session, feeds, state_dir):
     """The upstream's `output` for every row of `ds`, float32 [n, ...], file by file through
-    the cache (see the module)."""
+    the cache (see the module; onnxruntime's version is in each entry's key too)."""
+    import onnxruntime as ort
     files, index = ds.origins.files, ds.origins.file_index
     digests = dict(inputs.sources, **inputs.holdout)
     loader = json.dumps(inputs.config.get("loader"), sort_keys=True, default=str)
@@ -154,7 +155,7 @@ def _run_cached(target, ds, inputs, digest, output, session, feeds, state_dir):
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(index)]):
         rel = files[int(index[lo])]
         key = hashlib.sha256("\0".join([digest, output, loader, digests.get(rel, rel),
-                                        str(hi - lo)]).encode()).hexdigest()
+                                        str(hi - lo), ort.__version__]).encode()).hexdigest()
         path = os.path.join(folder, key[:2], key + ".npy")
         got = None
         if os.path.isfile(path):
