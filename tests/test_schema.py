@@ -129,6 +129,14 @@ INVALID = {
                       "unknown key 'inptu'"),
     "user metric without a name": (BASE + "    metrics: [{higher_is_better: true}]\n",
                                    "missing required key 'name'"),
+    "rule key typo": ("rules:\n  g:\n    command: [python, g.py]\n    outputs: [data/a.csv]\n"
+                      "    output: [x]\n" + BASE, "unknown key 'output'"),
+    "rule without outputs": ("rules:\n  g:\n    command: [python, g.py]\n" + BASE,
+                             "missing required key 'outputs'"),
+    "upstream without a target": (BASE + "    upstream: {use: features}\n",
+                                  "missing required key 'target'"),
+    "upstream use typo": (BASE + "    upstream: {target: u, use: feature}\n",
+                          "unknown value 'feature'"),
 }
 
 

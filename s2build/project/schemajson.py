@@ -21,8 +21,8 @@ import re
 
 from s2build.project import registry
 from s2build.project.schema import (CACHE, COLUMN_KINDS, EXPORT, HOLDOUT, LOADERS, MODELS,
-                                    REQUIRED, SPEC, TARGET, TARGET_NAME, TOP, TRAIN, UPSTREAM,
-                                    USER_METRIC, USER_MODEL, USER_REF)
+                                    REQUIRED, RULE, RULE_NAME, SPEC, TARGET, TARGET_NAME, TOP,
+                                    TRAIN, UPSTREAM, USER_METRIC, USER_MODEL, USER_REF)
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SHIPPED = "s2build/s2build.schema.json"                       # relative to the repository root
@@ -76,6 +76,9 @@ def _value(key):
         return out
     if k in ("map", "tree"):
         return {"type": "object"}
+    if k == "command":                        # argv (no shell), or one string with shell: true
+        return {"anyOf": [{"type": "string", "minLength": 1},
+                          {"type": "array", "minItems": 1, "items": {"type": "string"}}]}
     if k == "colkinds":
         return {"type": "object", "additionalProperties": {"enum": list(COLUMN_KINDS)}}
     if k == "size":
@@ -184,6 +187,9 @@ def json_schema():
                "additionalProperties": target}
     top = _mapping(TOP, sections={"cache": _mapping(CACHE)})
     top["properties"]["targets"] = targets
+    top["properties"]["rules"] = _nullable({"type": "object",
+                                            "propertyNames": {"pattern": _pattern(RULE_NAME)},
+                                            "additionalProperties": _mapping(RULE)})
     top["patternProperties"] = {"^x-": {}}     # anchors for merge keys; ignored by the loader
     return {"$schema": DRAFT, "title": "s2build.yaml",
             "description": "A build file of s2build, a build system for neural networks. "
