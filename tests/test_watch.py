@@ -257,3 +257,26 @@ def test_a_yaml_edit_reloads_the_globs_and_a_new_file_builds(toy, watching):
     assert "file added: extra/d.csv" in w.lines[k]
     w.idle(k)
     assert w.stop() == 130
+
+
+def test_replacing_the_data_folder_rebuilds_and_keeps_watching_it(toy, watching):
+    """A checkout or a sync tool replaces the folder (rm -rf data && cp -r ... data): the
+    watcher re-arms on the new folder, builds it, and sees the next edit inside it."""
+    import shutil
+    w = watching(toy)
+    i = w.idle()
+    spare = toy.parent / "spare"
+    shutil.copytree(toy / "data", spare)
+    relabel(spare / "a.csv", 3)                          # the new folder's data differs
+    shutil.rmtree(toy / "data")
+    shutil.copytree(spare, toy / "data")
+    j = w.wait_for("toy: built in", i)
+    k = w.idle(j)
+    assert source_digests(toy)["data/a.csv"] == sha256(toy / "data" / "a.csv")
+    relabel(toy / "data" / "b.csv", 2)                   # an edit inside the new folder
+    m = w.wait_for("toy: built in", k)
+    w.idle(m)
+    assert source_digests(toy)["data/b.csv"] == sha256(toy / "data" / "b.csv")
+    run(["--no-server", "status"], toy, check=0)
+    assert w.stop() == 130
+    assert "Traceback" not in w.output()

@@ -65,6 +65,8 @@ class Watcher:
         self.known = self._snapshot(self.rules)         # rel -> sha256 last seen
         self.specs_seen = {}                            # spec id -> passed, at the last build
         self.observer = None
+        self.watched = ()                               # folders scheduled on the observer
+        self.rearm = threading.Event()                  # a watched folder was replaced
 
     # --- the observer and debouncer threads -----------------------------------------------
     def _digest(self, rel):
@@ -107,6 +109,10 @@ class Watcher:
         if event.is_directory:
             if event.event_type not in ("deleted", "moved", "created"):
                 return
+            if any(os.path.normpath(p) == w or w.startswith(os.path.normpath(p) + os.sep)
+                   for p in paths for w in self.watched):
+                self.rearm.set()             # a watched folder replaced: watch the new one
+                self.wake.set()
             expanded = []
             for p in paths:                  # a folder moved or deleted: its files went with it
                 prefix = os.path.relpath(p, self.rules.root) + os.sep
@@ -163,10 +169,21 @@ class Watcher:
             self.observer.daemon = True
         handler = FileSystemEventHandler()
         handler.on_any_event = self.on_event
-        for folder, recursive in sorted(self.rules.folders().items()):
+        folders = sorted(self.rules.folders().items())
+        for folder, recursive in folders:
             self.observer.schedule(handler, folder, recursive=recursive)
+        self.watched = tuple(os.path.normpath(f) for f, _r in folders)
         if not self.observer.is_alive():
             self.observer.start()
+
+    def _rearm(self):
+        """Watch the folders as they are now (one was deleted, moved or replaced), then look at
+        every file: what changed while no watch was on its folder is built."""
+        self.rearm.clear()
+        self._schedule()
+        with self.cv:
+            rels = set(self.rules.files()) | set(self.known)
+        self._touched([os.path.join(self.rules.root, r) for r in rels])
 
     def _reload(self):
         """Load the yaml again. Returns True when it is valid (rules and watches follow it)."""
@@ -210,9 +227,18 @@ class Watcher:
             return
         except Exception as e:
             train = sys.modules.get("s2build.compile.train")
-            if train is None or not isinstance(e, train.Cancelled):
-                raise
-            self._say(f"{rep.current}: cancelled (a newer edit arrived); starting again")
+            if train is not None and isinstance(e, train.Cancelled):
+                self._say(f"{rep.current}: cancelled (a newer edit arrived); starting again")
+                return
+            # s2build's own bug: said as the CLI says it, and the watch goes on (the next edit
+            # builds again); nothing was recorded for the target that raised
+            if self.verbose:
+                import traceback
+                traceback.print_exc(file=self.err)
+            self._say(f"s2build: internal error: {type(e).__name__}: {e} (run with -v for a "
+                      "traceback, and please report it)", err=True)
+            self._say("s2build: nothing recorded; the last good artifact stays in place; "
+                      "watching for changes (Ctrl-C to stop)", err=True)
             return
         finally:
             rep.finish()
@@ -276,11 +302,14 @@ class Watcher:
             while True:
                 while not self.wake.wait(0.5):
                     pass
+                if self.rearm.is_set():
+                    self._rearm()
                 with self.cv:
                     changed, self.changes = sorted(self.changes), set()
                     self.wake.clear()
                     self.cancel.clear()
-                self._cycle(changed)
+                if changed:
+                    self._cycle(changed)
         except KeyboardInterrupt:
             self._say("s2build: watch stopped", err=True)
             return errors.INTERRUPTED
