@@ -26,6 +26,7 @@ CSV = "x0,x1,y\n" + "".join(f"{i / 10},{(i * 7 % 10) / 10},{i % 2}\n" for i in r
 
 # name: (old yaml text, new yaml text, extra files, argv, exit code, message substring)
 CASES = {
+    "user-model-width": ("{type: mlp, hidden: [4]}", "{type: net.py:Net}", {"net.py": "import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self, in_features, in_shape, out_features):\n        super().__init__()\n        self.l = torch.nn.Linear(in_features, out_features + 1)\n\n    def forward(self, x):\n        return self.l(x)\n"}, ["build"], 5, "s2build.yaml:6:19: model net.py:Net gives [2, 3] (float32) for a batch of 2 rows; the target needs float [batch, 2]"),
     "output-source": ("build/t.onnx", "data/a.csv", {}, ["build"], 3, "s2build.yaml:9:13: output 'data/a.csv' must end in .onnx"),
     "output-yaml": ("build/t.onnx", "s2build.yaml", {}, ["build"], 3, "s2build.yaml:9:13:"),
     "output-folder": ("build/t.onnx", "data", {}, ["build"], 3, "s2build.yaml:9:13:"),

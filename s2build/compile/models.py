@@ -121,7 +121,28 @@ def build(target, in_shape, n_outputs, x_train):
     if not isinstance(net, nn.Module):
         raise BuildError(f"model {m['type']} returned {type(net).__name__}, not a torch.nn.Module",
                          target.loc("model", "type"))
+    _check_output(target, net, path, x_train[:2], n_outputs)
     return net
+
+
+def _check_output(target, net, path, probe, n_outputs):
+    """A user network's output for a probe batch must be float [batch, n_outputs]: a wrong
+    width is the user's mistake at model.type, not an s2build crash later in the loss."""
+    if len(probe) == 0:
+        return
+    m = target.config["model"]
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        out = usercode.call(net, path, f"model {m['type']} forward", probe)
+    net.train(was)
+    shape = list(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape != [len(probe), n_outputs] or not out.is_floating_point():
+        got = f"{shape} ({out.dtype})".replace("torch.", "") if shape is not None \
+            else type(out).__name__
+        raise BuildError(f"model {m['type']} gives {got} for a batch of {len(probe)} rows; the "
+                         f"target needs float [batch, {n_outputs}]", target.loc("model", "type"),
+                         f"make out_features ({n_outputs}) the width of its last layer")
 
 
 def last_linear(module):
