@@ -12,7 +12,8 @@
 Exit codes: 7 a spec failed, 8 the lock is missing or stale (`--frozen`, `verify`), 9 `verify`
 found a different artifact; build and config errors keep their own codes (errors.py).
 
-Reports: report/junit.py (JUnit XML), report/markdown.py (the ci summary).
+Reports: report/junit.py (JUnit XML), report/markdown.py (the ci summary), report/html.py
+(`ci --html FILE`: the page of `s2build report`, drawn from what ci built, with its specs).
 """
 
 import json
