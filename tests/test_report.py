@@ -7,6 +7,7 @@ names escaped), lint; a target without a build says so; `ci --html`. Plus the pu
 import json
 import os
 import re
+import textwrap
 from html.parser import HTMLParser
 
 import pytest
@@ -139,6 +140,32 @@ def test_ci_writes_the_same_report(reported, tmp_path):
     assert re.search(r"holdout accuracy\s*PASSED", h.text)
     assert sum(h.counts) == json.loads((d / "build" / "wine.onnx.json").read_text())["rows"][
         "holdout"]
+
+
+def test_regression_draws_predicted_against_true(tmp_path):
+    (tmp_path / "data").mkdir()
+    rows = ["x1,x2,y"] + [f"{a / 10:.1f},{b / 10:.1f},{a / 10 + 2 * b / 10:.2f}"
+                          for a in range(-5, 6) for b in range(-5, 6)]
+    (tmp_path / "data" / "lin.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "s2build.yaml").write_text(textwrap.dedent("""\
+        version: 1
+        targets:
+          lin:
+            sources: [data/lin.csv]
+            loader: {label: y, task: regression}
+            model: {hidden: [8]}
+            train: {epochs: 4, lr: 0.01, batch_size: 16}
+            export: {exporter: legacy}
+    """))
+    run(["report", "-o", "lin.html"], tmp_path, check=0)
+    page = (tmp_path / "lin.html").read_text()
+    h = parse(page)
+    facts = json.loads((tmp_path / "build" / "lin.onnx.json").read_text())
+    assert len(h.polylines[0].split()) == 4 and h.counts == []          # no confusion matrix
+    scatter = page[page.index('<svg class="chart scatter"'):]
+    scatter = scatter[: scatter.index("</svg>")]
+    assert scatter.count('<circle class="pt"') == facts["rows"]["holdout"]
+    assert "Predicted against true" in h.text and "no specs" in h.text
 
 
 def test_report_help_has_an_example():
