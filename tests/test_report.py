@@ -16,7 +16,6 @@ from conftest import copy_example, private_copy, run
 
 EPOCHS = 6
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
-SVG_LEAVES = {"rect", "circle", "line", "polyline", "path"}      # written with `/>` or a close
 
 
 class Strict(HTMLParser):
