@@ -19,6 +19,7 @@ The global flags may also come after the command, as in git and cargo: `s2build 
     lock [TARGET...]         release-build, then write s2build.lock
     ci [--frozen]            release builds, specs, lock check, reports (JUnit, JSON, Markdown)
     verify [TARGET...]       rebuild from scratch and compare with s2build.lock
+    report [TARGET...]       build what is stale, write one offline HTML report (-o FILE)
     watch [TARGET...]        build, then rebuild on every saved change until Ctrl-C
     shutdown                 stop the project's build server (s2build/server/)
     completion bash|zsh      a shell completion script: source <(s2build completion bash)
@@ -29,7 +30,7 @@ build, test, lint, blame and predict run in the project's warm build server when
 to do (s2build/server/client.py says when not; --no-server or S2BUILD_NO_SERVER=1 turn it off).
 
 The commands live in cli/build.py (build status explain graph clean gc), cli/debug.py (lint
-blame seeds predict), cli/release.py (test lock ci verify watch) and cli/start.py (init
+blame seeds predict), cli/release.py (test lock ci verify watch report) and cli/start.py (init
 schema); each is thin and imports
 the modules that do the work inside its function.
 
@@ -73,8 +74,11 @@ EXAMPLES = {                                     # the epilog of each command's 
     "seeds": ["s2build seeds wine -n 5"],
     "test": ["s2build test", "s2build test wine --junit specs.xml"],
     "lock": ["s2build lock"],
-    "ci": ["s2build ci --frozen --junit specs.xml --markdown summary.md"],
+    "ci": ["s2build ci --frozen --junit specs.xml --markdown summary.md",
+           "s2build ci --html report.html"],
     "verify": ["s2build verify wine"],
+    "report": ["s2build report", "s2build report wine -o wine.html",
+               "s2build -C examples/wine report && xdg-open examples/wine/build/report.html"],
     "watch": ["s2build watch wine", "s2build watch --release --debounce 1"],
     "shutdown": ["s2build shutdown"],
     "completion": ["source <(s2build completion bash)     # in ~/.bashrc",

@@ -1,5 +1,5 @@
-"""Release commands: test, lock, ci, verify, watch. Thin: the work is in s2build/release/
-and s2build/engine/watch.py."""
+"""Release commands: test, lock, ci, verify, watch, report. Thin: the work is in
+s2build/release/, s2build/engine/watch.py and s2build/report/ (gather, html)."""
 
 from s2build.cli import common
 
@@ -23,7 +23,30 @@ def cmd_ci(args):
     return pipeline.ci(project, args.targets, common.console(args), frozen=args.frozen,
                        junit=common.out_path(args, args.junit),
                        json_path=common.out_path(args, args.json),
-                       md_path=common.out_path(args, args.markdown))
+                       md_path=common.out_path(args, args.markdown),
+                       html_path=common.out_path(args, args.html))
+
+
+def cmd_report(args):
+    """Build what is stale, then write the HTML report; prints its path. Exit 0 once written,
+    even when specs fail or lint finds errors (the page shows them); a build that failed
+    gives its own exit code, after the page (which names the targets without a build)."""
+    import os
+    import sys
+    from s2build.report import gather, html
+    project = common.load(args)
+    path = common.out_path(args, args.output) if args.output else \
+        os.path.join(project.root, "build", "report.html")
+    doc = gather.collect(project, args.targets, common.console(args, sys.stderr))
+    html.write(path, doc)
+    built = [t for t in doc["targets"] if t["built"]]
+    specs = [s for t in built for s in t["specs"]]
+    passed = sum(s["passed"] for s in specs)
+    missing = [t["name"] for t in doc["targets"] if not t["built"]]
+    print(f"report: {os.path.relpath(path, args.cwd)} ({len(built)} of {len(doc['targets'])} "
+          f"targets built; specs: {passed} passed, {len(specs) - passed} failed)"
+          + (f"; no build: {', '.join(missing)}" if missing else ""))
+    return doc["build_error"]["exit_code"] if doc["build_error"] else 0
 
 
 def cmd_verify(args):
@@ -59,7 +82,14 @@ def add_parsers(sub):
     ci.add_argument("--junit", metavar="FILE", help="write the specs as JUnit XML")
     ci.add_argument("--json", metavar="FILE", help="write a JSON report")
     ci.add_argument("--markdown", metavar="FILE", help="write a Markdown summary")
+    ci.add_argument("--html", metavar="FILE", help="write the HTML report (as `s2build report`)")
     ci.set_defaults(func=cmd_ci)
+
+    r = sub.add_parser("report", help="build what is stale, write one self-contained HTML report")
+    r.add_argument("targets", nargs="*", metavar="TARGET")
+    r.add_argument("-o", "--output", metavar="FILE",
+                   help="where to write it (default: build/report.html in the project)")
+    r.set_defaults(func=cmd_report)
 
     v = sub.add_parser("verify", help="rebuild from scratch and compare with s2build.lock")
     v.add_argument("targets", nargs="*", metavar="TARGET")

@@ -12,7 +12,8 @@
 Exit codes: 7 a spec failed, 8 the lock is missing or stale (`--frozen`, `verify`), 9 `verify`
 found a different artifact; build and config errors keep their own codes (errors.py).
 
-Reports: report/junit.py (JUnit XML), report/markdown.py (the ci summary).
+Reports: report/junit.py (JUnit XML), report/markdown.py (the ci summary), report/html.py
+(`ci --html FILE`: the page of `s2build report`, drawn from what ci built, with its specs).
 """
 
 import json
@@ -261,8 +262,10 @@ def lock(project, names, reporter):
     return errors.OK
 
 
-def ci(project, names, reporter, frozen=False, junit=None, json_path=None, md_path=None):
-    """`s2build ci`. Returns the exit code; S2Errors propagate after the reports are written."""
+def ci(project, names, reporter, frozen=False, junit=None, json_path=None, md_path=None,
+       html_path=None):
+    """`s2build ci`. Returns the exit code; S2Errors propagate after the reports are written
+    (`html_path`: report/html.py's page over what was built, with ci's spec outcomes)."""
     doc = {"exit_code": errors.OK, "error": None, "frozen": frozen, "targets": [], "specs": [],
            "passed": 0, "failed": 0, "lock": {"status": "unknown", "text": "not checked"},
            "warnings": []}
@@ -344,3 +347,15 @@ def ci(project, names, reporter, frozen=False, junit=None, json_path=None, md_pa
             _write(json_path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         if md_path:
             _write(md_path, markdown_report.markdown(doc))
+        if html_path:
+            _write_html(project, names, html_path, outcomes)
+
+
+def _write_html(project, names, path, outcomes):
+    """ci's HTML report: no build of its own (a target ci did not build says so)."""
+    from s2build.report import gather, html
+    try:
+        html.write(path, gather.collect(project, names, None, build=False,
+                                        outcomes=outcomes or None))
+    except errors.S2Error as e:
+        print(f"s2build: warning: {path}: no HTML report ({e})", file=sys.stderr)
