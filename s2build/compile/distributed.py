@@ -178,21 +178,20 @@ def _read(path):
         return None
 
 
-def _root_cause(log):
-    """(rank, how it ended) of torchrun's "Root Cause (first observed failure)", or None;
+def _ends(log):
+    """From torchrun's failure report: ({rank: how it ended}, the root cause's rank or None);
     how: 'exit code 3', 'killed by SIGKILL'."""
-    m = re.search(r"Root Cause.*?^\s*rank\s*:\s*(\d+)[^\n]*\n\s*exitcode\s*:\s*(-?\d+)", log,
-                  re.S | re.M)
-    if not m:
-        return None
-    rank, code = int(m.group(1)), int(m.group(2))
-    if code >= 0:
-        return rank, f"exit code {code}"
     import signal
-    try:
-        return rank, f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return rank, f"killed by signal {-code}"
+    ends = {}
+    for m in re.finditer(r"^\s*rank\s*:\s*(\d+)[^\n]*\n\s*exitcode\s*:\s*(-?\d+)", log, re.M):
+        code = int(m.group(2))
+        try:
+            how = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+        ends.setdefault(int(m.group(1)), how)
+    root = re.search(r"Root Cause.*?^\s*rank\s*:\s*(\d+)", log, re.S | re.M)
+    return ends, int(root.group(1)) if root else None
 
 
 def failure(job, rc, log_path, world, target):
@@ -216,9 +215,10 @@ def failure(job, rc, log_path, world, target):
     with open(log_path, errors="replace") as f:
         log = f.read()
     silent = sorted(ranks("started") - ranks("done") - {e["rank"] for e in errs})
-    root = _root_cause(log)
-    if silent or root:
-        rank, how = root if root and (root[0] in silent or not silent) else (silent[0], None)
+    ends, root = _ends(log)
+    if silent:
+        rank = root if root in silent else silent[0]
+        how = ends.get(rank)
         return BuildError(f"rank {rank} of {world} died without an error"
                           + (f" ({how})" if how else ""), target.loc("train", "nproc"),
                           f"the ranks' output is in {shown}")
