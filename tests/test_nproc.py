@@ -248,6 +248,31 @@ def test_ctrl_c_stops_every_rank(tmp_path):
     assert leftovers(d) == []
 
 
+def test_a_cancel_stops_the_ranks(tmp_path):
+    """watch's cancel (a threading.Event) set at rank 0's first progress report: the build
+    raises Cancelled and no job folder or rank is left."""
+    import threading
+    from s2build.compile import distributed, train
+    from s2build.data import dataset
+    from s2build.data.shards import ShardStore
+    from s2build.engine import fingerprint
+    from s2build.project import config
+    d = make_project(tmp_path / "p", nproc=2, epochs=200)
+    t = config.load(str(d / "s2build.yaml")).targets["table"]
+    inputs, _ = fingerprint.target_inputs(t, {})
+    ds = dataset.load_dataset(t, inputs, ShardStore(str(d / ".s2build")), lean=True)
+    cancel, seen = threading.Event(), []
+    def progress(done, total, loss):
+        seen.append(done)
+        cancel.set()
+    clock = time.perf_counter()
+    with pytest.raises(train.Cancelled):
+        distributed.train(t, ds, str(d / ".s2build"), cancel=cancel, progress=progress)
+    assert seen and seen[0] < 200
+    assert leftovers(d) == []
+    print(f"cancelled and stopped in {time.perf_counter() - clock:.1f}s")
+
+
 @pytest.mark.parametrize("value, message", [
     ("nproc: 0", "7:14: targets.t.train.nproc: must be at least 1, got 0"),
     ("nproc: -1", "7:14: targets.t.train.nproc: must be at least 1, got -1"),

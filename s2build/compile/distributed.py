@@ -121,19 +121,20 @@ def train(target, ds, state_dir, cancel=None, progress=None):
     job = tempfile.mkdtemp(prefix=".s2tmp-nproc-", dir=tmp)
     log_path = os.path.join(state_dir, "logs", f"{target.name}.torchrun.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    proc = None
     try:
         _write_job(target, ds, job, "nccl" if device == "cuda" else "gloo")
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(command(target, job), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
-        try:
-            rc = _wait(proc, job, cancel, progress, trainer.Cancelled)
-        except BaseException:
-            stop(proc)
-            raise
+        rc = _wait(proc, job, cancel, progress, trainer.Cancelled)
         if rc != 0 or not os.path.isdir(os.path.join(job, "result")):
             raise failure(job, rc, log_path, world_size(target), target)
         return _load(target, ds, os.path.join(job, "result"), time.perf_counter() - started)
+    except BaseException:
+        if proc is not None:                        # Ctrl-C, SIGTERM, cancel: stop the ranks
+            stop(proc)
+        raise
     finally:
         shutil.rmtree(job, ignore_errors=True)
 
