@@ -224,6 +224,9 @@ def _write_error(job, rank, e):
     else:
         out.update(cls=None, message=f"{type(e).__name__}: {e}".strip(),
                    location=f"{last.filename}:{last.lineno}" if last else None, hint=None)
+    if out["kind"] == "error":               # the log keeps the whole traceback
+        sys.stderr.write(f"rank {rank}: {out['trace']}")
+        sys.stderr.flush()
     _write_json(os.path.join(job, f"error-{rank}.json"), out)
 
 

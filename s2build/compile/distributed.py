@@ -210,7 +210,9 @@ def failure(job, rc, log_path, world, target):
         if e["cls"] is None:                        # not an S2Error: s2build's or torch's
             return BuildError(f"rank {e['rank']} of {world} raised {e['message']}",
                               e["location"], f"the ranks' output is in {shown}")
-        return cls(f"{e['message']} (rank {e['rank']} of {world})", e["location"], e["hint"])
+        hint = (e["hint"] or "").replace("run with -v for the full traceback",
+                                         f"the full traceback is in {shown}")
+        return cls(f"{e['message']} (rank {e['rank']} of {world})", e["location"], hint or None)
     def ranks(prefix):
         return {int(p.rsplit("-", 1)[1]) for p in glob.glob(os.path.join(job, prefix + "-*"))}
     with open(log_path, errors="replace") as f:
