@@ -218,6 +218,13 @@ def add_jobs(p):
                    help="with -j: stop every build at the first failure")
 
 
+def add_nproc(p):
+    """--nproc N (build, status, explain): overrides every target's train.nproc."""
+    p.add_argument("--nproc", type=common.count_arg(low=1), default=None, metavar="N",
+                   help="train each target in N processes under torchrun (DDP), whatever its "
+                   "train.nproc says; the world size is in the build key")
+
+
 def add_parsers(sub):
     b = sub.add_parser("build", help="build stale targets")
     b.add_argument("targets", nargs="*", metavar="TARGET")
@@ -230,17 +237,20 @@ def add_parsers(sub):
                    help="fail (exit 10) instead of waiting when another build holds the lock")
     b.add_argument("--json", action="store_true", help="print results as JSON")
     add_jobs(b)
+    add_nproc(b)
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("status", help="list stale targets (exit 1 if any) and the cache size")
     s.add_argument("targets", nargs="*", metavar="TARGET")
     s.add_argument("--json", action="store_true")
+    add_nproc(s)
     s.set_defaults(func=cmd_status)
 
     e = sub.add_parser("explain", help="why targets or rules are stale")
     e.add_argument("targets", nargs="+", metavar="TARGET_OR_RULE")
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-rows", action="store_true", help="do not list the rows that changed")
+    add_nproc(e)
     e.set_defaults(func=cmd_explain)
 
     g = sub.add_parser("graph", help="show the target graph")

@@ -11,7 +11,8 @@ from s2build.errors import UsageError
 
 def load(args):
     """The Project of `-f FILE` or the nearest s2build.yaml; chdir into its folder, so every
-    path s2build prints is relative to the project."""
+    path s2build prints is relative to the project. `--nproc N` (args.nproc) replaces every
+    target's train.nproc."""
     from s2build.project import config
     cwd = getattr(args, "cwd", None) or os.getcwd()       # after -C DIR
     path = os.path.join(cwd, args.file) if args.file else config.find(cwd)
@@ -21,7 +22,11 @@ def load(args):
                                  hint="create one (see s2build.yaml.example) or pass -f FILE")
     path = os.path.abspath(path)
     os.chdir(os.path.dirname(path))
-    return config.load(path)
+    project = config.load(path)
+    if getattr(args, "nproc", None) is not None:          # --nproc N: every target's world
+        for t in project.targets.values():
+            t.config["train"]["nproc"] = args.nproc
+    return project
 
 
 def reporter(args):

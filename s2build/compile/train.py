@@ -19,6 +19,7 @@ is evaluated on the holdout rows. The schedules:
 A schedule has `threads` and three methods: `start(run)` (warm start `run.net` / `run.opt`;
 may raise), `batches(run, r)` (the index batches of round r, int64 positions in the training
 rows, or None to stop before it) and `done(r)` ((done, total) for progress after round r).
+It may name a `recorder` class (default Recorder; compile/ddp.py gathers every rank's rows).
 
 Training dynamics are recorded as a by-product of an Epochs run (`Recorder`, `Dynamics`):
 the mean per-row margin over the second half of the epochs (lint's label-error signal), taken
@@ -211,7 +212,7 @@ def fit(target, ds, schedule, cancel=None, progress=None, record=False, keep=Non
     run = Run(target, ds, device, keep)
     schedule.start(run)
     net, opt, xd, yd = run.net, run.opt, run.xd, run.yd
-    rec = Recorder(run, schedule.epochs) if record else None
+    rec = getattr(schedule, "recorder", Recorder)(run, schedule.epochs) if record else None
 
     history, r = [], 0
     while True:

@@ -111,9 +111,14 @@ def produce(step, project, files, cache, reporter, cancel):
     import numpy as np
     if not streamed:                                # the rows verification runs (tables:
         rows = data.verification_rows(ds.holdout)   # ds.raw holds only those (lean)
+    from s2build.compile import distributed       # train: {nproc: N}: torchrun + DDP
     if trained is None and streamed:
         from s2build.compile import stream
+        if distributed.world_size(t) > 1:
+            reporter.warn(f"{t.name}: train.nproc: a streamed table trains in one process")
         trained = stream.fit_stream(t, ds, cancel=cancel, progress=progress)
+    elif trained is None and distributed.world_size(t) > 1:
+        trained = distributed.train(t, ds, project.state_dir, cancel=cancel, progress=progress)
     elif trained is None:
         from s2build.data import heap
         with heap.training():                       # per-epoch arrays go back when freed

@@ -16,7 +16,8 @@ Every error names `s2build.yaml:LINE:COL`, and unknown keys get a "did you mean"
         model:   {type: mlp, hidden: [64, 64], activation: relu, dropout: 0.0}
         loss:    cross_entropy  # or path/file.py:function
         metrics: [accuracy]     # names or path/file.py:function
-        train:   {epochs: 30, batch_size: 32, lr: 0.001, optimizer: adam, seed: 0, device: cpu}
+        train:   {epochs: 30, batch_size: 32, lr: 0.001, optimizer: adam, seed: 0, device: cpu,
+                  nproc: 1}     # nproc > 1: torchrun + DDP (compile/distributed.py)
         holdout: {fraction: 0.2, seed: 0}       # or {sources: [GLOB, ...]}
         output:  build/NAME.onnx  # inside the project, .onnx, off every input (project/paths.py)
         deps:    [OTHER_TARGET]
@@ -154,10 +155,13 @@ def find(start=None):
 
 def key_config(target):
     """The part of the resolved config that determines the artifact (input to the build key):
-    everything but NOT_IN_KEY, `holdout` without its glob patterns, and `metrics` reduced to
-    the user-code metrics (`file.py:function`, in order: the artifact records each of them,
-    besides every built-in metric of the task)."""
+    everything but NOT_IN_KEY, `holdout` without its glob patterns, `train.torchrun` reduced
+    to `nnodes` (with train.nproc, the world size; where the ranks meet cannot change the
+    bytes), and `metrics` reduced to the user-code metrics (`file.py:function`, in order: the
+    artifact records each of them, besides every built-in metric of the task)."""
     out = {k: v for k, v in target.config.items() if k not in NOT_IN_KEY}
+    if isinstance(out.get("train"), dict) and isinstance(out["train"].get("torchrun"), dict):
+        out["train"] = dict(out["train"], torchrun={"nnodes": out["train"]["torchrun"]["nnodes"]})
     if isinstance(out.get("holdout"), dict):
         out["holdout"] = {k: v for k, v in out["holdout"].items() if k != "sources"}
     if isinstance(out.get("upstream"), dict):       # the name is replaced by the artifact's

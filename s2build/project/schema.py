@@ -102,6 +102,23 @@ TRAIN = {
     # a memory budget ("1GB", "512MB", bytes): a table that would need more is streamed from
     # its shards block by block (data/stream.py); in the key, as streaming changes the order
     "memory": Key("size", None),
+    # processes that train together under torchrun with DistributedDataParallel (gloo on the
+    # cpu, nccl on cuda; compile/distributed.py); in the key with torchrun.nnodes (world size)
+    "nproc": Key("int", 1, low=1),
+    "torchrun": Key("section", {}),                # TORCHRUN: several nodes
+}
+
+# torchrun's multi-node settings (train.torchrun); only `nnodes` enters the build key (the
+# world size is nproc x nnodes). With nnodes 1 the run is `--standalone` and the others are
+# unused; unset ones come from torchrun's own environment (PET_NODE_RANK, PET_MASTER_ADDR, ...).
+TORCHRUN = {
+    "nnodes": Key("int", 1, low=1),
+    "node_rank": Key("int", None, low=0),          # usually PET_NODE_RANK on each node
+    "master_addr": Key("str", None),               # static rendezvous: rank 0's host
+    "master_port": Key("int", None, low=1, high=65535),
+    "rdzv_backend": Key("str", None),              # e.g. c10d
+    "rdzv_endpoint": Key("str", None),             # host:port
+    "rdzv_id": Key("str", None),
 }
 
 HOLDOUT = {

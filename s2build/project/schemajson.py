@@ -22,7 +22,7 @@ import re
 from s2build.project import registry
 from s2build.project.schema import (CACHE, COLUMN_KINDS, EXPORT, HOLDOUT, LOADERS, MODELS,
                                     REQUIRED, RULE, RULE_NAME, SPEC, TARGET, TARGET_NAME, TOP,
-                                    TRAIN, UPSTREAM, USER_METRIC, USER_MODEL, USER_REF)
+                                    TORCHRUN, TRAIN, UPSTREAM, USER_METRIC, USER_MODEL, USER_REF)
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SHIPPED = "s2build/s2build.schema.json"                       # relative to the repository root
@@ -175,7 +175,8 @@ def json_schema():
     """The JSON Schema of s2build.yaml (a dict, draft 2020-12)."""
     loader = _variants(LOADERS, "format", "csv")
     model = _variants(MODELS, "type", "mlp", extra=_USER_REF)
-    sections = {"loader": loader, "model": model, "train": _mapping(TRAIN),
+    train = _mapping(TRAIN, sections={"torchrun": _mapping(TORCHRUN)})
+    sections = {"loader": loader, "model": model, "train": train,
                 "holdout": _mapping(HOLDOUT), "export": _mapping(EXPORT),
                 "upstream": _nullable(_mapping(UPSTREAM))}
     target = _mapping(TARGET, _loss, sections)

@@ -10,8 +10,8 @@ import difflib
 
 from s2build.errors import ConfigError
 from s2build.project import registry
-from s2build.project.schema import (EXPORT, HOLDOUT, Key, LOADERS, MODELS, REQUIRED, TARGET, TRAIN,
-                                    UPSTREAM, USER_METRIC, USER_MODEL, USER_REF)
+from s2build.project.schema import (EXPORT, HOLDOUT, Key, LOADERS, MODELS, REQUIRED, TARGET,
+                                    TORCHRUN, TRAIN, UPSTREAM, USER_METRIC, USER_MODEL, USER_REF)
 
 _TYPE_NAMES = {"str": "a string", "char": "one character", "int": "an integer", "float": "a number", "bool": "true or false",
                "strlist": "a list of strings", "intlist": "a list of integers",
@@ -271,6 +271,8 @@ def check_target(name, ty, root, locs):
                           user_ok=True)
     for sec, schema in (("train", TRAIN), ("holdout", HOLDOUT), ("export", EXPORT)):
         t[sec] = check_section(base + (sec,), schema, t[sec] or None, locs)
+    t["train"]["torchrun"] = check_section(base + ("train", "torchrun"), TORCHRUN,
+                                           t["train"]["torchrun"] or None, locs)
     if t["upstream"] is not None:                   # absent: None (no upstream)
         t["upstream"] = check_section(base + ("upstream",), UPSTREAM, t["upstream"], locs)
         _check_upstream(t, base, locs)
