@@ -14,6 +14,7 @@ The job folder, written by distributed.py:
     job.json                  {"backend": "gloo" | "nccl", "task", "classes"}
     target.pkl                the Target (resolved config, yaml locations, root for user code)
     x.npy y.npy holdout.npy   the dataset's arrays, memory-mapped here (a rank gathers its rows)
+    soft.npy                  the upstream's logits, when the target distils (optional)
 
 What the ranks write into it (R: the global rank; files tmp + os.replace):
 
@@ -130,6 +131,8 @@ class Arrays:
         self.x, self.y, self.holdout = load("x.npy"), load("y.npy"), np.load(
             os.path.join(job, "holdout.npy"))
         self.task, self.classes = spec["task"], spec["classes"]
+        soft = os.path.join(job, "soft.npy")          # upstream soft labels, when distilling
+        self.soft = np.load(soft) if os.path.isfile(soft) else None
 
 
 def _write_json(path, obj):

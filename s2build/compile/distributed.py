@@ -100,6 +100,8 @@ def _write_job(target, ds, job, backend):
     np.save(os.path.join(job, "x.npy"), ds.x)
     np.save(os.path.join(job, "y.npy"), ds.y)
     np.save(os.path.join(job, "holdout.npy"), ds.holdout)
+    if getattr(ds, "soft", None) is not None:       # upstream soft labels (compile/distill.py)
+        np.save(os.path.join(job, "soft.npy"), ds.soft)
     with open(os.path.join(job, "target.pkl"), "wb") as f:
         pickle.dump(target, f)
     with open(os.path.join(job, "job.json"), "w") as f:
