@@ -38,6 +38,7 @@ import time
 import s2build
 from s2build import errors
 from s2build.engine import buildone
+from s2build.engine import locking
 from s2build.errors import S2Error
 from s2build.report.console import Result
 
@@ -258,7 +259,7 @@ def execute(steps, project, state, cache, reporter, jobs, fail_fast=False, remot
                 rec = buildone.record_built(step, built, state)
                 if remote is not None:
                     remote.push(step.inputs.key, cache)
-                buildone.warn_discarded(cache, reporter)
+                locking.warn_discarded(cache, reporter)
                 finish(buildone.built_result(step, rec, built,
                                              time.perf_counter() - job.started), "ok")
             else:
