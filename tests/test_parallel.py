@@ -68,6 +68,68 @@ def test_j2_builds_independent_targets_with_the_bytes_of_j1(tmp_path):
         ["a: up to date", "b: up to date"]
 
 
+FOUR = """\
+  c: {<<: *t, train: {epochs: 3, seed: 3}, output: build/c.onnx}
+  d: {<<: *t, train: {epochs: 3, seed: 4}, output: build/d.onnx}
+"""
+
+CRASH = """\
+  crash: {<<: *t, loss: "die.py:loss", train: {epochs: 3, seed: 5}, output: build/crash.onnx}
+"""
+
+
+def builders(stdout):
+    """{target: (pid, nth target of that lane, 'worker' | 'parent')} from the -v detail lines."""
+    import re
+    out, name = {}, None
+    for line in stdout.splitlines():
+        m = re.match(r"(\w+): built in ", line)
+        if m:
+            name = m.group(1)
+        m = re.search(r"built (?:by worker (\d+)|in the parent process) \((\d+)\w\w target\)$",
+                      line)
+        if m and name:
+            out[name] = (int(m.group(1) or 0), int(m.group(2)),
+                         "worker" if m.group(1) else "parent")
+            name = None
+    return out
+
+
+def test_a_warm_worker_builds_several_targets(tmp_path):
+    d = project(tmp_path / "p", extra=FOUR)
+    p = run(["build", "-v", "-j", "2"], d, check=0)
+    who = builders(p.stdout)
+    assert sorted(who) == ["a", "b", "c", "d"], p.stdout
+    pids = {pid for pid, _n, _kind in who.values()}
+    assert len(pids) <= 2 and all(kind == "worker" for _p, _n, kind in who.values())
+    assert os.getpid() not in pids and p.returncode == 0
+    # each pid's targets are numbered 1, 2, ... in the order it built them: one process
+    # imported once and built a second target
+    for pid in pids:
+        assert sorted(n for q, n, _k in who.values() if q == pid) == \
+            list(range(1, 1 + sum(q == pid for q, _n, _k in who.values())))
+    assert max(n for _p, n, _k in who.values()) >= 2
+    assert workers_of(d) == []                              # all gone when the run ends
+
+
+def test_a_worker_crash_fails_its_target_only(tmp_path):
+    d = project(tmp_path / "p", extra=FOUR + CRASH)
+    (d / "die.py").write_text("import os, signal\n\n\ndef loss(out, y):\n"
+                              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    p = run(["build", "-v", "-j", "2", "crash", "a", "b", "c", "d"], d)
+    assert p.returncode == 70, p.stderr                     # internal: no result at all
+    assert "crash: failed: the worker building crash exited with status -9 and no result" \
+        in p.stdout
+    who = builders(p.stdout)
+    assert sorted(who) == ["a", "b", "c", "d"], p.stdout    # the others built
+    for name in "abcd":
+        assert (d / "build" / f"{name}.onnx").exists()
+    assert not (d / "build" / "crash.onnx").exists()
+    state = json.loads((d / ".s2build" / "state.json").read_text())
+    assert sorted(state["targets"]) == ["a", "b", "c", "d"]
+    assert workers_of(d) == [] and not list((d / ".s2build").glob("jobs-*"))
+
+
 def test_a_failure_skips_its_dependents_not_independent_targets(tmp_path):
     d = project(tmp_path / "p", extra=BAD)
     p = run(["build", "-j", "2"], d)
