@@ -185,8 +185,8 @@ def _run(steps, state, cache, reporter, jobs, fail_fast, remote, verbose, pool):
                 continue
             lane = pool.idle()
             if lane is None:
-                if len([x for x in pool.lanes if x.alive]) < jobs:
-                    pool.spawn()    # the plan under the lock found more work than the first
+                if pool.wants_worker(jobs):
+                    pool.spawn()
                 continue
             pending.remove(step)
             with lock:
@@ -204,7 +204,7 @@ def _run(steps, state, cache, reporter, jobs, fail_fast, remote, verbose, pool):
                 if lane.stopped and time.monotonic() - lane.stopped > pool_mod.STOP_WAIT:
                     lane.kill()
         try:
-            event = pool.events.get(timeout=0.5)
+            event = pool.events.get(timeout=0.1)
         except Exception:           # queue.Empty
             continue
         kind, lane = event[0], event[1]

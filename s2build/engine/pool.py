@@ -6,7 +6,9 @@ server, may deadlock in torch's thread pools), so that their imports overlap the
 planning and each other. runner.build starts it after the unlocked plan found work (a no-op
 never starts one) and closes it when the run ends; a worker builds job after job meanwhile.
 With `parent`, one lane is the parent process: a thread that runs buildone.produce in-process,
-for a parent that has torch imported already (the build server, a notebook).
+for a parent that has torch imported already (the build server, a notebook); then workers
+start only once a job is waiting and the parent lane has been busy for DEFER seconds
+(`wants_worker`): small builds stay in the warm parent, as `-j 1` would.
 
 A lane has `ready` (a worker: its imports are done, it said `ready`), `job` (the Job it is
 building, or None) and `alive`. The pool's `events` queue receives ("ready", lane),
@@ -22,7 +24,7 @@ OMP_NUM_THREADS in its environment, OpenMP and OpenBLAS; a dev build's fine-tuni
 so the budget changes no release artifact.
 
 `close()` ends the run: idle workers see end of file and exit 0; busy ones (an interrupt, a
-failure) get SIGTERM, SIGKILL after STOP_WAIT seconds; the parent lane is cancelled between
+failure) and those still importing get SIGTERM, SIGKILL after STOP_WAIT seconds; the parent lane is cancelled between
 two training steps and joined. The result files (`.s2build/jobs-*/`) are removed.
 """
 
@@ -42,6 +44,7 @@ import time
 import s2build
 
 STOP_WAIT = 10.0            # seconds a stopped worker gets before SIGKILL
+DEFER = 1.0                 # seconds the parent lane builds alone before a worker starts
 
 
 def cpus():
@@ -269,8 +272,20 @@ class Pool:
             from s2build.data import dataset
             self._parse = dataset.PARSE_THREADS
             dataset.PARSE_THREADS = max(1, min(self._parse, self.threads))
-        while len(self.lanes) < lanes:
+        while not parent and len(self.lanes) < lanes:
             self.spawn()
+
+    def wants_worker(self, jobs):
+        """Whether a job that finds no idle lane should start a worker: fewer than `jobs`
+        lanes alive, none of them still starting, and, beside a parent lane, that lane busy
+        for DEFER seconds (a build the warm parent finishes sooner gains nothing from a
+        worker that would import for longer, and its import would slow the parent's)."""
+        alive = [x for x in self.lanes if x.alive]
+        if len(alive) >= jobs or any(not x.ready for x in alive):
+            return False
+        mine = next((x for x in alive if isinstance(x, InProcess)), None)
+        return mine is None or (mine.job is not None and
+                                time.perf_counter() - mine.job.started >= DEFER)
 
     def spawn(self):
         self.started += 1
@@ -292,8 +307,8 @@ class Pool:
     def close(self):
         """End the run: idle workers exit, busy ones are stopped (see the module docstring)."""
         for lane in self.lanes:
-            if lane.job is not None:
-                lane.stop()
+            if lane.job is not None or not lane.ready:
+                lane.stop()                 # not ready: no need to wait for its imports
             lane.close_stdin()
         deadline = time.monotonic() + STOP_WAIT
         for lane in self.lanes:
