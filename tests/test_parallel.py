@@ -68,6 +68,68 @@ def test_j2_builds_independent_targets_with_the_bytes_of_j1(tmp_path):
         ["a: up to date", "b: up to date"]
 
 
+FOUR = """\
+  c: {<<: *t, train: {epochs: 3, seed: 3}, output: build/c.onnx}
+  d: {<<: *t, train: {epochs: 3, seed: 4}, output: build/d.onnx}
+"""
+
+CRASH = """\
+  crash: {<<: *t, loss: "die.py:loss", train: {epochs: 3, seed: 5}, output: build/crash.onnx}
+"""
+
+
+def builders(stdout):
+    """{target: (pid, nth target of that lane, 'worker' | 'parent')} from the -v detail lines."""
+    import re
+    out, name = {}, None
+    for line in stdout.splitlines():
+        m = re.match(r"(\w+): built in ", line)
+        if m:
+            name = m.group(1)
+        m = re.search(r"built (?:by worker (\d+)|in the parent process) \((\d+)\w\w target\)$",
+                      line)
+        if m and name:
+            out[name] = (int(m.group(1) or 0), int(m.group(2)),
+                         "worker" if m.group(1) else "parent")
+            name = None
+    return out
+
+
+def test_a_warm_worker_builds_several_targets(tmp_path):
+    d = project(tmp_path / "p", extra=FOUR)
+    p = run(["build", "-v", "-j", "2"], d, check=0)
+    who = builders(p.stdout)
+    assert sorted(who) == ["a", "b", "c", "d"], p.stdout
+    pids = {pid for pid, _n, _kind in who.values()}
+    assert len(pids) <= 2 and all(kind == "worker" for _p, _n, kind in who.values())
+    assert os.getpid() not in pids and p.returncode == 0
+    # each pid's targets are numbered 1, 2, ... in the order it built them: one process
+    # imported once and built a second target
+    for pid in pids:
+        assert sorted(n for q, n, _k in who.values() if q == pid) == \
+            list(range(1, 1 + sum(q == pid for q, _n, _k in who.values())))
+    assert max(n for _p, n, _k in who.values()) >= 2
+    assert workers_of(d) == []                              # all gone when the run ends
+
+
+def test_a_worker_crash_fails_its_target_only(tmp_path):
+    d = project(tmp_path / "p", extra=FOUR + CRASH)
+    (d / "die.py").write_text("import os, signal\n\n\ndef loss(out, y):\n"
+                              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    p = run(["build", "-v", "-j", "2", "crash", "a", "b", "c", "d"], d)
+    assert p.returncode == 70, p.stderr                     # internal: no result at all
+    assert "crash: failed: the worker building crash exited with status -9 and no result" \
+        in p.stdout
+    who = builders(p.stdout)
+    assert sorted(who) == ["a", "b", "c", "d"], p.stdout    # the others built
+    for name in "abcd":
+        assert (d / "build" / f"{name}.onnx").exists()
+    assert not (d / "build" / "crash.onnx").exists()
+    state = json.loads((d / ".s2build" / "state.json").read_text())
+    assert sorted(state["targets"]) == ["a", "b", "c", "d"]
+    assert workers_of(d) == [] and not list((d / ".s2build").glob("jobs-*"))
+
+
 def test_a_failure_skips_its_dependents_not_independent_targets(tmp_path):
     d = project(tmp_path / "p", extra=BAD)
     p = run(["build", "-j", "2"], d)
@@ -105,22 +167,29 @@ def test_output_lines_are_whole_and_tagged_by_target(tmp_path):
         {line.rsplit(" loss", 1)[0] for line in epochs}
 
 
-def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
-    d = project(tmp_path / "p", epochs=100000)
+def interrupt_while_both_train(d, env=None):
+    """Start `build -v -j 2`, wait until a and b both train, SIGINT the client; its stderr."""
     p = subprocess.Popen([sys.executable, "-m", "s2build", "-v", "build", "-j", "2"], cwd=d,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                         env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
     seen, deadline = set(), time.time() + 120
-    for line in p.stderr:                       # both workers are training
+    for line in p.stderr:                       # both lanes are training
         if " epoch 2/100000" in line:
             seen.add(line[:3])
         if seen == {"[a]", "[b]"}:
             break
         assert time.time() < deadline, "training never started"
-    assert len(workers_of(d)) == 2
+    lanes = len(workers_of(d))
     p.send_signal(signal.SIGINT)                # the parent only (as the build server's cancel)
     assert p.wait(timeout=60) == 130
-    assert "nothing was recorded" in p.stderr.read()
+    return lanes, p.stderr.read()
+
+
+def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
+    d = project(tmp_path / "p", epochs=100000)
+    lanes, err = interrupt_while_both_train(d)
+    assert lanes == 2                           # a fresh CLI process: two workers
+    assert "nothing was recorded" in err
     assert workers_of(d) == []
     assert not (d / "build").exists() or not os.listdir(d / "build")
     assert not (d / ".s2build" / "state.json").exists() or \
@@ -132,14 +201,41 @@ def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
         not list((d / ".s2build" / "cache").rglob("record.json"))
 
 
-def test_j2_through_the_build_server(tmp_path):
-    d = project(tmp_path / "p")
+def test_ctrl_c_through_the_server_stops_its_own_lane_and_its_worker(tmp_path):
+    d = project(tmp_path / "p", epochs=100000, extra=FOUR.replace("epochs: 3", "epochs: 100000"))
     env = {"S2BUILD_SERVER": "1", "S2BUILD_SERVER_IDLE": "30"}
     try:
-        p = run(["build", "-j", "2"], d, env=env, check=0)
+        lanes, err = interrupt_while_both_train(d, env)
+        assert lanes == 1                       # the server builds a itself, a worker b
+        assert "nothing was recorded" in err
+        assert workers_of(d) == []
+        state = d / ".s2build" / "state.json"
+        assert not state.exists() or json.loads(state.read_text())["targets"] == {}
+        assert not list((d / ".s2build").glob("cache/*/*/record.json"))
+        assert not list((d / ".s2build").glob("jobs-*"))
+    finally:
+        run(["shutdown"], d, env=env, timeout=30)
+
+
+def test_j2_through_the_build_server(tmp_path):
+    """The warm server builds as a lane itself (it has torch imported), beside its workers,
+    with the bytes of a -j 1 build in a fresh process."""
+    d, one = project(tmp_path / "p"), project(tmp_path / "one")
+    run(["build", "-j", "1"], one, check=0)
+    env = {"S2BUILD_SERVER": "1", "S2BUILD_SERVER_IDLE": "30"}
+    try:
+        p = run(["build", "-v", "-j", "2"], d, env=env, check=0)
         assert "a: built in" in p.stdout and "b: built in" in p.stdout
-        assert "[a]" not in p.stdout and "unavailable" not in p.stderr
-        assert "job: s2build build -j 2" in (d / ".s2build" / "server.log").read_text()
+        assert "unavailable" not in p.stderr
+        assert "job: s2build build -v -j 2" in (d / ".s2build" / "server.log").read_text()
+        who = builders(p.stdout)
+        assert sorted(who) == ["a", "b"] and "parent" in {k for _p, _n, k in who.values()}
+        assert all(pid != os.getpid() for pid, _n, _k in who.values())
+        epochs = [line for line in p.stderr.splitlines() if "epoch" in line]
+        assert epochs and all(line.startswith(("[a] a: epoch ", "[b] b: epoch "))
+                              for line in epochs)
     finally:
         run(["shutdown"], d, env=env, timeout=30)
     assert workers_of(d) == []
+    for name in ("a", "b"):
+        assert sha256(one / "build" / f"{name}.onnx") == sha256(d / "build" / f"{name}.onnx")

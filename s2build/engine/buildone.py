@@ -59,11 +59,14 @@ def restore(step, state, cache, remote=None):
     return rec
 
 
-def produce(step, project, files, cache, reporter, cancel):
+def produce(step, project, files, cache, reporter, cancel, threads=None):
     """Train, export and verify one target and put its cache entry (content-addressed, written
     atomically: harmless when nothing records it). Writes no state, output or sidecar, so a
     `-j` worker process (engine/worker.py) can run it while its parent alone records.
-    `files`: the state's stat cache (read only). Returns a Built."""
+    `files`: the state's stat cache (read only). `threads`: a dev build's fine-tuning threads
+    (None: incremental.dev_threads; a release build trains on one). `cancel` set: raises
+    train.Cancelled between training steps, and before the cache entry is written. Returns a
+    Built."""
     from s2build.data import dataset as data
     from s2build.data.shards import ShardStore
     t, inputs = step.target, step.inputs
@@ -98,7 +101,7 @@ def produce(step, project, files, cache, reporter, cancel):
     if getattr(inputs, "parent", None):             # dev: fine-tune the last build's network
         from s2build.compile import finetune
         trained, why = finetune.finetune(t, ds, cache, inputs.parent, cancel=cancel,
-                                         progress=progress)
+                                         progress=progress, threads=threads)
         if trained is not None:                     # say what the fine-tune did
             step.reasons = [explain.Reason(r.kind, f"{r.text}: {trained.change}")
                             if r.kind == "incremental" else r for r in step.reasons]
@@ -220,6 +223,8 @@ def produce(step, project, files, cache, reporter, cancel):
         buf = io.BytesIO()
         torch.save(trained.optimizer_state, buf)
         extra["optimizer.pt"] = buf.getvalue()
+    if cancel is not None and cancel.is_set():
+        raise train.Cancelled()
     cache.put(inputs.key, artifact, dict(rec, facts=facts), extra)
     detail = ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()) + \
         f"; parsed {len(ds.parsed_files)} of {len(inputs.sources) + len(inputs.holdout)} files" + \

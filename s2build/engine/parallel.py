@@ -1,49 +1,47 @@
-"""`-j N`: build independent targets in parallel worker processes, one writer of state.
+"""`-j N`: build independent targets in parallel on warm lanes, one writer of state.
 
-`execute(steps, ...)` takes the runner's plan (dependencies first) and runs it as a DAG: a
-target starts when every dependency in the plan is done. Up-to-date and cached targets are
-handled here in the parent (restores are milliseconds); a target that must be trained runs in
-a worker process (`python -m s2build.engine.worker`, engine/worker.py), at most N at once.
-Workers are fresh interpreters, never forks: a fork of a process that loaded torch (the build
-server) may deadlock in torch's thread pools. The parent holds `.s2build/lock` for the whole
-run and alone writes state.json, outputs and sidecars (`buildone.record_built`) and pushes to
-the remote; a worker writes only content-addressed files (shards, graphs, its cache entry).
+`execute(steps, ..., pool)` takes the runner's plan (dependencies first) and runs it as a DAG:
+a target starts when every dependency in the plan is done. Up-to-date and cached targets are
+handled here in the parent (restores are milliseconds); a target that must be trained goes to
+an idle, ready lane of `pool` (engine/pool.py): a warm worker process that imported torch once
+and builds job after job (engine/worker.py), or, when the parent has torch imported already
+(`parent_lane`: the build server), the parent itself in a thread. `start(project, steps,
+jobs)` makes the pool with `width(steps)` lanes at most (the most builds the plan can run at
+once; one lane: the parent alone); runner.build calls it before taking the lock, so the
+workers import while the parent waits for the lock and plans again. A job waits for a ready
+lane rather than queueing behind a worker's imports; a worker that dies is replaced while
+work remains. The parent holds `.s2build/lock` for the whole run and alone writes
+state.json, outputs and sidecars (`buildone.record_built`) and pushes to the remote; a lane
+writes only content-addressed files (shards, graphs, its cache entry).
 
-Output: each worker line reaches the parent's stdout or stderr whole, prefixed `[TARGET] `;
-the outcome lines (`wine: built in ...`) are the reporter's, as without -j.
+Output: each lane's line reaches the parent's stdout or stderr whole, prefixed `[TARGET] `;
+the outcome lines (`wine: built in ...`) are the reporter's, as without -j; under -v a built
+target's detail ends with the lane that built it (`built by worker 4242 (2nd target)`).
 
 Failures: a failing target does not stop independent ones; its dependents are `skipped`
-(reported, with the dependency that failed). With `fail_fast`, the first failure stops the
-running workers (SIGTERM; reported `cancelled`) and skips the rest. At the end, when anything
-failed, `BuildsFailed` is raised with the worst (highest) exit code of the failures.
+(reported, with the dependency that failed); a worker that dies fails its target (exit 70).
+With `fail_fast`, the first failure stops the busy lanes (SIGTERM; the parent lane between
+two steps; reported `cancelled`) and skips the rest. At the end, when anything failed,
+`BuildsFailed` is raised with the worst (highest) exit code of the failures.
 
 Interrupts: Ctrl-C or SIGTERM in the parent (or the build server's cancel, which is a SIGINT
-to its main thread) sends SIGTERM to every worker, waits for them (then SIGKILL after
-STOP_WAIT seconds), removes their result files and re-raises: nothing half-written is left (a
-worker's cache entry is either whole or under the cache's tmp/, which the next build clears),
-nothing is recorded for an unfinished target, and the lock dies with the parent's `with`.
+to its main thread) stops every busy lane, waits for them (SIGKILL after STOP_WAIT seconds)
+and re-raises; the pool's close removes the result files: nothing half-written is left (a
+cache entry is either whole or under the cache's tmp/, which the next build clears), nothing
+is recorded for an unfinished target, and the lock dies with the parent's `with`.
 """
 
-import os
-import pickle
-import queue
 import signal
-import struct
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 
-import s2build
 from s2build import errors
 from s2build.engine import buildone
 from s2build.engine import locking
+from s2build.engine import pool as pool_mod
 from s2build.errors import S2Error
 from s2build.project import graph
 from s2build.report.console import Result
-
-STOP_WAIT = 10.0            # seconds a stopped worker gets before SIGKILL
 
 
 class BuildsFailed(S2Error):
@@ -59,120 +57,88 @@ class BuildsFailed(S2Error):
         self.reported = True
 
 
-class _Job:
-    """One worker process: its target's step, the Popen, the result file, reader threads."""
-
-    def __init__(self, step, proc, result_path, readers):
-        self.step, self.proc, self.result_path, self.readers = step, proc, result_path, readers
-        self.started = time.perf_counter()
-
-
-def _pump(pipe, stream, tag, lock, finished=None, name=None):
-    """Copy `pipe`'s lines to `stream`, whole and prefixed `[tag] `; then say `finished`."""
-    try:
-        for raw in iter(pipe.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            with lock:
-                try:
-                    stream.write(f"[{tag}] {line}\n")
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-    finally:
-        pipe.close()
-        if finished is not None:
-            finished.put(name)
+def width(steps):
+    """How many of `steps` can train at once, at most: the largest number of builds at one
+    depth of the plan's graph of builds (a build's depth: 1 + its deepest build dependency)."""
+    by_name = {s.target.name: s for s in steps}
+    depth = {}
+    for s in steps:                                 # dependencies first
+        if s.action in ("build", "incremental"):
+            depth[s.target.name] = 1 + max([depth.get(d, 0) for d in s.target.config["deps"]
+                                            if d in by_name] or [0])
+    keys = {}
+    for name, d in depth.items():
+        keys.setdefault(d, set()).add(by_name[name].inputs.key or name)
+    return max((len(k) for k in keys.values()), default=0)
 
 
-def worker_env():
-    """The parent's environment, with this s2build first on PYTHONPATH (the worker must run
-    the code whose digest is in the key) and unbuffered output (lines arrive as written)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    here = os.path.dirname(os.path.dirname(os.path.abspath(s2build.__file__)))
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in parts if p != here])
-    return env
+def parent_lane():
+    """Whether the parent builds too: when torch is imported already (the build server, a
+    notebook); a fresh CLI process would pay the import in its own lane as a worker does."""
+    return "torch" in sys.modules
 
 
-def _start(step, project, state, tmpdir, lock, finished, verbose):
-    name = step.target.name
-    result_path = os.path.join(tmpdir, f"{name}.result")
-    proc = subprocess.Popen([sys.executable, "-m", "s2build.engine.worker", result_path],
-                            cwd=project.root, env=worker_env(), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    job = pickle.dumps({"project": project, "step": step, "files": dict(state.files),
-                        "verbose": verbose}, protocol=pickle.HIGHEST_PROTOCOL)
-    try:
-        proc.stdin.write(struct.pack(">Q", len(job)) + job)
-        proc.stdin.flush()                      # kept open: its end tells the worker to stop
-    except OSError:
-        pass                                    # it died at start: its exit status says so
-    done = queue.Queue()
-    readers = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, name, lock, done),
-                                daemon=True),
-               threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, name, lock, done),
-                                daemon=True)]
-    for r in readers:
-        r.start()
-    # one message on `finished` once both pipes are drained (the worker exited or closed them)
-    threading.Thread(target=lambda: (done.get(), done.get(), proc.wait(), finished.put(name)),
-                     daemon=True).start()
-    return _Job(step, proc, result_path, readers)
+def start(project, steps, jobs):
+    """The Pool for `steps` under `-j jobs`: width(steps) lanes at most; when only one target
+    can train at a time, the parent alone (as `-j 1` would, with `-j`'s failure rules)."""
+    n = max(1, min(jobs, width(steps)))
+    return pool_mod.Pool(project, n, n == 1 or parent_lane())
 
 
-def _read_result(job):
-    try:
-        with open(job.result_path, "rb") as f:
-            return pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError):
-        return None
-    finally:
-        try:
-            os.unlink(job.result_path)
-        except OSError:
-            pass
+def _who(got):
+    w = got.get("worker") or {}
+    if w.get("parent"):
+        return f"built in the parent process ({_nth(w.get('job', 1))} target)"
+    return f"built by worker {w.get('pid')} ({_nth(w.get('job', 1))} target)"
 
 
-def _stop(jobs):
-    """SIGTERM every worker, wait (SIGKILL after STOP_WAIT), close their stdin."""
-    for job in jobs:
-        if job.proc.poll() is None:
-            try:
-                job.proc.send_signal(signal.SIGTERM)
-            except OSError:
-                pass
-    deadline = time.monotonic() + STOP_WAIT
-    for job in jobs:
-        try:
-            job.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            job.proc.kill()
-            job.proc.wait()
-        for r in job.readers:
-            r.join(1.0)
-        try:
-            job.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            os.unlink(job.result_path)
-        except OSError:
-            pass
+def _nth(n):
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def execute(steps, project, state, cache, reporter, jobs, fail_fast=False, remote=None,
-            verbose=False):
-    """Run `steps` (runner.Step, dependencies first) with up to `jobs` workers. Returns
-    [Result] in plan order; raises BuildsFailed when a target failed, buildone.Replan when a
-    source changed while a worker read it (after the running workers finished)."""
+            verbose=False, pool=None):
+    """Run `steps` (runner.Step, dependencies first) on up to `jobs` lanes of `pool` (one is
+    started, and closed at the end, when None). Returns [Result] in plan order; raises
+    BuildsFailed when a target failed, buildone.Replan when a source changed while a worker
+    read it (after the running builds finished)."""
+    own = pool is None
+    if own:
+        pool = start(project, steps, jobs)
+    try:
+        return _run(steps, state, cache, reporter, jobs, fail_fast, remote, verbose, pool)
+    except BaseException:
+        _stop(pool)
+        raise
+    finally:
+        if own:
+            pool.close()
+
+
+def _stop(pool):
+    """Stop every busy lane and wait until each has ended (SIGKILL after STOP_WAIT)."""
+    for lane in pool.busy():
+        lane.stop()
+    deadline = time.monotonic() + pool_mod.STOP_WAIT
+    for lane in pool.busy():
+        if isinstance(lane, pool_mod.Worker):
+            try:
+                lane.proc.wait(max(0.0, deadline - time.monotonic()))
+            except Exception:
+                lane.kill()
+                lane.proc.wait()
+        else:
+            lane.thread.join()
+        lane.job = None
+
+
+def _run(steps, state, cache, reporter, jobs, fail_fast, remote, verbose, pool):
     in_plan = {s.target.name for s in steps}
     pending = list(steps)
-    outcome, results, running = {}, {}, {}
+    outcome, results = {}, {}
     failures, skipped = [], []
-    finished = queue.Queue()
-    lock = threading.Lock()
+    lock = pool.lock
     replan = stopping = False
-    tmpdir = tempfile.mkdtemp(prefix="jobs-", dir=project.state_dir)
 
     def finish(r, status):
         outcome[r.name] = status
@@ -189,103 +155,115 @@ def execute(steps, project, state, cache, reporter, jobs, fail_fast=False, remot
                       detail=str(err) if err is not None else f"worker exited {rc}"), "failed")
         failures.append((step.target.name, rc))
 
-    try:
-        while pending or running:
-            before = len(pending)
-            for step in list(pending):
-                name = step.target.name
-                deps = [d for d, _p in graph.needs(step.target) if d in in_plan]
-                bad = [d for d in deps if outcome.get(d) in ("failed", "skipped")]
-                if bad or stopping:
-                    pending.remove(step)
-                    why = f"dependency {bad[0]} failed" if bad and outcome[bad[0]] == "failed" \
-                        else f"dependency {bad[0]} was skipped" if bad else \
-                        "stopped: another target failed (--fail-fast)"
-                    finish(Result(name, "skipped", reasons=step.reasons, detail=why), "skipped")
-                    skipped.append(name)
-                    continue
-                if replan or not all(d in outcome for d in deps):
-                    continue
-                if step.inputs.key is None:         # its upstream is done: plan it now
-                    from s2build.engine import steps as steps_mod
-                    pending[pending.index(step)] = step = steps_mod.settle(step, project, state,
-                                                                           cache, remote)
-                if step.action == "up-to-date":
-                    pending.remove(step)
-                    finish(Result(name, "up-to-date", output=step.target.config["output"],
-                                  key=step.inputs.key, detail=step.cutoff), "ok")
-                    continue
-                if any(j.step.inputs.key == step.inputs.key for j in running.values()):
-                    continue            # the same recipe is being built: restore it after
-                with lock:
-                    r = buildone.restore_step(step, state, cache, reporter, remote)
-                if r is not None:
-                    pending.remove(step)
-                    finish(r, "ok")
-                    continue
-                if len(running) >= jobs:
-                    continue
+    while pending or pool.busy():
+        before = len(pending)
+        for step in list(pending):
+            name = step.target.name
+            deps = [d for d, _p in graph.needs(step.target) if d in in_plan]
+            bad = [d for d in deps if outcome.get(d) in ("failed", "skipped")]
+            if bad or stopping:
                 pending.remove(step)
+                why = f"dependency {bad[0]} failed" if bad and outcome[bad[0]] == "failed" \
+                    else f"dependency {bad[0]} was skipped" if bad else \
+                    "stopped: another target failed (--fail-fast)"
+                finish(Result(name, "skipped", reasons=step.reasons, detail=why), "skipped")
+                skipped.append(name)
+                continue
+            if replan or not all(d in outcome for d in deps):
+                continue
+            if step.inputs.key is None:             # its upstream is done: plan it now
+                from s2build.engine import steps as steps_mod
+                pending[pending.index(step)] = step = steps_mod.settle(step, pool.project, state,
+                                                                       cache, remote)
+            if step.action == "up-to-date":
+                pending.remove(step)
+                finish(Result(name, "up-to-date", output=step.target.config["output"],
+                              key=step.inputs.key, detail=step.cutoff), "ok")
+                continue
+            if any(x.job.step.inputs.key == step.inputs.key for x in pool.busy()):
+                continue            # the same recipe is being built: restore it after
+            with lock:
+                r = buildone.restore_step(step, state, cache, reporter, remote)
+            if r is not None:
+                pending.remove(step)
+                finish(r, "ok")
+                continue
+            lane = pool.idle()
+            if lane is None:
+                if pool.wants_worker(jobs):
+                    pool.spawn()
+                continue
+            pending.remove(step)
+            with lock:
+                reporter.start(name, "build", step.reasons)
+            lane.send(pool.job(step), dict(state.files), verbose)
+        if not pool.busy():
+            if replan:
+                break
+            if pending and len(pending) == before and \
+                    all(x.ready or not x.alive for x in pool.lanes):
+                raise RuntimeError("parallel: no target can start: "      # not in a valid plan
+                                   + ", ".join(s.target.name for s in pending))
+        if stopping:                # --fail-fast: a stopped worker gets STOP_WAIT seconds
+            for lane in pool.busy():
+                if lane.stopped and time.monotonic() - lane.stopped > pool_mod.STOP_WAIT:
+                    lane.kill()
+        try:
+            event = pool.events.get(timeout=0.1)
+        except Exception:           # queue.Empty
+            continue
+        kind, lane = event[0], event[1]
+        if kind == "ready":
+            lane.ready = True
+            continue
+        if kind == "exited":
+            lane.alive = False
+            pool.lanes.remove(lane)
+            if lane.job is None:
+                if not lane.ready and pending:
+                    raise S2Error(f"a -j worker exited with status {lane.proc.returncode} "
+                                  "before it could build (its lines above say why)")
+                continue
+            job, got, rc = lane.job, None, lane.proc.returncode
+        else:
+            job, rc = lane.job, None
+            got = lane.result()
+        lane.job = None
+        name = job.step.target.name
+        if got is None or got.get("cancelled"):
+            code = errors.INTERRUPTED if rc in (-signal.SIGINT, errors.INTERRUPTED) else \
+                errors.TERMINATED if rc in (-signal.SIGTERM, errors.TERMINATED) or got else \
+                errors.INTERNAL
+            if stopping and code != errors.INTERNAL:
+                finish(Result(name, "cancelled", reasons=job.step.reasons,
+                              detail="stopped (--fail-fast)"), "skipped")
+                skipped.append(name)
+                continue
+            fail(job.step, S2Error(f"the worker building {name} exited with status {rc} "
+                                   "and no result"), code)
+        elif got.get("replan"):
+            replan = True
+        elif got.get("ok"):
+            step, built = got["step"], got["built"]
+            rec = buildone.record_built(step, built, state)
+            if remote is not None:
+                remote.push(step.inputs.key, cache)
+            locking.warn_discarded(cache, reporter)
+            built.detail += f"; {_who(got)}"
+            finish(buildone.built_result(step, rec, built,
+                                         time.perf_counter() - job.started), "ok")
+        else:
+            e = got["error"]
+            err = S2Error(e["message"], e["location"], e["hint"])
+            if e.get("traceback"):
                 with lock:
-                    reporter.start(name, "build", step.reasons)
-                running[name] = _start(step, project, state, tmpdir, lock, finished, verbose)
-            if not running:
-                if replan:
-                    break
-                if pending and len(pending) == before:     # cannot happen in a valid plan
-                    raise RuntimeError("parallel: no target can start: "
-                                       + ", ".join(s.target.name for s in pending))
-                continue
-            try:
-                name = finished.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            job = running.pop(name)
-            for r in job.readers:
-                r.join()
-            job.proc.stdin.close()
-            got = _read_result(job)
-            rc = job.proc.returncode
-            if got is None:
-                code = errors.INTERRUPTED if rc in (-signal.SIGINT, errors.INTERRUPTED) else \
-                    errors.TERMINATED if rc in (-signal.SIGTERM, errors.TERMINATED) else \
-                    errors.INTERNAL
-                if stopping and code != errors.INTERNAL:
-                    finish(Result(name, "cancelled", reasons=job.step.reasons,
-                                  detail="stopped (--fail-fast)"), "skipped")
-                    skipped.append(name)
-                    continue
-                fail(job.step, S2Error(f"the worker building {name} exited with status {rc} "
-                                       "and no result"), code)
-            elif got.get("replan"):
-                replan = True
-            elif got.get("ok"):
-                step, built = got["step"], got["built"]
-                rec = buildone.record_built(step, built, state)
-                if remote is not None:
-                    remote.push(step.inputs.key, cache)
-                locking.warn_discarded(cache, reporter)
-                finish(buildone.built_result(step, rec, built,
-                                             time.perf_counter() - job.started), "ok")
-            else:
-                e = got["error"]
-                err = S2Error(e["message"], e["location"], e["hint"])
-                if e.get("traceback"):
-                    with lock:
-                        for line in e["traceback"].splitlines():
-                            print(f"[{name}] {line}", file=sys.stderr)
-                fail(job.step, err, e["exit_code"])
-            if failures and fail_fast and not stopping:
-                stopping = True
-                _stop(list(running.values()))
-    except BaseException:
-        _stop(list(running.values()))
-        running.clear()
-        raise
-    finally:
-        _stop(list(running.values()))
-        import shutil
-        shutil.rmtree(tmpdir, ignore_errors=True)
+                    for line in e["traceback"].splitlines():
+                        print(f"[{name}] {line}", file=sys.stderr)
+            fail(job.step, err, e["exit_code"])
+        if failures and fail_fast and not stopping:
+            stopping = True
+            for x in pool.busy():
+                x.stop()
     if state.dirty:
         state.save()
     if replan:

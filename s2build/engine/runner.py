@@ -67,8 +67,9 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
     (after reporting the failed target), train.Cancelled when `cancel` (a threading.Event) is
     set during training (nothing is recorded for that target). `jobs` > 1: independent targets
     train in up to that many worker processes (engine/parallel.py; a failure stops only its
-    dependents unless `fail_fast`); otherwise one after the other in this process, stopping at
-    the first failure. Rules named or needed run first (their outputs are sources)."""
+    dependents unless `fail_fast`; their warm workers start before the lock is taken);
+    otherwise one after the other in this process, stopping at the first failure. Rules named
+    or needed run first (their outputs are sources)."""
     from s2build.engine import rulerun, rules
     wanted_rules, names = rules.needed(project, names)
     ran = rulerun.bring_up_to_date(project, wanted_rules, reporter, wait, command)
@@ -88,23 +89,31 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
             reporter.done(r)
         return results
 
-    with locking.BuildLock(project.state_dir, f"s2build {command}", wait=wait, on_wait=reporter.warn):
-        cache.clean_tmp()
-        for attempt in range(3):
-            state = State.load(project.state_dir)
-            if state.warning:
-                reporter.warn(state.warning)
-            steps = plan(project, names, state, cache, mode, remote)
-            try:
-                if jobs and jobs > 1:
-                    from s2build.engine import parallel
-                    return parallel.execute(steps, project, state, cache, reporter, jobs,
-                                            fail_fast, remote,
-                                            verbose=getattr(reporter, "verbose", False))
-                return _execute(steps, project, state, cache, reporter, cancel, remote)
-            except _Replan:
-                reporter.warn("a source changed while it was read; fingerprinting again")
-        raise S2Error("sources keep changing while being read; try again when edits settle")
+    pool = None
+    if jobs and jobs > 1:       # warm workers: their imports overlap the lock and the plan
+        from s2build.engine import parallel
+        pool = parallel.start(project, steps, jobs)
+    try:
+        with locking.BuildLock(project.state_dir, f"s2build {command}", wait=wait,
+                               on_wait=reporter.warn):
+            cache.clean_tmp()
+            for attempt in range(3):
+                state = State.load(project.state_dir)
+                if state.warning:
+                    reporter.warn(state.warning)
+                steps = plan(project, names, state, cache, mode, remote)
+                try:
+                    if jobs and jobs > 1:
+                        return parallel.execute(steps, project, state, cache, reporter, jobs,
+                                                fail_fast, remote, pool=pool,
+                                                verbose=getattr(reporter, "verbose", False))
+                    return _execute(steps, project, state, cache, reporter, cancel, remote)
+                except _Replan:
+                    reporter.warn("a source changed while it was read; fingerprinting again")
+            raise S2Error("sources keep changing while being read; try again when edits settle")
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 _Replan = buildone.Replan
