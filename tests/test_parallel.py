@@ -201,6 +201,25 @@ def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
         not list((d / ".s2build" / "cache").rglob("record.json"))
 
 
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    d = project(tmp_path / "p", epochs=100000)
+    p = subprocess.Popen([sys.executable, "-m", "s2build", "-v", "build", "-j", "2"], cwd=d,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    for line in p.stderr:                       # a worker is training
+        if " epoch 2/100000" in line:
+            break
+    assert len(workers_of(d)) == 2
+    p.kill()                                    # no signal handler, no cleanup in the parent
+    p.wait()
+    deadline = time.time() + 30
+    while workers_of(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert workers_of(d) == []                  # each saw its stdin close, and stopped
+    assert not (d / ".s2build" / "cache").exists() or \
+        not list((d / ".s2build" / "cache").rglob("record.json"))
+
+
 def test_ctrl_c_through_the_server_stops_its_own_lane_and_its_worker(tmp_path):
     d = project(tmp_path / "p", epochs=100000, extra=FOUR.replace("epochs: 3", "epochs: 100000"))
     env = {"S2BUILD_SERVER": "1", "S2BUILD_SERVER_IDLE": "30"}
