@@ -146,11 +146,24 @@ def test_a_failure_skips_its_dependents_not_independent_targets(tmp_path):
     assert p.returncode == 5 and "bad: failed" in p.stdout
 
 
+LATE = """\
+  late: {<<: *t, loss: "late.py:loss", train: {epochs: 100000, seed: 3}, output: build/late.onnx}
+  after: {<<: *t, deps: [late], train: {epochs: 3, seed: 4}, output: build/after.onnx}
+"""
+
+
 def test_fail_fast_stops_the_other_builds(tmp_path):
-    d = project(tmp_path / "p", epochs=400, extra=BAD)
-    p = run(["build", "-j", "2", "--fail-fast", "bad", "a", "b", "after"], d)
+    # `late` fails 4 s into its training, when a (100000 epochs) is surely training beside it
+    # on the other worker: a is stopped, b never starts
+    d = project(tmp_path / "p", epochs=100000, extra=LATE)
+    (d / "late.py").write_text(
+        "import time\nimport torch.nn.functional as F\nSTART = []\n\n\n"
+        "def loss(out, y):\n    START[:] = START or [time.monotonic()]\n"
+        "    if time.monotonic() - START[0] > 4:\n        raise ValueError('boom')\n"
+        "    return F.cross_entropy(out, y)\n")
+    p = run(["build", "-j", "2", "--fail-fast", "late", "a", "b", "after"], d)
     assert p.returncode == 5, p.stderr
-    assert "bad: failed" in p.stdout
+    assert "late: failed: late.py:9: loss late.py:loss raised ValueError: boom" in p.stdout
     assert "built in" not in p.stdout                      # a was stopped, b never started
     assert "a: cancelled (stopped (--fail-fast))" in p.stdout
     assert "b: skipped" in p.stdout and "after: skipped" in p.stdout
