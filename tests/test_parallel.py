@@ -146,11 +146,24 @@ def test_a_failure_skips_its_dependents_not_independent_targets(tmp_path):
     assert p.returncode == 5 and "bad: failed" in p.stdout
 
 
+LATE = """\
+  late: {<<: *t, loss: "late.py:loss", train: {epochs: 100000, seed: 3}, output: build/late.onnx}
+  after: {<<: *t, deps: [late], train: {epochs: 3, seed: 4}, output: build/after.onnx}
+"""
+
+
 def test_fail_fast_stops_the_other_builds(tmp_path):
-    d = project(tmp_path / "p", epochs=400, extra=BAD)
-    p = run(["build", "-j", "2", "--fail-fast", "bad", "a", "b", "after"], d)
+    # `late` fails 4 s into its training, when a (100000 epochs) is surely training beside it
+    # on the other worker: a is stopped, b never starts
+    d = project(tmp_path / "p", epochs=100000, extra=LATE)
+    (d / "late.py").write_text(
+        "import time\nimport torch.nn.functional as F\nSTART = []\n\n\n"
+        "def loss(out, y):\n    START[:] = START or [time.monotonic()]\n"
+        "    if time.monotonic() - START[0] > 4:\n        raise ValueError('boom')\n"
+        "    return F.cross_entropy(out, y)\n")
+    p = run(["build", "-j", "2", "--fail-fast", "late", "a", "b", "after"], d)
     assert p.returncode == 5, p.stderr
-    assert "bad: failed" in p.stdout
+    assert "late: failed: late.py:9: loss late.py:loss raised ValueError: boom" in p.stdout
     assert "built in" not in p.stdout                      # a was stopped, b never started
     assert "a: cancelled (stopped (--fail-fast))" in p.stdout
     assert "b: skipped" in p.stdout and "after: skipped" in p.stdout
@@ -197,6 +210,25 @@ def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
     tmp = d / ".s2build" / "tmp"
     assert not tmp.exists() or os.listdir(tmp) == []
     assert not list((d / ".s2build").glob("jobs-*"))
+    assert not (d / ".s2build" / "cache").exists() or \
+        not list((d / ".s2build" / "cache").rglob("record.json"))
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    d = project(tmp_path / "p", epochs=100000)
+    p = subprocess.Popen([sys.executable, "-m", "s2build", "-v", "build", "-j", "2"], cwd=d,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    for line in p.stderr:                       # a worker is training
+        if " epoch 2/100000" in line:
+            break
+    assert len(workers_of(d)) == 2
+    p.kill()                                    # no signal handler, no cleanup in the parent
+    p.wait()
+    deadline = time.time() + 30
+    while workers_of(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert workers_of(d) == []                  # each saw its stdin close, and stopped
     assert not (d / ".s2build" / "cache").exists() or \
         not list((d / ".s2build" / "cache").rglob("record.json"))
 
