@@ -92,7 +92,7 @@ def test_no_other_module_opens_an_artifact():
             name = node.attr if isinstance(node, ast.Attribute) else \
                 node.id if isinstance(node, ast.Name) else None
             if name in ("InferenceSession", "metadata_props", "get_modelmeta") or \
-                    (name == "load" and isinstance(node.value, ast.Name)
-                     and node.value.id == "onnx"):
+                    (name == "load" and isinstance(node, ast.Attribute)
+                     and isinstance(node.value, ast.Name) and node.value.id == "onnx"):
                 offenders.append(f"{rel}:{node.lineno}: {name}")
     assert offenders == []
