@@ -8,6 +8,8 @@ the yaml location and the whole cycle (`a -> b -> a`).
 
 import difflib
 
+from s2build.project import dag
+
 from s2build.errors import GraphError, UsageError
 
 
@@ -46,26 +48,11 @@ def check(project):
 
 def _topo(project, roots):
     """Post-order DFS from `roots`; raise GraphError on a cycle, naming it in full."""
-    done, stack, out = set(), [], []
-
-    def visit(name):
-        if name in done:
-            return
-        if name in stack:
-            cycle = stack[stack.index(name):] + [name]
-            first = project.targets[cycle[0]]
-            raise GraphError("dependency cycle: " + " -> ".join(cycle),
-                             first.loc(*dict(needs(first))[cycle[1]]))
-        stack.append(name)
-        for dep, _path in needs(project.targets[name]):
-            visit(dep)
-        stack.pop()
-        done.add(name)
-        out.append(name)
-
-    for r in roots:
-        visit(r)
-    return out
+    def cycle(names):
+        first = project.targets[names[0]]
+        raise GraphError("dependency cycle: " + " -> ".join(names),
+                         first.loc(*dict(needs(first))[names[1]]))
+    return dag.postorder(roots, lambda n: [d for d, _p in needs(project.targets[n])], cycle)
 
 
 def order(project, wanted=None):

@@ -192,25 +192,13 @@ def reads(project, target):
 def order(project, wanted=None):
     """Names of `wanted` rules (default all) and the rules they read, those first. A cycle is
     a GraphError naming it in full at the input that closes it."""
-    done, stack, out = set(), [], []
+    from s2build.project import dag
 
-    def visit(name):
-        if name in done:
-            return
-        if name in stack:
-            cycle = stack[stack.index(name):] + [name]
-            first = project.rules[cycle[0]]
-            idx = dict((d, i) for d, i in reversed(rule_deps(project, first)))[cycle[1]]
-            raise GraphError("dependency cycle: " + " -> ".join(cycle),
-                             first.loc("inputs", idx),
-                             "a rule cannot read, directly or not, what it writes")
-        stack.append(name)
-        for dep, _i in rule_deps(project, project.rules[name]):
-            visit(dep)
-        stack.pop()
-        done.add(name)
-        out.append(name)
-
-    for name in (project.rules if wanted is None else wanted):
-        visit(name)
-    return out
+    def cycle(names):
+        first = project.rules[names[0]]
+        idx = dict((d, i) for d, i in reversed(rule_deps(project, first)))[names[1]]
+        raise GraphError("dependency cycle: " + " -> ".join(names), first.loc("inputs", idx),
+                         "a rule cannot read, directly or not, what it writes")
+    return dag.postorder(project.rules if wanted is None else wanted,
+                           lambda n: [d for d, _i in rule_deps(project, project.rules[n])],
+                           cycle)
