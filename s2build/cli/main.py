@@ -194,10 +194,5 @@ def run():
     code = main()
     if "torch" not in sys.modules:
         sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    errors.exit_now(code)
 

@@ -273,19 +273,6 @@ def main(argv):
     return 0
 
 
-def _exit(code):
-    """End the process without interpreter teardown: everything a rank writes is closed and
-    renamed into place by now, and gloo's threads at teardown sometimes abort a rank
-    ('terminate called without an active exception', after destroy_process_group: about 1 in
-    8 builds here), which torchrun reports as a failed rank."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 if __name__ == "__main__":
     try:
         code = main(sys.argv[1:])
@@ -293,4 +280,8 @@ if __name__ == "__main__":
         import traceback
         traceback.print_exc()
         code = 1
-    _exit(code)
+    # no interpreter teardown: gloo's threads at teardown sometimes abort a rank ('terminate
+    # called without an active exception', about 1 in 8 builds here), which torchrun reports
+    # as a failed rank; everything the rank writes is closed and renamed into place by now
+    from s2build import errors
+    errors.exit_now(code)
