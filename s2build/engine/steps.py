@@ -13,6 +13,7 @@ from s2build.engine import explain
 from s2build.engine import fingerprint
 from s2build.engine import record as records
 from s2build.project import graph
+from s2build.project import paths
 from s2build.store import remote as remote_store
 
 
@@ -65,6 +66,8 @@ def plan_one(project, t, state, cache, cached, mode, upstream=None):
         kept = incremental.kept_state(cache, record["key"])
     d = decide_mod.decide(inputs, record, cached, status, mode, kept,
                           output_path=t.config["output"])
+    if d.action != "up-to-date":
+        paths.check_not_foreign(t, record)
     if d.parent is not None:
         from s2build.engine import incremental
         inputs = incremental.incremental_inputs(inputs, d.parent)

@@ -97,7 +97,9 @@ def load(path):
     try:
         text = text.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"not UTF-8 text (byte {e.start})", fname) from None
+        line = text[:e.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", f"{fname}:{line}",
+                          "save the file as UTF-8") from None
     root = os.path.dirname(path)
     top_y = parse_yaml(text, fname)
     if top_y.kind == "map":             # `x-NAME:` top-level keys hold anchors for merge keys

@@ -111,3 +111,25 @@ def check(project, allow_outside_sources=False):
         if not os.path.isdir(parent):
             raise ConfigError(f"output '{given}': '{os.path.relpath(parent, real_root)}' is a "
                               "file, not a folder", loc, hint)
+
+
+def check_not_foreign(t, record):
+    """Raise ConfigError when `t`'s output file exists and s2build did not write it: state.json's
+    `record` names another output (or none) and no sidecar `NAME.onnx.json` holds the file's
+    sha256. A hand-made or downloaded model is never overwritten; an artifact from a clone
+    (sidecar committed beside it) or from before `clean --cache` is. Costs a stat unless the
+    output exists unrecorded."""
+    if record and record.get("output") == t.config["output"] or not os.path.isfile(t.output):
+        return
+    import hashlib
+    import json
+    try:
+        with open(t.output + ".json", "rb") as f:
+            recorded = json.loads(f.read()).get("artifact_sha256")
+        with open(t.output, "rb") as f:
+            if recorded and hashlib.sha256(f.read()).hexdigest() == recorded:
+                return
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise ConfigError(f"output '{t.config['output']}' exists and s2build did not write it",
+                      t.loc("output"), "move that file away, or choose another output")

@@ -39,6 +39,11 @@ def _plain(y):
     return y.value
 
 
+# words users write for a choice that spelling distance would map to the wrong one
+SYNONYMS = {"gpu": "cuda", "cuda:0": "cuda", "torchscript": "legacy", "onnx": "dynamo",
+            "regress": "regression", "classifier": "classification"}
+
+
 def _check_value(path, key, y, locs):
     """Check `y` against `key`; return its plain value (sections are handled by the caller)."""
     v = y.value
@@ -47,7 +52,8 @@ def _check_value(path, key, y, locs):
         if y.kind != "scalar" or not isinstance(v, str):
             raise _type_error(path, key, y)
         if key.choices and v not in key.choices:
-            close = difflib.get_close_matches(v, key.choices, n=1)
+            close = [SYNONYMS[v]] if SYNONYMS.get(v) in key.choices else \
+                difflib.get_close_matches(v, key.choices, n=1)
             hint = f"did you mean '{close[0]}'?" if close else "one of: " + ", ".join(key.choices)
             raise ConfigError(f"{'.'.join(map(str, path))}: unknown value '{v}'", y.loc, hint)
         return v
@@ -219,8 +225,8 @@ def check_section(path, schema, y, locs, where=None):
     for k, key in schema.items():
         if k not in items:
             if key.default is REQUIRED:
-                hint = None if y is not None else \
-                    f"add it: {path[-1]}: {{{k}: ...}}" if path else None
+                hint = (f"add it: {k}: ..." if y is not None else
+                        f"add it: {path[-1]}: {{{k}: ...}}") if path else None
                 raise ConfigError(f"{'.'.join(map(str, path))}: missing required key '{k}'",
                                   y.loc if y is not None else where, hint)
             out[k] = key.default.copy() if isinstance(key.default, (list, dict)) else key.default

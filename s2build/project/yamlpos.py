@@ -50,7 +50,7 @@ def _convert(node, fname, constructor):
             key = str(constructor.construct_object(knode))
             if key in out:
                 raise ConfigError(f"duplicate key '{key}'", _mark(fname, knode),
-                                  f"first given at {out[key][0]}")
+                                  f"first given at {out[key][0]}; keep one of them")
             out[key] = (_mark(fname, knode), _convert(vnode, fname, constructor))
         for k, v in merged.items():
             out.setdefault(k, v)
@@ -77,6 +77,12 @@ def _fix(text, problem, mark):
         return "a value that contains ': ' must be quoted, e.g. key: \"a: b\""
     if "did not find expected key" in problem or "expected <block end>" in problem:
         return "check the indentation: keys of one mapping line up in the same column"
+    if "did not find expected ',' or" in problem:
+        return "a [list] or {mapping} is not closed, or an item lacks its comma"
+    if "unexpected end of stream" in problem and "quoted" in problem:
+        return "close the quote"
+    if "another document" in problem:
+        return "s2build.yaml is one YAML document: remove the '---' line"
     if "could not find expected ':'" in problem:
         return "each line of a mapping is `key: value`; check the line above for a missing " \
                "colon or an unclosed quote"
@@ -93,7 +99,7 @@ def parse_yaml(text, fname):
         cm, hint = e.context_mark, None
         if e.context and cm is not None and mark is not None and cm.line != mark.line:
             hint = f"{e.context} started at {fname}:{cm.line + 1}:{cm.column + 1}"
-        fix = _fix(text, e.problem or e.context or "", mark)
+        fix = _fix(text, f"{e.problem} {e.context}", mark)
         if fix:
             hint = f"{fix}; {hint}" if hint else fix
         raise ConfigError(f"invalid YAML: {e.problem or e.context}", where, hint) from None
