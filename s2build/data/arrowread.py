@@ -67,7 +67,9 @@ def header_names(rel, header, loader):
         names = next(csv.reader(io.StringIO(text, newline=""),
                                 delimiter=loader.get("delimiter") or ","))
     except (csv.Error, StopIteration) as e:
-        raise DataError(f"malformed CSV: {e}", f"{rel}:1") from None
+        raise DataError(f"malformed CSV: {e}", f"{rel}:1",
+                        "a header cell over 128 KiB: check the delimiter and the quotes"
+                        if "field limit" in str(e) else None) from None
     names = [h.strip() for h in names]
     seen = set()
     for h in names:
@@ -76,6 +78,16 @@ def header_names(rel, header, loader):
                             "give every column its own name")
         seen.add(h)
     return names
+
+
+def _delimiter_hint(names, loader):
+    """A fix when the header reads as one column holding another common delimiter."""
+    if len(names) == 1:
+        for d in (",", ";", "\t", "|"):
+            if d in names[0] and d != (loader.get("delimiter") or ","):
+                return f"the header is one column '{names[0]}': set loader.delimiter: " \
+                    + (repr(d) if d != "\t" else '"\\t"')
+    return None
 
 
 def select(rel, names, loader, with_label=True, where=None):
@@ -88,7 +100,8 @@ def select(rel, names, loader, with_label=True, where=None):
                         f"remove '{label}' from loader.features in s2build.yaml")
     for col in ([label] if label is not None else []) + list(features):
         if col not in names:
-            raise DataError(f"no column '{col}' in the header", where, _close(col, names))
+            raise DataError(f"no column '{col}' in the header", where,
+                            _delimiter_hint(names, loader) or _close(col, names))
     for col in loader.get("columns") or {}:
         if col not in names:
             raise DataError(f"loader.columns names '{col}', which is not a column", where,
@@ -201,6 +214,7 @@ def _locate(rel, header, block, lines, loader, names, label, features, kinds, re
         raise DataError(f"not UTF-8 text (byte {e.start} of the block at line "
                         f"{int(lines[0])})", f"{rel}:{int(lines[0])}") from None
     index = {h: i for i, h in enumerate(names)}
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # pyarrow has no limit
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=loader.get("delimiter") or ",")
     for k, line in enumerate(lines.tolist()):
         try:
@@ -227,7 +241,11 @@ def _locate(rel, header, block, lines, loader, names, label, features, kinds, re
                                     "fix the cell, or declare the column a category: "
                                     f"loader.columns: {{{f}: category}}") from None
         if label is not None and regression:
-            number(row[index[label]].strip(), label, rel, line, bad=[])
+            try:
+                number(row[index[label]].strip(), label, rel, line, bad=[])
+            except DataError as e:
+                raise DataError(e.message, e.location, "a regression label is a number: fix "
+                                "the cell, or set loader.task: classification") from None
 
 
 def _strings(col, pa):

@@ -120,6 +120,11 @@ def _check_value(path, key, y, locs):
             if v < 2:
                 raise ConfigError(f"{'.'.join(path)}: need at least 2 classes, got {v}", y.loc)
             return v
+        for i, item in enumerate(y.value if y.kind == "list" else []):
+            if isinstance(item.value, bool):
+                raise ConfigError(f"{'.'.join(path)}.{i}: YAML reads this class name as "
+                                  f"{str(item.value).lower()}", item.loc,
+                                  "quote names such as 'yes', 'no', 'on', 'off': ['no', 'yes']")
         if y.kind == "list" and all(i.kind == "scalar" and isinstance(i.value, (str, int))
                                     for i in y.value):
             names = [str(i.value) for i in y.value]
