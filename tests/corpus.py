@@ -219,8 +219,8 @@ def undo(saved, d):
 
 def located(where, err):
     """Whether a line of `err` starts at location `where` (or a finer one: `f:3` matches
-    `f:3:7: ...`)."""
-    return re.search(rf"(?m)^{re.escape(where)}(:\d+)*: ", err) is not None
+    `f:3:7: ...`, `f` matches `f[2]: ...`)."""
+    return re.search(rf"(?m)^{re.escape(where)}(:\d+|\[\d+\])*: ", err) is not None
 
 
 def written(case):

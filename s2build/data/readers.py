@@ -33,7 +33,9 @@ def _text(rel, data):
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text (byte {e.start})", rel) from None
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text (byte {e.start})", f"{rel}:{line}",
+                        "save the file as UTF-8") from None
 
 
 
@@ -146,18 +148,36 @@ def parse_jsonl(rel, data, loader, with_label=True, bad=None):
             labels.append(json.dumps(lab) if isinstance(lab, bool) else str(lab).strip())
         xs.append(vals)
         lines.append(lineno)
-    x = np.asarray(xs, dtype=np.float32).reshape(len(xs), width or 0)
-    lab = np.asarray(labels, dtype=np.float32).reshape(len(xs), -1) if regression and with_label \
+    x = _float32(np.asarray(xs, dtype=np.float64).reshape(len(xs), width or 0),
+                 lambda i: f"{rel}:{lines[i]}", "a feature value")
+    lab = _float32(np.asarray(labels, dtype=np.float64).reshape(len(xs), -1),
+                   lambda i: f"{rel}:{lines[i]}", "the label") if regression and with_label \
         else np.asarray(labels, dtype=np.str_)
     return _shard(x, lab, lines, loader, rel, loader["features"])
+
+
+def _float32(a, where, what):
+    """float64 array `a` as float32; a finite value beyond float32's range (it would become
+    inf) is a DataError at `where(row)`."""
+    big = np.flatnonzero((np.isfinite(a) & (np.abs(a) > np.finfo(np.float32).max))
+                         .reshape(len(a), -1).any(axis=1))
+    if len(big):
+        i = int(big[0])
+        v = a.reshape(len(a), -1)[i]
+        v = v[np.isfinite(v) & (np.abs(v) > np.finfo(np.float32).max)][0]
+        raise DataError(f"{what}: {v:g} is too large for float32", where(i), "rescale it")
+    return a.astype(np.float32)
 
 
 def _check_array(arr, rel, what, bad=None):
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{what} has dtype {arr.dtype}, expected numbers", rel)
-    rows = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1).astype(np.float64)).all(axis=1))
+    flat = arr.reshape(len(arr), -1).astype(np.float64)
+    rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
     for i in (rows if bad is not None else rows[:1]).tolist():
         _flag(DataError(f"{what} holds NaN or inf", f"{rel}[{i}]", "fix or remove the row"), bad)
+    if arr.dtype.itemsize > 4 or arr.dtype.kind in "iu":
+        _float32(flat, lambda i: f"{rel}[{i}]", what)
 
 
 def _array_labels(y, rel, loader, bad=None):
@@ -174,6 +194,8 @@ def _array_labels(y, rel, loader, bad=None):
 def parse_npz(rel, data, loader, with_label=True, bad=None):
     """An .npz archive: features array `loader.features`, labels array `loader.label`."""
     try:
+        if not data.startswith(b"PK"):
+            raise ValueError("not an .npz archive (a zip of .npy arrays, as np.savez writes)")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:
@@ -197,6 +219,8 @@ def parse_npz(rel, data, loader, with_label=True, bad=None):
 def parse_npy(rel, data, loader, with_label=True, bad=None):
     """A 2-D .npy array [rows, columns]; column `loader.label_column` is the label."""
     try:
+        if not data.startswith(b"\x93NUMPY"):
+            raise ValueError("not an .npy file (as np.save writes)")
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as e:
         raise DataError(f"cannot read .npy: {e}", rel) from None
