@@ -11,6 +11,7 @@ Holdout: the target's holdout files, or else rowhash.holdout_mask over the rows'
 so editing one row never reshuffles the others. Imported lazily (numpy): not on the no-op path.
 """
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,11 +183,32 @@ def _parallel_refs(store, root, rels, digest, loader):
     return first.result(), out
 
 
+def _check_class_folders(rels):
+    """An image's folder is its class, so an image in a folder that also holds class folders
+    (data/x.png beside data/cat/) is in none: an error, never a class named 'data'."""
+    folders = {os.path.dirname(r) for r in rels}
+    for rel in sorted(rels):
+        folder = os.path.dirname(rel)
+        inner = next((f for f in sorted(folders) if f.startswith(folder + "/")
+                      or (not folder and f)), None)
+        if inner is not None:
+            raise DataError(f"image is not in a class folder: its folder '{folder or '.'}' "
+                            f"holds the class folder '{inner}'", rel,
+                            f"move it into the folder of its class, e.g. {inner}/")
+
+
 def _check_same(parts, fmt, task):
     """Every file of a target has the same features (names, kinds, shapes) and label width."""
     ref_rel, ref = next(((r, bs[0]) for r, bs in parts if bs), (None, None))
+    if fmt == "images":
+        _check_class_folders([rel for rel, _ in parts])
     for rel, blocks in parts:
         for b in blocks:
+            if fmt == "images" and b.x.shape[1:] != ref.x.shape[1:]:
+                (c, h, w), (rc, rh, rw) = b.x.shape[1:], ref.x.shape[1:]
+                raise DataError(f"image is {h}x{w} with {c} channel(s); '{ref_rel}' is "
+                                f"{rh}x{rw} with {rc}", rel,
+                                f"set loader.size: [{rh}, {rw}] to resize every image")
             if b.features != ref.features or b.kinds != ref.kinds or \
                     b.x.shape[1:] != ref.x.shape[1:]:
                 raise DataError(f"features {b.features} {list(b.x.shape[1:])} differ from those "
