@@ -192,7 +192,11 @@ def load(target, ref_path):
         _project_file(target.root, p) for p in deps)
     obj = getattr(module, name, None)
     if obj is None:
+        import difflib
+        close = difflib.get_close_matches(name, [n for n in vars(module) if not
+                                                 n.startswith("_")], n=1)
         raise ConfigError(f"'{rel}' has no '{name}'", yaml_loc,
+                          f"did you mean '{close[0]}'?" if close else
                           "check the name after the colon")
     return obj, path
 

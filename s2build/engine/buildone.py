@@ -14,7 +14,7 @@ from s2build.engine import explain
 from s2build.engine import fingerprint
 from s2build.engine import locking
 from s2build.engine import record as records
-from s2build.errors import S2Error
+from s2build.errors import S2Error, VerificationError
 from s2build.report.console import Result
 
 
@@ -172,7 +172,17 @@ def produce(step, project, files, cache, reporter, cancel, threads=None):
     clock = time.perf_counter()
     feeds = chain.feeds(raw_rows) if composed else \
         ds.prep.feeds(ds.raw, raw_rows) if ds.prep is not None else None
-    vr = verify.verify_onnx(artifact, wrapper, x_verify, feeds=feeds)
+    try:
+        vr = verify.verify_onnx(artifact, wrapper, x_verify, feeds=feeds)
+    except VerificationError as e:
+        if e.location is None:
+            user = ":" in t.config["model"]["type"]
+            e.location = t.loc("model", "type") if user else t.loc("output")
+            e.hint = e.hint or ("the exported graph computes something else than forward(): "
+                                "Python branches on tensor values, .item() or .numpy() calls "
+                                "are traced as constants; keep forward() to tensor operations"
+                                if user else None)
+        raise
     verify.assert_no_leaks(artifact, [project.root, os.path.expanduser("~")])
     timings["verify"] = time.perf_counter() - clock
 

@@ -82,6 +82,20 @@ class Project:
 
 
 
+def _close_file(root, rel):
+    """A fix for a user file that is not there: a similar .py file beside where it was looked."""
+    import difflib
+    folder = os.path.dirname(rel)
+    try:
+        names = [n for n in os.listdir(os.path.join(root, folder)) if n.endswith(".py")]
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(os.path.basename(rel), names, n=1)
+    if close:
+        return f"did you mean '{os.path.join(folder, close[0])}'?"
+    return "the path is relative to s2build.yaml's folder"
+
+
 def load(path):
     """Read, validate and resolve s2build.yaml at `path`. Raises ConfigError."""
     path = os.path.abspath(path)
@@ -123,7 +137,7 @@ def load(path):
         for _role, kpath, rel, _fn in target.user_refs():
             if not os.path.isfile(os.path.join(root, rel)):
                 raise ConfigError(f"user file '{rel}' not found", target.loc(*kpath),
-                                  "the path is relative to s2build.yaml's folder")
+                                  _close_file(root, rel))
         if cfg["specs"]:
             from s2build.specs.parse import parse as parse_specs     # standard library only
             parse_specs(target)                          # a bad spec is a config error
