@@ -21,7 +21,8 @@ A case file is one category:
         fix: "did you mean 'epochs'"         # a substring naming the fix, where one exists
 
 Each case runs the real CLI in a subprocess on a private copy of its built base project and
-then checks: the exit code, no traceback, `LOCATION: ` and the message and fix in stderr;
+then checks: the exit code, no traceback, `LOCATION: ` and the message and fix in its output
+(stderr, and stdout for `test`, whose report names a spec that cannot run);
 nothing lost (every file outside `.s2build/` that the case did not write, the artifact included,
 and every byte under `.s2build/cache/` as before; no `.s2tmp-` leftovers); and that undoing the
 mistake builds back: `build` exits 0, trains nothing ("up to date") and the artifact's bytes
@@ -218,9 +219,10 @@ def undo(saved, d):
 
 
 def located(where, err):
-    """Whether a line of `err` starts at location `where` (or a finer one: `f:3` matches
+    """Whether a line of `err` (after its indent: `test` reports a spec that cannot run under
+    its name) starts at location `where` (or a finer one: `f:3` matches
     `f:3:7: ...`, `f` matches `f[2]: ...`)."""
-    return re.search(rf"(?m)^{re.escape(where)}(:\d+|\[\d+\])*: ", err) is not None
+    return re.search(rf"(?m)^ *{re.escape(where)}(:\d+|\[\d+\])*: ", err) is not None
 
 
 def written(case):

@@ -38,7 +38,7 @@ def test_corpus(built, tmp_path, base, case):
     artifact = sha256(d / corpus.ARTIFACT)
     saved = corpus.apply(case, d)
     p = run(case.get("argv", ["build"]), d, timeout=120, env=ENV)
-    err = p.stderr
+    err = p.stderr + p.stdout
     assert p.returncode == case["exit"], f"exit {p.returncode}\n{err}"
     assert "Traceback" not in err and "internal error" not in err, err
     if case.get("where"):

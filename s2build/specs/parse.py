@@ -96,7 +96,27 @@ def _files_exist(target, pattern, loc):
     if not os.path.isfile(os.path.join(target.root, pattern)):
         raise ConfigError(f"file '{pattern}' not found", loc,
                           "check the path; it is relative to s2build.yaml's folder")
+    _same_format(target, pattern, loc)
     return [os.path.normpath(pattern)]
+
+
+# file name endings that say a format; a spec's file is read by the target's loader
+EXTENSIONS = {"csv": (".csv", ".tsv"), "jsonl": (".jsonl", ".json", ".ndjson"),
+              "parquet": (".parquet", ".pq"), "feather": (".feather", ".arrow"),
+              "npz": (".npz",), "npy": (".npy",), "images": (".png", ".jpg", ".jpeg")}
+
+
+def _same_format(target, rel, loc):
+    """A file whose name says another format than the target's is a ConfigError at `loc`."""
+    fmt = target.config["loader"]["format"]
+    ext = os.path.splitext(rel)[1].lower()
+    other = next((f for f, exts in EXTENSIONS.items() if ext in exts), fmt)
+    if other != fmt and ext not in EXTENSIONS.get(fmt, ()):
+        raise ConfigError(f"'{rel}' is a {other} file; specs read files in the target's "
+                          f"format ({fmt})", loc,
+                          f"write the row into a {fmt} file, or give it inline as "
+                          "example.input" if fmt in TABLES + ("jsonl",) else
+                          f"use a {fmt} file")
 
 
 def parse(target):

@@ -45,6 +45,12 @@ class Rows:
         self.x, self.y, self.origins, self.what = x, y, origins, what
 
 
+def _unknown_feature(name, known):
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "features: " + ", ".join(known)
+    return SpecError(f"unknown feature '{name}' ({hint})")
+
+
 class SpecError(Exception):
     """A spec that cannot run (reported as an error outcome, not a crash)."""
 
@@ -74,6 +80,10 @@ class Runner:
             loader = self.target.config["loader"]
             kinds = store.file_kinds(self.target.root, rel, digest, loader) \
                 if loader["format"] in schema.TABLES else None
+            prep = getattr(self.artifact, "prep", None)
+            if kinds is not None and prep is not None:  # the artifact's column kinds: text in
+                kinds = dict(kinds, **{f: k for f, k in    # a number column is a DataError at
+                                       zip(self.artifact.features, prep.kinds) if f in kinds})
             from s2build.data import tablefile
             blocks = store.blocks(self.target.root, rel, digest, loader, kinds)
             block = tablefile.merge(blocks) if blocks else None
@@ -202,9 +212,7 @@ class Runner:
             else:
                 unknown = [k for k in inp if k not in a.features]
                 if unknown:
-                    close = difflib.get_close_matches(unknown[0], a.features, n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    raise SpecError(f"unknown feature '{unknown[0]}'{hint}")
+                    raise _unknown_feature(unknown[0], a.features)
                 missing = [f for f in a.features if f not in inp]
                 if missing:
                     raise SpecError(f"input lacks feature '{missing[0]}'"
@@ -228,7 +236,10 @@ class Runner:
             else:
                 hits = np.nonzero(shard.lines == p["line"])[0]
                 if not len(hits):
-                    raise SpecError(f"{rel}:{p['line']} is not a data row")
+                    lines = shard.lines.tolist() or [0]
+                    what = "the header" if p["line"] == 1 < min(lines) else "not a data row"
+                    raise SpecError(f"{rel}:{p['line']} is {what} (its rows are at lines "
+                                    f"{min(lines)} to {max(lines)})")
                 j = int(hits[0])
             x = self._x(shard, rel, slice(j, j + 1))
             if p["expect"] is None:                       # the row's own label
@@ -310,18 +321,14 @@ class Runner:
                 raise SpecError("shift needs an image input; this artifact takes table columns")
             unknown = [f for f in (p["set"] or {}) if f not in x.names]
             if unknown:
-                close = difflib.get_close_matches(unknown[0], x.names, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise SpecError(f"unknown feature '{unknown[0]}'{hint}")
+                raise _unknown_feature(unknown[0], x.names)
             return x.perturbed(p["set"], p["noise"], p["seed"])
         shape = x.shape
         x = x.reshape(len(x), -1).astype(np.float32, copy=True)      # [n, features]
         if p["set"]:
             for f, v in p["set"].items():
                 if f not in a.features:
-                    close = difflib.get_close_matches(f, a.features, n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    raise SpecError(f"unknown feature '{f}'{hint}")
+                    raise _unknown_feature(f, a.features)
                 x[:, a.features.index(f)] = v
         if p["noise"] is not None:
             rng = np.random.default_rng(p["seed"])
