@@ -20,6 +20,8 @@ A case file is one category:
         says: "unknown key 'epoch'"          # a substring of the message
         fix: "did you mean 'epochs'"         # a substring naming the fix, where one exists
 
+test_corpus.py runs the categories of the yaml and the command line, test_corpus_data.py those
+of data and user code (DATA_CATEGORIES), so that pytest-xdist runs the two halves side by side.
 Each case runs the real CLI in a subprocess on a private copy of its built base project and
 then checks: the exit code, no traceback, `LOCATION: ` and the message and fix in its output
 (stderr, and stdout for `test`, whose report names a spec that cannot run);
@@ -36,10 +38,15 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
+
+from conftest import run, sha256
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 ARTIFACT = "build/t.onnx"
+ENV = {"S2BUILD_NO_SERVER": "1"}
+DATA_CATEGORIES = ("csv", "images", "jsonl", "tables", "usercode")
 
 TARGET = """\
 version: 1
@@ -229,3 +236,48 @@ def written(case):
     """The paths the case itself writes or removes (exempt from the nothing-lost check)."""
     edits = ["s2build.yaml"] if case.get("replace") else []
     return set(edits) | set(case.get("files", {})) | set(case.get("delete", []))
+
+
+def params(data):
+    """pytest params (base, case) of the data categories (data=True) or the others."""
+    return [pytest.param(base, case, id=f"{cat}/{case['name']}")
+            for cat, (base, cases) in sorted(load().items())
+            if (cat in DATA_CATEGORIES) == data for case in cases]
+
+
+def built_bases(tmp_path_factory):
+    """base -> a built project of that kind, each built once (lazily)."""
+    made = {}
+
+    def get(base):
+        if base not in made:
+            d = make_base(base, tmp_path_factory.mktemp("base") / base)
+            run(["build"], d, timeout=300, check=0, env=ENV)
+            made[base] = d
+        return made[base]
+    return get
+
+
+def check(case, project, d):
+    """Run `case` on a copy `d` of built `project`: the checks the module docstring lists."""
+    shutil.copytree(project, d)
+    before = digests(d)
+    artifact = sha256(d / ARTIFACT)
+    saved = apply(case, d)
+    p = run(case.get("argv", ["build"]), d, timeout=120, env=ENV)
+    err = p.stderr + p.stdout
+    assert p.returncode == case["exit"], f"exit {p.returncode}\n{err}"
+    assert "Traceback" not in err and "internal error" not in err, err
+    if case.get("where"):
+        assert located(case["where"], err), err
+    assert case["says"] in err, err
+    if case.get("fix"):
+        assert case["fix"] in err, err
+    after = digests(d)
+    lost = {k for k, v in before.items() if k not in written(case) and after.get(k) != v}
+    assert not lost, f"changed or removed: {sorted(lost)}"
+    assert not list(d.rglob(".s2tmp-*"))
+    undo(saved, d)
+    p = run(["build"], d, timeout=120, env=ENV)
+    assert p.returncode == 0 and "up to date" in p.stdout, p.stdout + p.stderr
+    assert sha256(d / ARTIFACT) == artifact

@@ -1,65 +1,30 @@
-"""Bad-input corpus (issue 17): the cases are data, tests/cases/*.yaml, one file per category
-(tests/corpus.py says the format and what each case checks). Every case runs the real CLI in a
-subprocess on a built project and must fail clearly (exit code, location, fix, no traceback),
+"""Bad-input corpus (issue 17), the yaml and command-line half: the cases are data,
+tests/cases/*.yaml, one file per category (tests/corpus.py says the format and what each case
+checks; test_corpus_data.py runs the data and user-code half). Every case runs the real CLI in
+a subprocess on a built project and must fail clearly (exit code, location, fix, no traceback),
 lose nothing, and build back to the same bytes once undone."""
-
-import shutil
 
 import pytest
 
 import corpus
-from conftest import run, sha256
+from conftest import run
 
-ENV = {"S2BUILD_NO_SERVER": "1"}
-CASES = corpus.load()
-PARAMS = [pytest.param(base, case, id=f"{cat}/{case['name']}")
-          for cat, (base, cases) in sorted(CASES.items()) for case in cases]
+ENV = corpus.ENV
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """{base: a built project}, each built once (lazily) for the whole module."""
-    made = {}
-
-    def get(base):
-        if base not in made:
-            d = corpus.make_base(base, tmp_path_factory.mktemp("base") / base)
-            run(["build"], d, timeout=300, check=0, env=ENV)
-            made[base] = d
-        return made[base]
-    return get
+    return corpus.built_bases(tmp_path_factory)
 
 
-@pytest.mark.parametrize("base,case", PARAMS)
+@pytest.mark.parametrize("base,case", corpus.params(data=False))
 def test_corpus(built, tmp_path, base, case):
-    d = tmp_path / "p"
-    shutil.copytree(built(base), d)
-    before = corpus.digests(d)
-    artifact = sha256(d / corpus.ARTIFACT)
-    saved = corpus.apply(case, d)
-    p = run(case.get("argv", ["build"]), d, timeout=120, env=ENV)
-    err = p.stderr + p.stdout
-    assert p.returncode == case["exit"], f"exit {p.returncode}\n{err}"
-    assert "Traceback" not in err and "internal error" not in err, err
-    if case.get("where"):
-        assert corpus.located(case["where"], err), err
-    assert case["says"] in err, err
-    if case.get("fix"):
-        assert case["fix"] in err, err
-    after = corpus.digests(d)
-    exempt = corpus.written(case)
-    lost = {k for k, v in before.items() if k not in exempt and after.get(k) != v}
-    assert not lost, f"changed or removed: {sorted(lost)}"
-    assert not list(d.rglob(".s2tmp-*"))
-    corpus.undo(saved, d)
-    p = run(["build"], d, timeout=120, env=ENV)
-    assert p.returncode == 0 and "up to date" in p.stdout, p.stdout + p.stderr
-    assert sha256(d / corpus.ARTIFACT) == artifact
+    corpus.check(case, built(base), tmp_path / "p")
 
 
 def test_the_corpus_covers_every_category():
     """The README states these counts; at least 150 cases in all."""
-    counts = {cat: len(cases) for cat, (_, cases) in CASES.items()}
+    counts = {cat: len(cases) for cat, (_, cases) in corpus.load().items()}
     assert sum(counts.values()) >= 150, counts
 
 

@@ -92,8 +92,23 @@ EXIT_CODES = ("exit codes: 0 ok, 1 stale (status), 2 usage, 3 config, 4 data, 5 
               "(s2build/errors.py)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a suggestion for a mistyped command (`biuld`: did you mean 'build'?)."""
+
+    def error(self, message):
+        import difflib
+        import re
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m and self.prog == "s2build":
+            known = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), known, n=1)
+            message = f"unknown command '{m.group(1)}' " + (
+                f"(did you mean '{close[0]}'?)" if close else f"(commands: {', '.join(known)})")
+        super().error(message)
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="s2build", description="Build neural networks from data, "
+    p = _Parser(prog="s2build", description="Build neural networks from data, "
                                 "like make builds programs from source.",
                                 epilog="example: s2build -C examples/wine build -v\n" + EXIT_CODES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
