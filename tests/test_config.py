@@ -44,9 +44,9 @@ def test_the_documented_example_is_valid_and_complete(tmp_path):
     ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n    model: {type: mpl}\n",
      "s2build.yaml:5:19: targets.t.model.type: unknown type 'mpl' (did you mean 'mlp'?)"),
     ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n  t:\n    sources: x\n",
-     "s2build.yaml:5:3: duplicate key 't' (first given at s2build.yaml:2:3)"),
+     "s2build.yaml:5:3: duplicate key 't' (first given at s2build.yaml:2:3; keep one of them)"),
     ("targets:\n  t:\n    loader: {label: y}\n",
-     "s2build.yaml:3:5: targets.t: missing required key 'sources'"),
+     "s2build.yaml:3:5: targets.t: missing required key 'sources' (add it: sources: ...)"),
     ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n    metrics: [acuracy]\n",
      "s2build.yaml:5:15: unknown metric 'acuracy' (did you mean 'accuracy'?)"),
     ("targets:\n  t:\n    sources: data/a.csv\n    loader: {label: y}\n    deps: [u]\n",
@@ -107,7 +107,7 @@ def test_merge_keys_earlier_mapping_wins_and_explicit_duplicates_are_errors(tmp_
                  "  u:\n    <<: *c\n    output: build/x.onnx\n    output: build/y.onnx\n")
     with pytest.raises(ConfigError) as e:
         config.load(path)
-    assert str(e.value) == "s2build.yaml:8:5: duplicate key 'output' (first given at s2build.yaml:7:5)"
+    assert str(e.value) == "s2build.yaml:8:5: duplicate key 'output' (first given at s2build.yaml:7:5; keep one of them)"
 
 
 def test_exponent_floats_are_numbers_as_in_yaml_1_2(tmp_path, monkeypatch):

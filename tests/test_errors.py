@@ -40,7 +40,8 @@ def _user_loss_raises(d):
 CASES = {
     "yaml-syntax": (lambda d: edit(d / "s2build.yaml", YAML_EPOCHS, "      epochs: [40\n"), 3,
                     "s2build.yaml:18:17: invalid YAML: did not find expected ',' or ']' "
-                    "(while parsing a flow sequence started at s2build.yaml:17:15)"),
+                    "(a [list] or {mapping} is not closed, or an item lacks its comma; "
+                    "while parsing a flow sequence started at s2build.yaml:17:15)"),
     "unknown-key": (lambda d: edit(d / "s2build.yaml", YAML_EPOCHS, "      epoch: 40\n"), 3,
                     "s2build.yaml:17:7: unknown key 'epoch' (did you mean 'epochs'?)"),
     "wrong-type": (lambda d: edit(d / "s2build.yaml", YAML_EPOCHS, "      epochs: ten\n"), 3,

@@ -16,10 +16,11 @@ from toy import YAML, artifact, make_project, predict, relabel, write_csv
 class Watch:
     """`s2build watch` in a subprocess; stdout and stderr lines collected in order."""
 
-    def __init__(self, project, *args, after=()):
+    def __init__(self, project, *args, after=(), env=None):
         self.p = subprocess.Popen([sys.executable, "-m", "s2build", *args, "watch", *after],
                                   cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                  text=True,
+                                  env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
         self.lines, self.cv = [], threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -278,5 +279,48 @@ def test_replacing_the_data_folder_rebuilds_and_keeps_watching_it(toy, watching)
     w.idle(m)
     assert source_digests(toy)["data/b.csv"] == sha256(toy / "data" / "b.csv")
     run(["--no-server", "status"], toy, check=0)
+    assert w.stop() == 130
+    assert "Traceback" not in w.output()
+
+
+# A bug in s2build, injected: while the project holds a file `inject-fault`, a build raises
+# RuntimeError (a real `watch` process; the shim wraps runner.build at interpreter start).
+FAULT_SHIM = """\
+import os
+
+from s2build.engine import runner
+
+_build = runner.build
+
+
+def build(project, *args, **kwargs):
+    if os.path.exists(os.path.join(project.root, "inject-fault")):
+        raise RuntimeError("injected fault")
+    return _build(project, *args, **kwargs)
+
+
+runner.build = build
+"""
+
+
+def test_an_internal_error_in_one_cycle_is_reported_and_the_next_good_edit_builds(
+        toy, watching, tmp_path):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(FAULT_SHIM)
+    w = watching(toy, env={"PYTHONPATH": str(shim)})
+    i = w.idle()
+    before = sha256(toy / "build" / "toy.onnx")
+    (toy / "inject-fault").write_text("")
+    relabel(toy / "data" / "a.csv", 3)
+    j = w.wait_for("internal error: RuntimeError: injected fault", i)
+    k = w.idle(j)
+    assert w.p.poll() is None                               # still watching
+    assert sha256(toy / "build" / "toy.onnx") == before     # the last good artifact stays
+    (toy / "inject-fault").unlink()
+    relabel(toy / "data" / "a.csv", 5)                      # the next edit builds both
+    m = w.wait_for("toy: built in", k)
+    w.idle(m)
+    assert source_digests(toy)["data/a.csv"] == sha256(toy / "data" / "a.csv")
     assert w.stop() == 130
     assert "Traceback" not in w.output()
