@@ -1,7 +1,9 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either.
 
 Write to a temporary file in the destination's folder, fsync, then `os.replace`. Temporary names
-start with `.s2tmp-` so that leftovers of a killed process are recognisable and removable.
+start with `.s2tmp-PID-` (tmp_prefix()) so that leftovers of a killed process are recognisable
+and removable, and a live process's file in flight is not: `remove_leftovers` removes a temp
+file only when the process that named it is gone (a name without a pid counts as gone).
 """
 
 import errno
@@ -30,7 +32,7 @@ def write_bytes(path, data, durable=True):
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(), dir=folder)
     except OSError as e:
         raise WriteFailed.of(path, e) from None
     try:
@@ -77,15 +79,45 @@ def write_text(path, text):
     write_bytes(path, text.encode("utf-8"))
 
 
+def tmp_prefix(what=""):
+    """The start of a temp name this process makes: `.s2tmp-PID-` (+ `what-`)."""
+    return f"{TMP_PREFIX}{os.getpid()}-" + (f"{what}-" if what else "")
+
+
+def _owner_alive(name):
+    pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                     # alive, someone else's
+        pass
+    return True
+
+
 def remove_leftovers(folder):
-    """Delete `.s2tmp-*` files a killed process left in `folder` (call only under the lock)."""
+    """Delete the `.s2tmp-*` files in `folder` whose process is gone (a killed one's)."""
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
-        if name.startswith(TMP_PREFIX):
+        if name.startswith(TMP_PREFIX) and not _owner_alive(name):
             try:
                 os.unlink(os.path.join(folder, name))
-            except OSError:
+            except OSError:             # a folder, or gone already
                 pass
+
+
+def sweep_leftovers(root, state_dir):
+    """remove_leftovers in the project folder `root` (a first build's clock probe) and in every
+    folder under `state_dir` but cache/ (entries hold no temp files) and tmp/ (the cache's,
+    emptied by Cache.clean_tmp). For a build, under the lock: a kill at any write leaves
+    nothing that outlives the next build."""
+    remove_leftovers(root)
+    for dirpath, dirs, _files in os.walk(state_dir):
+        if dirpath == state_dir:
+            dirs[:] = [d for d in dirs if d not in ("cache", "tmp")]
+        remove_leftovers(dirpath)

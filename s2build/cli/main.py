@@ -205,8 +205,13 @@ def run():
     interpreter's teardown (module and tensor destructors, 0.7 s at 1M rows) serves nothing:
     every file s2build writes is closed and renamed into place before `main` returns, and its
     locks are released by the kernel. So the streams are flushed and the process ends with
-    os._exit; a process that never imported torch exits normally."""
-    code = main()
+    os._exit; a process that never imported torch exits normally. Ctrl-C before `main`'s own
+    handler is in place (while the parser is built) exits 130 too, without a traceback."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("s2build: interrupted", file=sys.stderr)
+        code = errors.INTERRUPTED
     if "torch" not in sys.modules:
         sys.exit(code)
     errors.exit_now(code)

@@ -137,7 +137,7 @@ def _write(folder, entry):
     """Store `entry`; a failure to write costs only a later re-export."""
     try:
         atomic.write_bytes(_path(folder, entry.key), entry.to_bytes(), durable=False)
-    except OSError:
+    except (OSError, atomic.WriteFailed):       # write_bytes says why; nothing needs it
         pass
 
 

@@ -29,11 +29,11 @@ import json
 import os
 import time
 
+from s2build import atomic
 from s2build.engine import toolchain as toolchain_mod
 from s2build.project import config as cfgmod
 from s2build.errors import ConfigError
 
-PROBE_PREFIX = ".s2build-clock-"
 
 
 def sha256_file(path):
@@ -105,7 +105,7 @@ def fs_clock_ns(folder):
     or None when `folder` is not writable. Coarse filesystems give whole seconds here, too."""
     import tempfile
     try:
-        fd, path = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
+        fd, path = tempfile.mkstemp(prefix=atomic.tmp_prefix("clock"), dir=folder)
     except OSError:
         return None
     try:

@@ -31,11 +31,11 @@ class BuildLock:
 
     def __enter__(self):
         from filelock import FileLock, Timeout
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._lock = FileLock(self.path)
         try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._lock = FileLock(self.path)
             self._lock.acquire(timeout=0)
-        except Timeout:
+        except Timeout:                 # (a TimeoutError, so an OSError: caught first)
             holder = self.owner()
             if not self.wait:
                 raise LockedError(f"{os.path.relpath(self.path)} is held by {holder}",
@@ -43,6 +43,8 @@ class BuildLock:
             if self.on_wait:
                 self.on_wait(f"waiting for {os.path.relpath(self.path)}, held by {holder}")
             self._lock.acquire()
+        except OSError as e:            # a read-only or full file system, no permission
+            raise atomic.WriteFailed.of(self.path, e) from None
         atomic.write_text(self.owner_path, f"pid {os.getpid()} ({self.command}, since "
                                            f"{time.strftime('%H:%M:%S')})")
         return self

@@ -26,6 +26,7 @@ atomically. A failure or Ctrl-C at any point leaves the previous artifact and ca
 
 import time
 
+from s2build import atomic
 from s2build.engine import fingerprint
 from s2build.engine import locking
 from s2build.engine import buildone
@@ -97,6 +98,7 @@ def build(project, names, reporter, wait=True, cancel=None, command="build", mod
         with locking.BuildLock(project.state_dir, f"s2build {command}", wait=wait,
                                on_wait=reporter.warn):
             cache.clean_tmp()
+            atomic.sweep_leftovers(project.root, project.state_dir)
             for attempt in range(3):
                 state = State.load(project.state_dir)
                 if state.warning:

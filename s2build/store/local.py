@@ -104,7 +104,8 @@ class Cache:
 
     def put(self, key, onnx_bytes, record, extra=None):
         """Store atomically. `record` gains `artifact_sha256`; `extra` maps further file names
-        (e.g. dynamics.npz) to bytes. Returns the entry folder."""
+        (e.g. dynamics.npz) to bytes. Returns the entry folder. A write the file system refuses
+        raises atomic.WriteFailed naming the entry (exit 5); no half entry is left."""
         import tempfile
         record = dict(record, artifact_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                       files={n: hashlib.sha256(b).hexdigest() for n, b in (extra or {}).items()})
@@ -112,11 +113,12 @@ class Cache:
         final = self.entry_dir(key)
         if self.has(key):
             return final
-        os.makedirs(self.tmp, exist_ok=True)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
         import shutil
-        tmp = tempfile.mkdtemp(prefix=atomic.TMP_PREFIX, dir=self.tmp)
+        tmp = None
         try:
+            os.makedirs(self.tmp, exist_ok=True)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=atomic.tmp_prefix(), dir=self.tmp)
             files = [("model.onnx", onnx_bytes), *sorted((extra or {}).items()),
                      ("record.json", json.dumps(record, sort_keys=True, indent=1).encode())]
             for name, data in files:
@@ -127,8 +129,11 @@ class Cache:
             if os.path.isdir(final):          # a damaged leftover (no record.json): replace it
                 shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
+        except OSError as e:                  # a full disk, a read-only mount: nothing stored
+            raise atomic.WriteFailed.of(final, e) from None
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
         return final
 
     def put_outputs(self, key, files, record):
