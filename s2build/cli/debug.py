@@ -11,8 +11,11 @@ from s2build.cli import common
 def cmd_lint(args):
     from s2build.debug import budget, lint, lint_run
     project = common.load(args)
+    digests = {}
     diags, skipped = lint_run.run(project, args.targets or list(project.targets),
-                                  folds=args.folds, verbose=args.verbose)
+                                  folds=args.folds, verbose=args.verbose, digests=digests)
+    if args.apply is not None:
+        return _apply_fixes(project, diags, args, digests)
     counts = {sev: sum(d.severity == sev for d in diags) for sev in lint.SEVERITIES}
     if args.json:
         json.dump({"diagnostics": [d.as_dict() for d in diags], "counts": counts,
@@ -22,6 +25,9 @@ def cmd_lint(args):
         shown, left = budget.select(diags, args.max)
         for d in shown:
             print(d)
+            fix = _fix_of(project, d) if args.fix else None
+            if fix is not None:
+                print(f"  fix: {fix.describe(project.targets[d.target])}")
         for line in budget.summary_lines(left):
             print(line)
         if skipped:
@@ -31,6 +37,39 @@ def cmd_lint(args):
             lint.SEVERITIES.index(d.severity) >= lint.SEVERITIES.index(args.fail_on) for d in diags):
         return errors.LINT
     return errors.OK
+
+
+def _fix_of(project, d):
+    from s2build.debug import fixes
+    if d.fix is None or d.target is None:
+        return None
+    return fixes.of(project.targets[d.target], d.origin, *d.fix)
+
+
+def _apply_fixes(project, diags, args, digests):
+    """`lint --apply [ORIGIN...]`: perform the fixes (of the diagnostics at ORIGIN, or all)."""
+    from s2build.debug import fixes
+    chosen = [(d, f) for d in diags if (f := _fix_of(project, d)) is not None
+              and (not args.apply or d.origin in args.apply)]
+    unknown = sorted(set(args.apply) - {d.origin for d, _ in chosen})
+    if unknown:
+        raise errors.UsageError(f"--apply {unknown[0]}: no fixable diagnostic there "
+                                "(run `s2build lint --fix` to list them)")
+    by_target = {}
+    for d, f in chosen:
+        by_target.setdefault(d.target, []).append(f)
+    failed = False
+    for name, group in sorted(by_target.items()):
+        t = project.targets[name]
+        done, skipped = fixes.apply(t, group, digests)
+        for f, _ in done:
+            print(f"{f.origin}: fixed: {f.describe(t)}")
+        for f, why in skipped:
+            print(f"{f.origin}: not fixed: {why}", file=sys.stderr)
+            failed = True
+    print(f"lint: {sum(len(g) for g in by_target.values())} fixes" if chosen else
+          "lint: nothing to fix")
+    return errors.LINT if failed else errors.OK
 
 
 def _classification_target(project, name, what):
@@ -135,6 +174,12 @@ def add_parsers(sub):
                          "order (default 20; 0: all; errors are always printed)")
     li.add_argument("--folds", type=common.count_arg(0, 2), default=0, metavar="K",
                     help="also train K models for out-of-sample label-error detection (cleanlab)")
+    li.add_argument("--fix", action="store_true",
+                    help="print under each diagnostic the edit that resolves it (relabel a row "
+                         "or move an image to its class folder; drop a duplicate)")
+    li.add_argument("--apply", nargs="*", metavar="ORIGIN",
+                    help="perform the fixes: those at ORIGIN (data/a.csv:12, data/3/x.png), "
+                         "or all when none is named; each file rewritten atomically")
     li.set_defaults(func=cmd_lint)
 
     bl = sub.add_parser("blame", help="training rows that most caused an output")

@@ -31,16 +31,23 @@ SEVERITIES = ("note", "warning", "error")
 
 
 class Diagnostic:
-    def __init__(self, origin, severity, check, message, confidence=1.0):
+    """`fix`: the edit that resolves it, (kind, value) for fixes.of: ("relabel", class) or
+    ("drop", None); `target`: the name of the target it was found in (set by lint_run)."""
+
+    def __init__(self, origin, severity, check, message, confidence=1.0, fix=None):
         self.origin, self.severity, self.check = origin, severity, check
         self.message, self.confidence = message, float(confidence)
+        self.fix, self.target = fix, None
 
     def __str__(self):
         return f"{self.origin}: {self.severity}[{self.check}]: {self.message}"
 
     def as_dict(self):
-        return {"origin": self.origin, "severity": self.severity, "check": self.check,
-                "message": self.message, "confidence": round(self.confidence, 4)}
+        out = {"origin": self.origin, "severity": self.severity, "check": self.check,
+               "message": self.message, "confidence": round(self.confidence, 4)}
+        if self.fix is not None:
+            out["fix"] = {"kind": self.fix[0], "to": self.fix[1]}
+        return out
 
 
 def sort(diags):
@@ -81,7 +88,7 @@ def duplicates(ds):
         if rh in first_by_row:
             j = first_by_row[rh]
             out.append(Diagnostic(ds.origins[i], "warning", "duplicate",
-                                  f"duplicate of {ds.origins[j]}"))
+                                  f"duplicate of {ds.origins[j]}", fix=("drop", None)))
         elif ih in first_by_input:
             j = first_by_input[ih]
             out.append(Diagnostic(ds.origins[i], "error", "conflicting-label",
@@ -207,7 +214,8 @@ def label_errors(ds, dyn, threshold=0.5):
     for i in np.flatnonzero(score >= threshold):
         out.append(Diagnostic(ds.origins[i], "warning", "label-error",
                               f"labelled {_label(ds, i)}, the data says {ds.classes[pred[i]]} "
-                              f"(confidence {score[i]:.2f})", score[i]))
+                              f"(confidence {score[i]:.2f})", score[i],
+                              fix=("relabel", ds.classes[pred[i]])))
     return out
 
 
@@ -244,7 +252,8 @@ def label_errors_cleanlab(ds, probs):
         pred = int(probs[i].argmax())
         out.append(Diagnostic(ds.origins[i], "warning", "label-error",
                               f"labelled {_label(ds, i)}, the model says {ds.classes[pred]} "
-                              f"(p={probs[i, pred]:.2f}, out of sample)", 1 - quality[i]))
+                              f"(p={probs[i, pred]:.2f}, out of sample)", 1 - quality[i],
+                              fix=("relabel", ds.classes[pred])))
     return out
 
 

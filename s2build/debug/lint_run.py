@@ -8,9 +8,10 @@ import sys
 from s2build.debug import lint
 
 
-def run(project, wanted, folds=0, verbose=False):
+def run(project, wanted, folds=0, verbose=False, digests=None):
     """(sorted [Diagnostic], skipped or None): `skipped` says why the model-based checks did
-    not run (the data does not load)."""
+    not run (the data does not load). Each diagnostic names its target; `digests` (a dict),
+    when given, gains {file: sha256} of the files as read (what `lint --apply` checks)."""
     from s2build.data import dataset as data
     from s2build.data.shards import ShardStore
     from s2build.engine import runner
@@ -41,6 +42,11 @@ def run(project, wanted, folds=0, verbose=False):
         name = s.target.name
         progress = (lambda f, k, name=name: print(f"{name}: fold {f}/{k} trained",
                                                   file=sys.stderr)) if folds else None
-        diags += lint.run(s.target, ds, dyn, s.target.loc("sources") or s.target.name,
-                          folds=folds, progress=progress)
+        found = lint.run(s.target, ds, dyn, s.target.loc("sources") or s.target.name,
+                         folds=folds, progress=progress)
+        for d in found:
+            d.target = name
+        diags += found
+        if digests is not None:
+            digests.update(s.inputs.sources, **s.inputs.holdout)
     return lint.sort(diags), None
