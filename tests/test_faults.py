@@ -237,7 +237,7 @@ SAMPLE_FOLDERS = {("cold", "erofs"): ".s2build/shards"}
 def test_write_point_sample(ref, tmp_path, sweep, kind):
     points = ref[sweep]["points"]
     problems = []
-    for n in spread(len(points), 2 if sweep == "cold" else 1, SAMPLE[kind]):
+    for n in spread(len(points), 1, SAMPLE[kind]):
         problems += fault_at(ref, sweep, kind, n, tmp_path)
     assert not problems, "\n".join(problems)
 
