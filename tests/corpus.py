@@ -245,8 +245,9 @@ def params(data):
             if (cat in DATA_CATEGORIES) == data for case in cases]
 
 
-def built_bases(tmp_path_factory):
-    """base -> a built project of that kind, each built once (lazily)."""
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """base -> a built project of that kind, each built once (lazily) per test module."""
     made = {}
 
     def get(base):
@@ -281,3 +282,12 @@ def check(case, project, d):
     p = run(["build"], d, timeout=120, env=ENV)
     assert p.returncode == 0 and "up to date" in p.stdout, p.stdout + p.stderr
     assert sha256(d / ARTIFACT) == artifact
+
+
+def make_test(data):
+    """The parametrized test of one half (data=True: DATA_CATEGORIES), for a test module to
+    bind as `test_corpus` beside the `built` fixture."""
+    @pytest.mark.parametrize("base,case", params(data))
+    def test_corpus(built, tmp_path, base, case):
+        check(case, built(base), tmp_path / "p")
+    return test_corpus
