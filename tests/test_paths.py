@@ -151,3 +151,20 @@ def test_a_project_whose_path_prefixes_a_data_folder_builds(tmp_path):
         assert sha256(d / "build" / "toy.onnx")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_unrecorded_artifact_is_overwritten_and_a_hand_made_file_is_not(toy):
+    """A build killed after installing its artifact (no sidecar, no state.json record yet)
+    leaves a file s2build wrote: the next build replaces it. A file without s2build's
+    metadata at the output is the user's: the build refuses, naming the output's line."""
+    out = toy / "build" / "toy.onnx"
+    good = sha256(out)
+    shutil.rmtree(toy / ".s2build")
+    os.unlink(str(out) + ".json")
+    run(["--no-server", "build"], toy, check=0)
+    assert sha256(out) == good
+    out.write_bytes(b"a model made by hand")
+    shutil.rmtree(toy / ".s2build")
+    p = run(["--no-server", "build"], toy, check=3)
+    assert "output 'build/toy.onnx' exists and s2build did not write it" in p.stderr
+    assert out.read_bytes() == b"a model made by hand"

@@ -113,22 +113,28 @@ def check(project, allow_outside_sources=False):
                               "file, not a folder", loc, hint)
 
 
+S2BUILD_METADATA = b"s2build.build_key"      # a metadata key every s2build artifact holds
+
+
 def check_not_foreign(t, record):
     """Raise ConfigError when `t`'s output file exists and s2build did not write it: state.json's
-    `record` names another output (or none) and no sidecar `NAME.onnx.json` holds the file's
-    sha256. A hand-made or downloaded model is never overwritten; an artifact from a clone
-    (sidecar committed beside it) or from before `clean --cache` is. Costs a stat unless the
-    output exists unrecorded."""
+    `record` names another output (or none), the file holds no s2build metadata and no sidecar
+    `NAME.onnx.json` holds its sha256. A hand-made or downloaded model is never overwritten;
+    an artifact from a clone, from before `clean --cache` or from a build killed before its
+    sidecar is. Costs a stat unless the output exists unrecorded."""
     if record and record.get("output") == t.config["output"] or not os.path.isfile(t.output):
         return
     import hashlib
     import json
     try:
+        with open(t.output, "rb") as f:
+            data = f.read()
+        if S2BUILD_METADATA in data:            # an artifact s2build wrote, e.g. by a build
+            return                              # killed before its sidecar and state.json
         with open(t.output + ".json", "rb") as f:
             recorded = json.loads(f.read()).get("artifact_sha256")
-        with open(t.output, "rb") as f:
-            if recorded and hashlib.sha256(f.read()).hexdigest() == recorded:
-                return
+        if recorded and hashlib.sha256(data).hexdigest() == recorded:
+            return
     except (OSError, ValueError, AttributeError):
         pass
     raise ConfigError(f"output '{t.config['output']}' exists and s2build did not write it",
