@@ -11,6 +11,7 @@ S2BUILD_FAULT in the environment this module does nothing.
         stop                   SIGSTOP this process before the write (the test edits
                                sources while it is stopped, then sends SIGCONT)
         enospc, erofs, eacces  raise OSError(ENOSPC / EROFS / EACCES) instead of writing
+                               (ENOSPC: not on unlink or rmdir, which free space)
       KIND:N+                  the errno kinds: every write point from the N-th on fails
                                (a disk that stays full, a mount that stays read-only)
     S2BUILD_FAULT_UNDER=DIR    count only write points whose path is under DIR (a read-only
@@ -56,8 +57,15 @@ def _install(spec):
     log_path = os.environ.get("S2BUILD_FAULT_LOG")
     log = real["open"](log_path, "a", buffering=1) if log_path else None
     seen = [0]
+    import threading
+    lock = threading.Lock()                         # a number and its log line, together
+    frees = ("os.unlink", "os.remove", "os.rmdir")  # they free space: never ENOSPC (POSIX)
 
     def point(op, path):
+        with lock:
+            _point(op, path)
+
+    def _point(op, path):
         """One write point: log it, and fault it when it is the chosen one."""
         if isinstance(path, int):                   # os.fsync(fd): log the file's path
             try:
@@ -78,7 +86,7 @@ def _install(spec):
                 os.kill(os.getpid(), signal.SIGINT)
             elif kind == "stop":
                 os.kill(os.getpid(), signal.SIGSTOP)
-            elif kind in codes:
+            elif kind in codes and not (kind == "enospc" and op in frees):
                 raise OSError(codes[kind], os.strerror(codes[kind]) + " (injected)", path)
 
     def open_(file, mode="r", *args, **kwargs):
