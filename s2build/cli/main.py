@@ -150,6 +150,15 @@ def _on_sigterm(signum, frame):
     raise errors.Interrupted(errors.TERMINATED)
 
 
+_SIGINTS = []
+
+
+def _on_sigint(signum, frame):
+    """Python's own Ctrl-C handler, remembering that it ran (see main's `except Exception`)."""
+    _SIGINTS.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
@@ -168,6 +177,7 @@ def main(argv=None):
             return errors.USAGE
     args.cwd = os.getcwd()            # file arguments and -f are relative to -C DIR, as in git
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         if args.command in SERVED:                          # the one dispatch to the server
             rc = _server().dispatch(sys.argv[1:] if argv is None else argv, args)
@@ -192,6 +202,10 @@ def main(argv=None):
     except BrokenPipeError:
         return errors.OK
     except Exception as e:
+        if _SIGINTS:            # Ctrl-C inside a C extension's import (onnxruntime raises
+            print("s2build: interrupted; nothing was recorded for the unfinished target",
+                  file=sys.stderr)                    # ImportError then): an interrupt
+            return errors.INTERRUPTED
         if args.verbose:
             import traceback
             traceback.print_exc()
@@ -206,13 +220,15 @@ def run():
     every file s2build writes is closed and renamed into place before `main` returns, and its
     locks are released by the kernel. So the streams are flushed and the process ends with
     os._exit; a process that never imported torch exits normally. Ctrl-C before `main`'s own
-    handler is in place (while the parser is built) exits 130 too, without a traceback."""
+    handler is in place (while the parser is built) exits 130 too, without a traceback. An
+    interrupted process ends at once as well: its atomic writes need no teardown, and joining
+    the data stage's threads at exit let the interrupt escape (exit -2)."""
     try:
         code = main()
     except KeyboardInterrupt:
         print("s2build: interrupted", file=sys.stderr)
         code = errors.INTERRUPTED
-    if "torch" not in sys.modules:
+    if "torch" not in sys.modules and code not in (errors.INTERRUPTED, errors.TERMINATED):
         sys.exit(code)
     errors.exit_now(code)
 
