@@ -240,6 +240,9 @@ def test_ctrl_c_through_the_server_stops_its_own_lane_and_its_worker(tmp_path):
         lanes, err = interrupt_while_both_train(d, env)
         assert lanes == 1                       # the server builds a itself, a worker b
         assert "nothing was recorded" in err
+        deadline = time.time() + 15             # the worker is told to stop; it exits soon
+        while workers_of(d) and time.time() < deadline:
+            time.sleep(0.2)
         assert workers_of(d) == []
         state = d / ".s2build" / "state.json"
         assert not state.exists() or json.loads(state.read_text())["targets"] == {}
