@@ -19,8 +19,6 @@ buffers, so the exported ONNX file takes raw features.
 A user model class is called as `Name(in_features=..., in_shape=[...], out_features=..., **args)`.
 """
 
-import os
-
 import torch
 from torch import nn
 
@@ -125,7 +123,7 @@ def build(target, in_shape, n_outputs, x_train):
     except BuildError as e:
         cause = e.__cause__
         if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause) \
-                and not user_frames(cause, path):
+                and usercode.user_location(cause, path) is None:
             e.location = target.loc("model", "args") if m["args"] else target.loc("model", "type")
             e.hint = "model.args holds the keywords besides in_features, in_shape and " \
                      "out_features: remove the one it does not take, or add it to __init__"
@@ -135,14 +133,6 @@ def build(target, in_shape, n_outputs, x_train):
                          target.loc("model", "type"))
     _check_output(target, net, path, x_train[:2], n_outputs)
     return net
-
-
-def user_frames(exc, path):
-    """Whether the traceback of `exc` reaches into user file `path` (a TypeError raised by the
-    call itself has none: the arguments did not fit)."""
-    import traceback
-    return any(os.path.realpath(f.filename) == os.path.realpath(path)
-               for f in traceback.extract_tb(exc.__traceback__))
 
 
 def _check_output(target, net, path, probe, n_outputs):
