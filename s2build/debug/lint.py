@@ -8,10 +8,10 @@ Checks (each a `check` name, for `--json` and for filtering):
     conflicting-label  error    same input as an earlier row, with a different label
     leakage            error    a holdout row whose input is also a training row
     duplicate          warning  same input and label as an earlier row
-    label-error        warning  the label disagrees with what the data teaches, from the recorded
-                                training dynamics (mean margin of the label over the second half
-                                of training; out of sample for holdout rows), or with --folds K
-                                from out-of-sample probabilities through cleanlab
+    label-error        warning  the label disagrees with what the data teaches: a calibrated
+                                P(label wrong) >= 0.5 from the recorded training dynamics stacked
+                                with a cross-fitted linear model (labelerr.py), or with --folds K
+                                from K networks' out-of-sample probabilities through cleanlab
     outlier            warning  far from every other row (distance to its 5th neighbour over 3x
                                 the 90th percentile of that distance)
     near-duplicate     note     almost the same input as an earlier row
@@ -173,48 +173,21 @@ def imbalance(ds, where):
 
 # --- Label errors ------------------------------------------------------------------------
 
-def label_scores(ds, dyn):
-    """(score [n], predicted [n], p_pred [n]): score in (0, 1), above 0.5 when the data teaches
-    another class than the label, higher = more likely mislabelled.
-
-    score = sigmoid(-margin), where margin is the label's logit minus the best other logit:
-    for training rows its mean over the second half of the epochs (area under the margin, after
-    the easy signal is learned and before everything is memorised); for holdout rows the final
-    network's margin (out of sample)."""
-    logits = dyn["logits"].astype(np.float32)
-    n = len(ds.y)
-    true = logits[np.arange(n), ds.y]
-    other = logits.copy()
-    other[np.arange(n), ds.y] = -np.inf
-    margin = true - other.max(axis=1)
-    if "margin_late" in dyn:
-        margin[dyn["train_rows"]] = dyn["margin_late"].astype(np.float32)
-    else:                                           # version 1: every epoch's margins
-        epochs = len(dyn["margin"])
-        margin[dyn["train_rows"]] = dyn["margin"][epochs // 2:].astype(np.float32).mean(axis=0)
-    score = 1 / (1 + np.exp(np.clip(margin, -50, 50)))
-    probs = _softmax(logits)
-    masked = probs.copy()
-    masked[np.arange(n), ds.y] = -1
-    pred = masked.argmax(1)                 # the best class other than the label
-    return score, pred, probs[np.arange(n), pred]
-
-
-def _softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def label_errors(ds, dyn, threshold=0.5):
-    if ds.task != "classification" or "logits" not in dyn:
+def label_errors(ds, dyn, seed=0):
+    """label-error warnings: rows whose calibrated P(label wrong) is at least 0.5, from the
+    network's recorded dynamics stacked with a cross-fitted linear model (debug/labelerr.py)."""
+    from s2build.debug import labelerr
+    if ds.task != "classification" or not ds.classes:
         return []
-    score, pred, p = label_scores(ds, dyn)
+    found = labelerr.scores(ds, dyn, seed=seed)
+    if found is None:
+        return []
+    wrong, pred = found["wrong"], found["pred"]
     out = []
-    for i in np.flatnonzero(score >= threshold):
+    for i in np.flatnonzero(wrong >= 0.5):
         out.append(Diagnostic(ds.origins[i], "warning", "label-error",
                               f"labelled {_label(ds, i)}, the data says {ds.classes[pred[i]]} "
-                              f"(confidence {score[i]:.2f})", score[i],
+                              f"(confidence {wrong[i]:.2f})", wrong[i],
                               fix=("relabel", ds.classes[pred[i]])))
     return out
 
@@ -307,6 +280,6 @@ def run(target, ds, dyn, where, folds=0, progress=None):
     if ds.task == "classification":
         if folds:
             diags += label_errors_cleanlab(ds, fold_probabilities(target, ds, folds, progress))
-        elif dyn is not None:
-            diags += label_errors(ds, dyn)
+        else:
+            diags += label_errors(ds, dyn, seed=target.config["train"]["seed"])
     return sort(diags)
