@@ -148,6 +148,9 @@ def test_two_processes_verify_and_match_one_within_a_point(one, two):
     v = b["verification"]
     assert v["max_abs_diff"] <= v["tolerance"] and v["argmax_agreement"] == 1.0
     assert len(b["history"]) == 20 and b["history"][-1] < b["history"][0]
+    curve = b["holdout_history"]                     # rank 0's holdout curve, as one process's
+    assert len(curve["loss"]) == 20 and curve["values"][-1] == pytest.approx(
+        b["metrics"]["accuracy"]) and curve["rows"] == min(curve["of"], 2048)
     assert sha256(d / "build" / "table.onnx") != sha256(one / "build" / "table.onnx")
 
 

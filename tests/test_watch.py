@@ -126,6 +126,28 @@ def test_twenty_saves_within_a_second_build_at_most_twice(toy, watching):
     assert w.stop() == 130
 
 
+def test_watch_report_rewrites_the_page_after_each_build(toy, watching):
+    page = toy / "out" / "live.html"
+    w = watching(toy, after=["--report", "out/live.html"])
+    i = w.idle()
+    assert "report: out/live.html" in w.lines[i - 1], w.output()
+    first = page.read_text()
+    assert '<section id="t-toy">' in first and "History of builds" in first
+    inode = os.stat(page).st_ino
+    relabel(toy / "data" / "b.csv", 3)
+    j = w.wait_for("toy: built in", i + 1)
+    k = w.idle(j)
+    assert "report: out/live.html" in w.lines[k - 1], w.output()
+    assert w.count("toy: built in", i + 1) == 1           # its own write builds nothing
+    second = page.read_text()
+    assert os.stat(page).st_ino != inode                  # replaced (tmp + os.replace)
+    assert "incremental from" in second and second.count("file changed: data/b.csv") >= 1
+    assert "holdout accuracy" in second and "PASSED" in second
+    assert not [f for f in os.listdir(toy / "out") if f.startswith(".s2tmp-")]
+    assert w.stop() == 130
+    assert "Traceback" not in w.output()
+
+
 def test_atomic_save_builds_but_touch_and_own_writes_do_not(toy, watching):
     w = watching(toy, "-v")
     i = w.idle()

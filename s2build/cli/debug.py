@@ -121,6 +121,7 @@ def cmd_seeds(args):
     dyns = [seeds.load_dynamics(project, key) for _v, key in built]
     rep = seeds.compare(dyns, [v.config["train"]["seed"] for v, _k in built])
     rep["specs"] = seeds.spec_pass_rates(project, [v for v, _k in built])
+    seeds.save(project, target, rep, built)             # for `s2build report`
     if args.json:
         json.dump(rep, sys.stdout, indent=2)
         print()

@@ -61,7 +61,8 @@ def cmd_watch(args):
     project = common.load(args)
     graph.order(project, args.targets)                 # unknown names: did-you-mean error
     return watch.watch(project, args.targets, mode="release" if args.release else "dev",
-                       debounce=args.debounce, verbose=args.verbose)
+                       debounce=args.debounce, verbose=args.verbose,
+                       report=common.out_path(args, args.report) if args.report else None)
 
 
 def add_parsers(sub):
@@ -102,4 +103,6 @@ def add_parsers(sub):
                    help="release builds (from scratch) instead of incremental dev builds")
     w.add_argument("--debounce", type=float, default=0.3, metavar="SECONDS",
                    help="quiet time before changes are examined (default 0.3)")
+    w.add_argument("--report", metavar="FILE",
+                   help="rewrite the HTML report (as `s2build report`) at FILE after each build")
     w.set_defaults(func=cmd_watch)

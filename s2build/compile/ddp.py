@@ -22,7 +22,8 @@ What the ranks write into it (R: the global rank; files tmp + os.replace):
     progress.json             local rank 0: {"done", "total", "loss"} after each epoch
     result/                   local rank 0 of each node: weights.pt (the state_dict),
                               optimizer.pt, dynamics.npz (train.Dynamics.arrays()), meta.json
-                              {"history", "metrics", "device"}; one os.replace of a folder
+                              {"history", "metrics", "device", "holdout_curve"}; one
+                              os.replace of a folder
     error-R.json              rank R failed: {"rank", "kind", "cls", "message", "location",
                               "hint", "trace", "time_ns"}; kind is "error" (its own failure),
                               "peer" (a collective lost a rank) or "terminated" (a signal)
@@ -157,7 +158,8 @@ def _write_result(job, trained, history):
         if trained.dynamics is not None:
             np.savez(os.path.join(tmp, "dynamics.npz"), **trained.dynamics.arrays())
         meta = {"history": history, "device": trained.device,
-                "metrics": {k: float(v) for k, v in trained.metrics.items()}}
+                "metrics": {k: float(v) for k, v in trained.metrics.items()},
+                "holdout_curve": trained.holdout_curve}
         _write_json(os.path.join(tmp, "meta.json"), meta)
         os.replace(tmp, os.path.join(job, "result"))
     except BaseException:

@@ -258,4 +258,4 @@ def _load(target, ds, result, seconds):
             dyn = _Dynamics({k: z[k] for k in z.files})
     return trainer.Trained(module=net.eval(), history=meta["history"], metrics=meta["metrics"],
                            seconds=seconds, device=meta["device"], dynamics=dyn,
-                           optimizer_state=opt)
+                           optimizer_state=opt, holdout_curve=meta.get("holdout_curve"))

@@ -25,7 +25,8 @@ Training dynamics are recorded as a by-product of an Epochs run (`Recorder`, `Dy
 the mean per-row margin over the second half of the epochs (lint's label-error signal), taken
 from the forward pass the step already made; final logits of every row; last-layer gradient
 factors at a few checkpoints, sketched to a bounded width (compile/tracin.py). They feed `lint`,
-`blame` and the seed report.
+`blame` and the seed report. A recorded run also keeps the holdout loss per epoch
+(compile/curve.py), for the report.
 """
 
 import os
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from s2build.compile import distill, models, scoring, tracin
+from s2build.compile.curve import HoldoutCurve
 from s2build.compile.optim import make_optimizer
 from s2build.errors import BuildError
 
@@ -56,13 +58,13 @@ class Trained:
     """module: eval mode, CPU; history: mean training loss per round (an epoch; a fine-tune's
     CHECK_EVERY steps); metrics: holdout metrics; dynamics: Dynamics or None; optimizer_state:
     the optimizer's final state_dict (tensors on CPU), from which an incremental build resumes
-    training."""
+    training; holdout_curve: a recorded run's per-epoch holdout loss and metric (curve.py)."""
 
     def __init__(self, module, history, metrics, seconds, device, dynamics=None,
-                 optimizer_state=None):
+                 optimizer_state=None, holdout_curve=None):
         self.module, self.history, self.metrics = module, history, metrics
         self.seconds, self.device, self.dynamics = seconds, device, dynamics
-        self.optimizer_state = optimizer_state
+        self.optimizer_state, self.holdout_curve = optimizer_state, holdout_curve
 
 
 class Dynamics:
@@ -260,7 +262,8 @@ def fit(target, ds, schedule, cancel=None, progress=None, record=False, keep=Non
     return Trained(module=net, history=history, metrics=metrics,
                    seconds=time.perf_counter() - started, device=device,
                    dynamics=rec.dyn if rec is not None else None,
-                   optimizer_state=cpu_state(opt))
+                   optimizer_state=cpu_state(opt),
+                   holdout_curve=rec.curve.facts() if rec is not None else None)
 
 
 def train(target, ds, cancel=None, progress=None, threads=1, record=True, exclude=None):
@@ -294,6 +297,7 @@ class Recorder:
                 > MAX_FACTOR_FLOATS:
             ckpts = set()
         self.ckpts, self.final = ckpts, None
+        self.curve = HoldoutCurve(run)               # the report's per-epoch holdout curve
 
     def begin(self, epoch):
         self.seen, self.hook = [], None
@@ -330,6 +334,7 @@ class Recorder:
                 dyn.margin[o] += scoring.margin(outs[i:i + ROW_CHUNK],
                                                 run.yd[o.to(device)]).double().cpu()
         if not self.capture:
+            self.curve.add()
             return
         head, hold = self.head, run.hold
         if self.hook is not None:
@@ -339,6 +344,7 @@ class Recorder:
         pos = torch.from_numpy(run.train_rows)[order]       # dataset index of each step's row
         out_h, emb_h = forward_all(run.net, run.x_hold.to(device),
                                    capture=head if ckpt else None)
+        self.curve.add(out_h if len(run.x_hold) else None)
         logits = torch.zeros((len(run.x_all), run.n_outputs))
         for i in range(0, len(pos), ROW_CHUNK):
             logits[pos[i:i + ROW_CHUNK]] = outs[i:i + ROW_CHUNK].float().cpu()

@@ -8,14 +8,27 @@ The report (`compare`): the holdout error rate of each seed, the rows whose pred
 between seeds (with their origins), and the disagreement rate beside the mean error rate: when
 disagreement is comparable to error, which rows a model gets right is largely luck.
 `spec_pass_rates` runs the target's specs on each variant's own artifact.
+
+`save` keeps the last report of each target, for `s2build report` (which never builds seeds
+itself), in `.s2build/seeds/NAME.json` (written atomically; a file that is missing, corrupt
+or of another version reads as no seed run):
+
+    {"version": 1, "target": NAME, "at": time, "n": K, "keys": {seed: build key},
+     "report": compare()'s dict + "specs", its flipping_rows cut to MAX_SAVED_FLIPS,
+               "flipping": how many rows flipped}
 """
 
 import copy
+import json
 import os
+import time
 
 import numpy as np
 
 from s2build.project.config import Project, Target
+
+RESULT_VERSION = 1
+MAX_SAVED_FLIPS = 200      # flipping rows kept in the saved report (their count is kept)
 
 
 def variants(target, k):
@@ -96,3 +109,34 @@ def spec_pass_rates(project, vs):
             passed[o.spec.name] = passed.get(o.spec.name, 0) + bool(o.passed)
     return {name: {"passed": n, "seeds": len(vs), "rate": n / len(vs)}
             for name, n in passed.items()}
+
+
+def result_path(project, name):
+    return os.path.join(project.state_dir, "seeds", f"{name}.json")
+
+
+def save(project, target, rep, built):
+    """Keep `rep` (compare() + "specs") of the variants `built` [(variant, key)] for the
+    report; returns the path."""
+    from s2build import atomic
+    flips = rep["flipping_rows"]
+    doc = {"version": RESULT_VERSION, "target": target.name,
+           "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n": len(built),
+           "keys": {str(v.config["train"]["seed"]): key for v, key in built},
+           "report": dict(rep, flipping_rows=flips[:MAX_SAVED_FLIPS], flipping=len(flips))}
+    path = result_path(project, target.name)
+    atomic.write_text(path, json.dumps(doc, sort_keys=True, indent=1))
+    return path
+
+
+def load_result(project, name):
+    """The saved seed report of target `name` (see the module docstring), or None."""
+    try:
+        with open(result_path(project, name), "rb") as f:
+            doc = json.loads(f.read())
+        if doc.get("version") != RESULT_VERSION or doc.get("target") != name \
+                or not isinstance(doc.get("report"), dict) or not isinstance(doc.get("keys"), dict):
+            return None
+        return doc
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None

@@ -32,10 +32,11 @@ class Built:
         self.changed, self.parsed = changed, parsed
 
 
-def _install(target, artifact, sidecar):
+def _install(target, artifact, sidecar, step):
     """Write the output file and its sidecar `NAME.onnx.json` atomically (the sidecar, unlike
-    the shared artifact and cache entry, names the target and its selected metrics); return the
-    output's stat tuple."""
+    the shared artifact and cache entry, names the target, its selected metrics and its last
+    builds: record.builds); return the output's stat tuple."""
+    sidecar["builds"] = records.builds(target, step, sidecar)   # read before it is replaced
     atomic.remove_leftovers(os.path.dirname(target.output) or ".")
     atomic.write_bytes(target.output, artifact)
     atomic.write_text(target.output + ".json", json.dumps(sidecar, sort_keys=True, indent=1))
@@ -53,7 +54,7 @@ def restore(step, state, cache, remote=None):
     sidecar = dict(facts, target=step.target.name, restored_from_cache=True,
                    metrics=records.selected_metrics(step.target, facts.get("metrics") or {}),
                    restored_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    rec = records.local(step.target, record, _install(step.target, artifact, sidecar))
+    rec = records.local(step.target, record, _install(step.target, artifact, sidecar, step))
     state.targets[step.target.name] = rec
     state.save()
     return rec
@@ -209,6 +210,8 @@ def produce(step, project, files, cache, reporter, cancel, threads=None):
                               "argmax_agreement": vr.argmax_agreement, "rows": vr.n_rows},
              "host": os.uname().nodename, "device": trained.device,
              "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if getattr(trained, "holdout_curve", None):     # per epoch, for the report (curve.py)
+        facts["holdout_history"] = trained.holdout_curve
     import io
     extra = {}
     if trained.dynamics is not None:
@@ -248,7 +251,7 @@ def record_built(step, built, state):
     t = step.target
     sidecar = dict(built.facts, target=t.name, restored_from_cache=False,
                    metrics=records.selected_metrics(t, built.rec["metrics"]))
-    rec = records.local(t, built.rec, _install(t, built.artifact, sidecar))
+    rec = records.local(t, built.rec, _install(t, built.artifact, sidecar, step))
     state.targets[t.name] = rec
     state.save()
     return rec

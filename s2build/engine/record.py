@@ -1,4 +1,4 @@
-"""What a build writes down about itself, in three places:
+"""What a build writes down about itself, in four places:
 
     shared(inputs, metrics, artifact)   the cache entry's record.json: the facts that identify
                                         the build, shared by every target with the same key
@@ -8,6 +8,10 @@
                                         its `metrics:` list selects
     provenance(target, inputs, ds, m)   the ONNX file's metadata_props: no timestamps, no
                                         absolute paths, no target name
+    builds(target, step, sidecar)       the sidecar's `builds`: this target's last MAX_BUILDS
+                                        builds and restores, oldest first, carried over from
+                                        the sidecar it replaces (never in the key, the
+                                        artifact or the cache entry)
 
 Standard library only (the no-op path re-selects metrics through `reselect`).
 """
@@ -16,6 +20,9 @@ import hashlib
 import json
 
 from s2build.engine import fingerprint
+
+MAX_BUILDS = 50            # entries of the sidecar's `builds` history
+MAX_CHANGES = 10           # reasons kept per entry (then "+N more")
 
 
 def selected_metrics(target, metrics):
@@ -103,3 +110,30 @@ def exporter_used(target, inputs):
     """The exporter a build of `inputs` uses: a dev artifact never ships, so an incremental
     build takes the 10x faster legacy exporter whatever `export.exporter` says."""
     return "legacy" if inputs.mode == "incremental" else target.config["export"]["exporter"]
+
+
+def builds(target, step, sidecar):
+    """The `builds` list of the sidecar about to replace `target`'s: the previous sidecar's
+    entries (when it is JSON naming this target; anything else starts the history over) and
+    one for this build, the last MAX_BUILDS. An entry:
+
+        {"at": time, "key": build key (12 hex), "mode": "release" | "incremental",
+         "restored": bool (from the cache, not trained), "metrics": {the selected metrics},
+         "changes": [the planner's reasons in words, at most MAX_CHANGES, then "+N more"]}
+    """
+    try:
+        with open(target.output + ".json", "rb") as f:
+            old = json.loads(f.read())
+        past = old.get("builds") if old.get("target") == target.name else None
+        past = [b for b in past if isinstance(b, dict)] if isinstance(past, list) else []
+    except (OSError, ValueError, AttributeError, RecursionError):
+        past = []
+    why = [r.text for r in step.reasons]
+    if len(why) > MAX_CHANGES:
+        why = why[:MAX_CHANGES - 1] + [f"+{len(why) - MAX_CHANGES + 1} more"]
+    restored = bool(sidecar.get("restored_from_cache"))
+    entry = {"at": sidecar.get("restored_at" if restored else "built_at"),
+             "key": str(sidecar.get("build_key") or step.inputs.key)[:12],
+             "mode": sidecar.get("mode"), "restored": restored,
+             "metrics": sidecar.get("metrics") or {}, "changes": why}
+    return (past + [entry])[-MAX_BUILDS:]

@@ -168,15 +168,15 @@ def _execute(steps, project, state, cache, reporter, cancel, remote=None):
 
 
 
-def status(project, names):
+def status(project, names, mode="release"):
     """([Step] for every wanted target, state), without writing anything (the remote, when
-    configured, is asked only whether it holds a stale target's key)."""
+    configured, is asked only whether it holds a stale target's key). `mode`: as plan's."""
     from s2build.engine import rules
     state = State.load(project.state_dir)
     cache = Cache(project.state_dir)
     wanted_rules, names = rules.needed(project, names)
     state.rule_steps = rules.plan(project, wanted_rules, state, cache)   # `status` shows them
-    steps = [] if names is None else plan(project, names, state, cache,
+    steps = [] if names is None else plan(project, names, state, cache, mode,
                                           remote=remote_store.configured(project),
                                           pending=rules.pending(project, state.rule_steps))
     if cache.warnings:                              # a remote that failed: said, not fatal

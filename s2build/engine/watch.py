@@ -14,8 +14,9 @@
                          starts again
     main                 builds while dirty: reloads the yaml when it changed, runs
                          runner.build (one line per target: what, why, time, metrics), then the
-                         targets' specs (counts, and the specs whose verdict changed); builds
-                         are dev builds (incremental when they can be) unless mode="release"
+                         targets' specs (counts, and the specs whose verdict changed), then
+                         with `report` rewrites that HTML page; builds are dev builds
+                         (incremental when they can be) unless mode="release"
     warm-up              once watching starts, imports torch, onnx and onnxruntime and takes
                          one optimizer step and one export of a tiny network, so that the first
                          edit does not pay the ~2-3 s a fresh process pays; a build waits for it
@@ -48,8 +49,9 @@ WATCH_MEMO_BYTES = 512 * 2**20
 
 class Watcher:
     def __init__(self, project, names, mode="release", debounce=DEBOUNCE, verbose=False,
-                 out=None, err=None):
+                 out=None, err=None, report=None):
         self.project, self.names, self.mode = project, list(names or []), mode
+        self.report = os.path.abspath(report) if report else None   # the page to keep current
         self.debounce, self.verbose = debounce, verbose
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.cv = threading.Condition()
@@ -88,6 +90,8 @@ class Watcher:
         rules = self.rules
         keep = set()
         for p in paths:
+            if self.report is not None and os.path.abspath(p) == self.report:
+                continue                                # our own write
             rel = os.path.normpath(os.path.relpath(p, rules.root))
             if rules.matters(rel):
                 keep.add(rel)
@@ -222,6 +226,7 @@ class Watcher:
                                    command="watch", mode=self.mode)
         except S2Error as e:
             self._say(str(e) if e.location else f"s2build: error: {e}", err=True)
+            self._write_report({}, {"exit_code": e.exit_code, "message": str(e)})
             self._say("s2build: nothing recorded; the last good artifact stays in place; "
                       "watching for changes (Ctrl-C to stop)", err=True)
             return
@@ -242,23 +247,37 @@ class Watcher:
             return
         finally:
             rep.finish()
-        self._run_specs(results)
+        self._write_report(self._run_specs(results))
         self._say(f"s2build: done in {time.perf_counter() - clock:.1f}s; watching for changes "
                   "(Ctrl-C to stop)")
 
+    def _write_report(self, outcomes, build_error=None):
+        """`watch --report FILE`: the page of `s2build report` for this cycle (`outcomes`: the
+        specs it ran, {target: [Outcome]}), replaced atomically; a failure is said, no more."""
+        if self.report is not None:
+            from s2build.report import html
+            try:
+                html.render(self.project, self.names, self.report, outcomes=outcomes,
+                            mode=self.mode, build_error=build_error)
+                self._say(f"report: {os.path.relpath(self.report, self.project.root)}")
+            except Exception as e:                      # S2Error or a bug: watching goes on
+                self._say(f"s2build: report not written: {type(e).__name__}: {e}", err=True)
+
     def _run_specs(self, results):
-        """Run the specs of the targets this cycle produced; print counts and changed verdicts."""
+        """Run the specs of the targets this cycle produced; print counts and changed verdicts.
+        Returns {target: [Outcome]} of the targets whose specs ran."""
         from s2build.engine import runner
         from s2build.specs import parse as specmod
         from s2build.specs import run as specrun
         from s2build.store.local import Cache
         from s2build.engine.state import State
+        ran = {}
         try:
             steps = runner.plan(self.project, self.names, State.load(self.project.state_dir),
                                 Cache(self.project.state_dir), self.mode)
         except S2Error as e:
             self._say(str(e), err=True)
-            return
+            return ran
         steps = {s.target.name: s for s in steps}
         for r in results:
             target, step = self.project.targets[r.name], steps.get(r.name)
@@ -272,6 +291,7 @@ class Watcher:
             except S2Error as e:
                 self._say(str(e), err=True)
                 continue
+            ran[r.name] = outcomes
             flips = []
             for o in outcomes:
                 before = self.specs_seen.get(o.spec.id)
@@ -285,6 +305,7 @@ class Watcher:
             for o in outcomes:
                 if not o.passed:
                     self._say(f"  {o.spec.id} FAILED: {o.spec.loc}: {o.message}")
+        return ran
 
     def run(self):
         """Watch until Ctrl-C (returns errors.INTERRUPTED)."""
@@ -362,8 +383,10 @@ class _Tracking:
         return getattr(self.inner, name)
 
 
-def watch(project, names, mode="dev", debounce=DEBOUNCE, verbose=False):
-    """`s2build watch`: build, then rebuild on every relevant change until Ctrl-C."""
+def watch(project, names, mode="dev", debounce=DEBOUNCE, verbose=False, report=None):
+    """`s2build watch`: build, then rebuild on every relevant change until Ctrl-C; with
+    `report` (a path), rewrite the HTML report there after each cycle."""
     from s2build.data import shards
     shards.MEMO.limit = WATCH_MEMO_BYTES       # a long-lived process re-reads no unchanged shard
-    return Watcher(project, names, mode=mode, debounce=debounce, verbose=verbose).run()
+    return Watcher(project, names, mode=mode, debounce=debounce, verbose=verbose,
+                   report=report).run()

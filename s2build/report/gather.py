@@ -13,35 +13,43 @@ document (dicts, lists, str and numbers; no numpy), one entry per target:
     regression                              true/pred per output column (at most MAX_POINTS)
     specs                                   [{name, passed, error, message, location}]
     lint                                    shown (the strongest of each check, file order, a
-                                            csv row's values), left {check: n}, counts, error
+                                            csv row's values, an image's thumbnail), left
+                                            {check: n}, counts, error
+    blame, seeds, builds                    report/views.py: blame queries over the holdout,
+                                            the saved seed report, the history of builds
 
 The holdout predictions are the final network's logits that every build records in its
 cache entry (`dynamics.npz`, data/dataset.py load_dynamics); a build without dynamics (a
 streamed table) runs the artifact on the holdout rows through the spec runner instead.
 A build that fails is not raised: `doc["build_error"]` holds its exit code and message, and
-the targets without a build say so. numpy and onnxruntime load inside the functions.
+the targets without a build say so. Image thumbnails (report/thumbs.py) are data URIs, at
+most MAX_THUMBS per target. numpy and onnxruntime load inside the functions.
 """
 
-import csv
 import os
 
 from s2build import errors
+from s2build.report import views
+from s2build.report.views import row_values
 
 MAX_POINTS = 2000          # scatter points per output column (an even stride over the holdout)
 LINT_PER_CHECK = 5         # lint diagnostics shown per check (the strongest; errors always)
 REGRESSION_COLUMNS = 4     # scatter charts per target at most
 
 
-def collect(project, names, reporter, build=True, outcomes=None):
+def collect(project, names, reporter, build=True, outcomes=None, mode="release",
+            build_error=None):
     """The report document for `names` (default every target). `build`: build what is stale
-    first; `outcomes`: spec outcomes already run (ci), else the specs run here."""
+    first; `outcomes`: spec outcomes already run (ci: a list; watch: {target: list}, a target
+    it lacks runs its specs here), else the specs run here; `mode`: the builds the page
+    describes (watch: dev); `build_error`: {exit_code, message} of a build that failed."""
     from s2build.engine import runner
     from s2build.project import graph
     from s2build.specs import parse as specparse
     names = list(names) if names else list(project.targets)
     graph.order(project, names)                         # unknown names: did-you-mean error
     doc = {"project": os.path.basename(project.root.rstrip(os.sep)) or project.root,
-           "build_error": None, "targets": []}
+           "build_error": build_error, "targets": []}
     if build:
         for n in names:
             specparse.files(project.targets[n])         # a spec's missing file: exit 3
@@ -51,10 +59,12 @@ def collect(project, names, reporter, build=True, outcomes=None):
             doc["build_error"] = {"exit_code": e.exit_code, "message": str(e)}
         finally:
             reporter.finish()
-    steps, state = runner.status(project, names)
+    steps, state = runner.status(project, names, mode=mode)
     steps = {s.target.name: s for s in steps}
+    if isinstance(outcomes, list):
+        outcomes = {n: [o for o in outcomes if o.spec.target == n] for n in names}
     for n in names:
-        mine = None if outcomes is None else [o for o in outcomes if o.spec.target == n]
+        mine = None if outcomes is None else outcomes.get(n)
         doc["targets"].append(target_entry(project, steps[n], state, doc["build_error"], mine))
     return doc
 
@@ -64,7 +74,8 @@ def target_entry(project, step, state, build_error, outcomes=None):
     target = step.target
     out = {"name": target.name, "task": target.config["loader"].get("task", "classification"),
            "output": target.config["output"], "built": False, "why_not": None, "facts": {},
-           "artifact": None, "confusion": None, "regression": None, "specs": [], "lint": None}
+           "artifact": None, "confusion": None, "regression": None, "specs": [], "lint": None,
+           "blame": None, "seeds": None, "builds": None, "thumbnails": 0}
     if step.action != "up-to-date" or not os.path.isfile(target.output):
         why = step.reasons[0].text if step.reasons else "not built"
         if build_error:
@@ -85,11 +96,19 @@ def target_entry(project, step, state, build_error, outcomes=None):
                        "build_key": art.build_key,
                        "inputs": [[n, e, list(s)] for n, e, s in art.inputs],
                        "outputs": list(art.output_names), "provenance": dict(art.meta)}
+    from s2build.report.thumbs import Thumbs
+    thumbs = Thumbs(target)
     dyn = _dynamics(project, step.inputs.key)
     out.update(_holdout(target, step, project, art, dyn, out["task"]))
     out["specs"] = [_spec_dict(o) for o in (outcomes if outcomes is not None
                                              else _run_specs(project, target, step, art))]
-    out["lint"] = _lint(project, target, step, dyn)
+    out["lint"] = _lint(project, target, step, dyn, thumbs)
+    out["blame"] = views.blame(target, dyn, thumbs)
+    release = getattr(step.inputs, "release", None)     # a dev build: its recipe's release key
+    out["seeds"] = views.seeds(project, target, getattr(release, "key", step.inputs.key),
+                               thumbs)
+    out["builds"] = views.builds(out["facts"])
+    out["thumbnails"] = thumbs.shown
     return out
 
 
@@ -121,9 +140,25 @@ def history(facts):
     for v in facts.get("history") or []:
         if isinstance(v, dict):
             v = v.get("loss")
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if _real(v):
             out.append(float(v))
     return out
+
+
+def holdout_history(facts):
+    """The sidecar's per-epoch holdout curve (compile/curve.py) as {"loss": [float|None],
+    "metric": name|None, "values": [float|None], "rows", "of"}, or None."""
+    h = facts.get("holdout_history")
+    if not isinstance(h, dict) or not isinstance(h.get("loss"), list):
+        return None
+    clean = lambda vs: [float(v) if _real(v) else None for v in vs]   # noqa: E731
+    values = h.get("values") if isinstance(h.get("values"), list) else []
+    return {"loss": clean(h["loss"]), "metric": h.get("metric") if values else None,
+            "values": clean(values), "rows": h.get("rows"), "of": h.get("of")}
+
+
+def _real(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # --- Holdout predictions -------------------------------------------------------------------
@@ -200,10 +235,10 @@ def _spec_dict(o):
             "error": bool(o.error), "message": o.message, "location": o.spec.loc}
 
 
-def _lint(project, target, step, dyn):
+def _lint(project, target, step, dyn, thumbs):
     """Lint's diagnostics of one built target (lint.py's checks, recorded dynamics reused),
-    the strongest LINT_PER_CHECK of each check in file order; `error` when the data does not
-    load."""
+    the strongest LINT_PER_CHECK of each check in file order, with a csv row's cells or an
+    image's thumbnail; `error` when the data does not load."""
     from s2build.data import dataset as data
     from s2build.data.shards import ShardStore
     from s2build.debug import budget, lint
@@ -218,36 +253,8 @@ def _lint(project, target, step, dyn):
     shown, left = budget.select(diags, LINT_PER_CHECK)
     counts = {sev: sum(d.severity == sev for d in diags) for sev in lint.SEVERITIES}
     rows = row_values(target, [d.origin for d in shown])
-    return {"shown": [dict(d.as_dict(), values=rows.get(d.origin)) for d in shown],
+    return {"shown": [dict(d.as_dict(), values=rows.get(d.origin), thumb=thumbs(d.origin))
+                      for d in shown],
             "left": {str(k): int(v) for k, v in dict(left).items()} if left else {},
             "counts": counts, "error": None}
 
-
-def row_values(target, origins):
-    """{origin: [[column, cell], ...]} for the origins `file:line` of a csv target (the header
-    is line 1; one pass over each file); other formats and unreadable files give nothing."""
-    loader = target.config["loader"]
-    if loader.get("format") != "csv":
-        return {}
-    wanted = {}
-    for o in origins:
-        rel, _, line = str(o).rpartition(":")
-        if rel and line.isdigit():
-            wanted.setdefault(rel, set()).add(int(line))
-    out = {}
-    for rel, lines in wanted.items():
-        try:
-            with open(os.path.join(target.root, rel), encoding="utf-8", newline="") as f:
-                header = None
-                for n, text in enumerate(f, 1):
-                    if n > max(lines):
-                        break
-                    cells = next(csv.reader([text], delimiter=loader.get("delimiter") or ","),
-                                 [])
-                    if n == 1:
-                        header = cells
-                    elif n in lines and header:
-                        out[f"{rel}:{n}"] = [[c, v] for c, v in zip(header, cells)]
-        except (OSError, UnicodeDecodeError):
-            continue
-    return out

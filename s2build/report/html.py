@@ -1,24 +1,29 @@
 """The `s2build report` page: one self-contained HTML file drawn from report/gather.py's
-document. Inline CSS and inline SVG (report/svg.py); no script, no font, no URL of any kind, so
-it opens offline and can be kept as a CI artifact.
+document. Inline CSS, inline SVG (report/svg.py) and images as `data:image/png` URIs
+(report/thumbs.py); no script, no font, no URL that leaves the page, so it opens offline and
+can be kept as a CI artifact. The debugger's parts (blame, seeds, history of builds) are drawn
+by report/sections.py.
 
 Every value that comes from the project (names, messages, metadata, cells) goes through `esc`
-(html.escape, quotes included). `page(doc)` returns the text; `write(path, doc)` writes it
-atomically (temp file + os.replace: a reader sees the old report or the new one).
+(report/markup.py: html.escape, quotes included). `page(doc)` returns the text; `write(path,
+doc)` writes it atomically (temp file + os.replace: a reader sees the old report or the new
+one).
 """
 
-import math
-from html import escape
-
+from s2build.report import sections
 from s2build.report import svg
+from s2build.report.markup import esc, fmt, pct, size, table, thumb, values
+
+PROVENANCE_CHARS = 3000     # a longer metadata value is cut (the ONNX file holds all of it)
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1000px;padding:1em 2em;color:#222}
 h1{font-size:1.5em}h2{border-bottom:2px solid #ccd;padding-bottom:.2em;margin-top:2em}
-h3{font-size:1.05em;margin:1.4em 0 .4em}
+h3{font-size:1.05em;margin:1.4em 0 .4em}h4{font-size:.95em;font-weight:600;margin:1em 0 .3em}
 table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #ccd;padding:2px 8px;text-align:left;vertical-align:top}
 th{background:#f2f3f8}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .cm td.n{min-width:2.5em}.cm td.hit{background:#dcefdc}.cm td.miss{background:#f6dede}
+.flips td.hit{background:#dcefdc}.flips td.miss{background:#f6dede}
 .passed{color:#176a17;font-weight:600}.failed{color:#a31515;font-weight:600}
 .error{color:#a31515}.warning{color:#8a5a00}.note{color:#455}
 .nobuild{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em}
@@ -26,54 +31,21 @@ code,.loc{font-family:ui-monospace,monospace;font-size:.92em}
 svg.chart{width:100%;max-width:560px;height:auto;display:block;margin:.4em 0}
 svg .frame{fill:#fafbfe;stroke:#ccd}svg .line{stroke:#3060c0;stroke-width:2}
 svg .pt{fill:#3060c0}svg .diag{stroke:#aaa;stroke-dasharray:4 3}
+svg .line.s1{stroke:#d0702a}svg .pt.s1{fill:#d0702a}svg .line.s2{stroke:#2a9d5c}svg .pt.s2{fill:#2a9d5c}
 svg text{font:11px system-ui,sans-serif;fill:#444}svg .title{font-size:13px;fill:#222}
+figure.thumb{display:inline-block;margin:2px 6px 2px 0;text-align:center}
+figure.thumb img{width:64px;height:64px;object-fit:contain;image-rendering:pixelated;border:1px solid #ccd;display:block}
+figure.thumb figcaption{font-size:.75em;color:#555}
 details pre{white-space:pre-wrap;word-break:break-all;font-size:.85em;margin:0}
 .muted{color:#666}
 """
 
 
-def esc(value):
-    """Text made safe for HTML content and attribute values."""
-    return escape(str(value), quote=True)
-
-
-def _fmt(v):
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else str(v)
-    return str(v)
-
-
-def table(headers, rows, cls=""):
-    """A <table>: `headers` [str]; `rows` [[cell]] of plain values, escaped here (numbers are
-    right-aligned)."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(
-        f'<td class="n">{esc(_fmt(c))}</td>' if isinstance(c, (int, float)) and
-        not isinstance(c, bool) else f"<td>{esc(_fmt(c))}</td>" for c in r) + "</tr>"
-        for r in rows)
-    return f'<table class="{esc(cls)}"><tr>{head}</tr>{body}</table>'
-
-
-def _size(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-
-
 # --- Sections ------------------------------------------------------------------------------
 
 def _training(t):
-    from s2build.report.gather import history
     facts = t["facts"]
-    out = ["<h3>Training</h3>"]
-    losses = history(facts)
-    if losses:
-        out.append(svg.line_chart(losses, title="training loss per epoch", ylabel="loss"))
-    else:
-        out.append('<p class="muted">no training history recorded</p>')
+    out = ["<h3>Training</h3>"] + sections.curves(t)
     metrics = facts.get("metrics") or {}
     rows = facts.get("rows") or {}
     if metrics:
@@ -96,14 +68,10 @@ def _confusion(cm):
         cells = "".join(f'<td class="n {"hit" if i == j else "miss" if v else ""}" '
                         f'data-count="{int(v)}">{esc(v)}</td>' for j, v in enumerate(row))
         out.append(f"<tr><th>{esc(names[i])}</th>{cells}"
-                   f'<td class="n">{esc(_pct(cm["recall"][i]))}</td></tr>')
+                   f'<td class="n">{esc(pct(cm["recall"][i]))}</td></tr>')
     out.append("<tr><th>precision</th>" + "".join(
-        f'<td class="n">{esc(_pct(p))}</td>' for p in cm["precision"]) + "<td></td></tr></table>")
+        f'<td class="n">{esc(pct(p))}</td>' for p in cm["precision"]) + "<td></td></tr></table>")
     return out
-
-
-def _pct(v):
-    return "-" if v is None else f"{v:.3f}"
 
 
 def _regression(reg):
@@ -145,11 +113,12 @@ def _lint(t):
         out.append("<table><tr><th>where</th><th>severity</th><th>check</th><th>message</th>"
                    "<th>row</th></tr>")
         for d in lint["shown"]:
-            row = ", ".join(f"{k}={v}" for k, v in d["values"]) if d.get("values") else ""
+            row = thumb(d.get("thumb"), d["origin"]) or \
+                f'<span class="loc">{esc(values(d.get("values")))}</span>'
             out.append(f'<tr><td class="loc">{esc(d["origin"])}</td>'
                        f'<td class="{esc(d["severity"])}">{esc(d["severity"])}</td>'
                        f'<td>{esc(d["check"])}</td><td>{esc(d["message"])}</td>'
-                       f'<td class="loc">{esc(row)}</td></tr>')
+                       f"<td>{row}</td></tr>")
         out.append("</table>")
     for check, n in sorted(lint["left"].items(), key=lambda kv: -kv[1]):
         out.append(f'<p class="muted">{esc(check)}: {esc(n)} more not shown '
@@ -160,7 +129,7 @@ def _lint(t):
 def _artifact(t):
     a, facts = t["artifact"], t["facts"]
     out = ["<h3>Artifact</h3>"]
-    rows = [["file", a["path"]], ["size", _size(a["size"])], ["sha256", a["sha256"] or "-"],
+    rows = [["file", a["path"]], ["size", size(a["size"])], ["sha256", a["sha256"] or "-"],
             ["build key", a["build_key"] or "-"], ["mode", facts.get("mode", "-")],
             ["built at", facts.get("built_at", "-")], ["device", facts.get("device", "-")],
             ["restored from cache", facts.get("restored_from_cache", "-")],
@@ -169,7 +138,7 @@ def _artifact(t):
             ["outputs", ", ".join(a["outputs"])]]
     ver = facts.get("verification") or {}
     if ver:
-        rows.append(["verification", ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(ver.items()))])
+        rows.append(["verification", ", ".join(f"{k} {fmt(v)}" for k, v in sorted(ver.items()))])
     out.append(table(["fact", "value"], rows))
     timings = facts.get("timings") or {}
     if timings:
@@ -178,10 +147,17 @@ def _artifact(t):
                                                if isinstance(v, (int, float))]))
     if a["provenance"]:
         out.append("<details><summary>provenance (ONNX metadata)</summary><table>"
-                   + "".join(f"<tr><th>{esc(k)}</th><td><pre>{esc(v)}</pre></td></tr>"
+                   + "".join(f"<tr><th>{esc(k)}</th><td><pre>{esc(_cut(v))}</pre></td></tr>"
                              for k, v in sorted(a["provenance"].items()))
                    + "</table></details>")
     return out
+
+
+def _cut(v):
+    v = str(v)
+    if len(v) <= PROVENANCE_CHARS:
+        return v
+    return f"{v[:PROVENANCE_CHARS]}... ({len(v) - PROVENANCE_CHARS} more characters in the file)"
 
 
 def target_section(t):
@@ -195,7 +171,8 @@ def target_section(t):
         out += _confusion(t["confusion"])
     if t["regression"]:
         out += _regression(t["regression"])
-    out += _specs(t) + _lint(t) + _artifact(t)
+    out += _specs(t) + _lint(t) + sections.blame(t) + sections.seeds(t) + sections.builds(t)
+    out += _artifact(t)
     return "".join(out + ["</section>"])
 
 
@@ -222,3 +199,10 @@ def write(path, doc):
     """Write the page for `doc` to `path` atomically."""
     from s2build import atomic
     atomic.write_text(path, page(doc))
+
+
+def render(project, names, path, **collect):
+    """Gather the document of `names` from what is built (nothing is built: gather.collect
+    with build=False and `collect`'s other arguments) and write its page to `path`."""
+    from s2build.report import gather
+    write(path, gather.collect(project, names, None, build=False, **collect))

@@ -2,6 +2,8 @@
 script, every label escaped.
 
     line_chart(ys, ...)       one polyline over x = 1..len(ys), one <circle> per point
+    lines(series, ...)        several such lines on shared axes (training and holdout loss),
+                              the second and later of class `s1`, `s2`, with a legend
     scatter(xs, ys, ...)      points with the y = x diagonal (predicted against true)
 
 Each returns one `<svg>` element as a string, inline in HTML5 (no xmlns: the page names no URL); its `points` attribute and circles carry the data
@@ -80,15 +82,31 @@ def _svg(kind, title, body):
 def line_chart(ys, title="", xlabel="epoch", ylabel="", kind="curve"):
     """A line through (i, ys[i-1]) for i = 1..len(ys): one polyline whose `points` hold one
     pair per finite value, and one <circle data-x="i"> per finite value with a <title>."""
-    ys = [float(v) if _finite(v) else None for v in ys]
-    f = _Frame((1, max(2, len(ys))), _span([v for v in ys if v is not None]))
+    return lines([("", ys)], title, xlabel, ylabel, kind)
+
+
+def lines(series, title="", xlabel="epoch", ylabel="", kind="curve"):
+    """line_chart's line for each (name, ys) of `series`, on one scale: series s > 0 draws
+    with class `s{s}` (its own colour) and a named series gets a legend entry."""
+    clean = [(str(name), [float(v) if _finite(v) else None for v in ys]) for name, ys in series]
+    f = _Frame((1, max([2] + [len(ys) for _n, ys in clean])),
+               _span([v for _n, ys in clean for v in ys if v is not None]))
     body = f.axes(title, xlabel, ylabel)
-    pts = [(i, v) for i, v in enumerate(ys, 1) if v is not None]
-    coords = " ".join(f"{f.x(i):.1f},{f.y(v):.1f}" for i, v in pts)
-    body.append(f'<polyline class="line" fill="none" points="{coords}"/>')
-    for i, v in pts:
-        body.append(f'<circle class="pt" data-x="{i}" cx="{f.x(i):.1f}" cy="{f.y(v):.1f}" r="2.5">'
-                    f'<title>{escape(f"{xlabel} {i}: {v:.6g}")}</title></circle>')
+    for s, (name, ys) in enumerate(clean):
+        cls = f" s{s}" if s else ""
+        pts = [(i, v) for i, v in enumerate(ys, 1) if v is not None]
+        coords = " ".join(f"{f.x(i):.1f},{f.y(v):.1f}" for i, v in pts)
+        body.append(f'<polyline class="line{cls}" fill="none" points="{coords}"/>')
+        for i, v in pts:
+            body.append(f'<circle class="pt{cls}" data-x="{i}" cx="{f.x(i):.1f}" '
+                        f'cy="{f.y(v):.1f}" r="2.5"><title>'
+                        f'{escape(f"{name} {xlabel} {i}: {v:.6g}".strip())}</title></circle>')
+        if name:
+            y = PAD_T + 14 + 14 * s
+            x = W - PAD_R - 8
+            body.append(f'<line class="line{cls}" x1="{x - 118}" y1="{y - 4}" x2="{x - 100}" '
+                        f'y2="{y - 4}"/><text class="legend" x="{x - 96}" y="{y}">'
+                        f'{escape(name)}</text>')
     return _svg(kind, title, body)
 
 
