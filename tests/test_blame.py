@@ -68,10 +68,12 @@ def test_blame_the_input_of_an_example_spec(wine):
     out = json.loads(p.stdout)
     assert out["query"] == "spec 'a textbook cultivar-0 wine'" and not out["exact"]
     assert out["prediction"] == "0" and len(out["rows"]) == 3
-    p = run(["blame", "wine", "--spec", "holdout accuracy"], wine, check=2)
-    assert p.stderr == ("s2build: error: --spec holdout accuracy: target 'wine' has no example "
-                        "spec of that name (example specs: a textbook cultivar-0 wine, "
-                        "a cultivar-2 row stays cultivar 2)\n")
+    out = json.loads(run(["blame", "wine", "--spec", "holdout accuracy", "-k", "3", "--json"],
+                         wine, check=0).stdout)           # a gate: the rows it counts against
+    assert out["gate"] == "holdout accuracy" and len(out["rows"]) == (3 if out["failing"] else 0)
+    p = run(["blame", "wine", "--spec", "holdout acuracy"], wine, check=2)
+    assert p.stderr == ("s2build: error: --spec holdout acuracy: target 'wine' has no example "
+                        "or gate spec of that name (did you mean 'holdout accuracy'?)\n")
 
 
 def test_dynamics_are_bounded_and_an_old_format_asks_for_a_rebuild(wine):

@@ -84,32 +84,69 @@ def _classification_target(project, name, what):
 def cmd_blame(args):
     from s2build.debug import query
     from s2build.engine import runner
+    from s2build.project import graph
     project = common.load(args)
-    target = _classification_target(project, args.target, "blame explains")
-    if args.spec is not None:
+    graph.order(project, [args.target])             # unknown names: did-you-mean error
+    target = project.targets[args.target]
+    gate = query.gate_spec(target, args.spec) if args.spec is not None else None
+    if args.spec is not None and gate is None:
         query.example_spec(target, args.spec)          # a wrong name fails before building
     runner.build(project, [args.target], common.console(args, sys.stderr))
     steps, _state = runner.status(project, [args.target])
     key = [s for s in steps if s.target.name == args.target][0].inputs.key
+    if gate is not None:
+        return _blame_gate(query.gate(project, target, key, args.spec, k=args.k), args)
     result, dyn, row = query.run(project, target, key, text=args.input, spec=args.spec, k=args.k,
-                                 seeds=args.seeds, reporter=common.console(args, sys.stderr))
+                                 seeds=args.seeds, reporter=common.console(args, sys.stderr),
+                                 output=args.output)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()
         return errors.OK
-    classes = [str(c) for c in dyn["classes"]]
-    label = f", labelled {classes[int(dyn['y'][row])]}" if row is not None else ""
-    print(f"{result['query']}: predicted {result['prediction']} (p={result['probability']:.2f})"
-          f"{label}")
+    task = result["task"]
+    label = f", labelled {query.label_text(dyn, query.output_names(target, dyn), row)}" \
+        if row is not None else ""
     how = "its own gradients at" if result["exact"] else "the final network's gradient against"
-    print(f"training rows that most pushed it to {result['prediction']} "
-          f"(last-layer TracIn, {how} {len(dyn['ckpt_lr'])} checkpoints):")
+    where = f"(last-layer TracIn, {how} {len(dyn['ckpt_lr'])} checkpoints)"
+    if task == "classification":
+        print(f"{result['query']}: predicted {result['prediction']} "
+              f"(p={result['probability']:.2f}){label}")
+        print(f"training rows that most pushed it to {result['prediction']} {where}:")
+    elif task == "multilabel":
+        print(f"{result['query']}: predicted [{', '.join(result['prediction'])}]{label}")
+        print(f"training rows that most pushed its outputs the way they went {where}:")
+    else:
+        print(f"{result['query']}: predicted {result['output']} = {result['prediction']:.4g}{label}")
+        print(f"training rows that most raised it {where}:")
     for r in result["rows"]:
         print(f"  {r['origin']}: label {r['label']}, influence {r['influence']:.3g}")
+    if task == "regression":
+        print("training rows that most lowered it:")
+        for r in result["lowering"]:
+            print(f"  {r['origin']}: label {r['label']}, influence {r['influence']:.3g}")
     if args.seeds:
         sd = result["seeds"]
         print(f"stability over {args.seeds} seeds: mean top-{args.k} overlap {sd['mean_overlap']:.2f}; "
               f"in every seed: {', '.join(sd['in_every_seed']) or 'none'}")
+    return errors.OK
+
+
+def _blame_gate(result, args):
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return errors.OK
+    bad = result["failing"]
+    what = "the 10% largest errors" if result["task"] == "regression" else "wrong"
+    print(f"gate '{result['gate']}': {len(bad)} holdout rows count against it ({what})"
+          + (": " + ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+             if bad else ""))
+    if not bad:
+        return errors.OK
+    print("training rows that most raised their loss (last-layer TracIn, summed over them):")
+    for r in result["rows"]:
+        print(f"  {r['origin']}: label {r['label']}, harm {r['harm']:.3g}, among the top 10 "
+              f"for {r['top_for']} of {len(bad)}")
     return errors.OK
 
 
@@ -188,7 +225,11 @@ def add_parsers(sub):
     q = bl.add_mutually_exclusive_group(required=True)
     q.add_argument("--input", metavar="ROW_OR_FILE",
                    help="a dataset row (data/a.csv:12, data/3/0042.png) or a file of inputs")
-    q.add_argument("--spec", metavar="NAME", help="the input of an example spec")
+    q.add_argument("--spec", metavar="NAME",
+                   help="the input of an example spec, or a gate: the holdout rows it counts "
+                        "against and the training rows that most raised their loss")
+    bl.add_argument("--output", metavar="NAME",
+                    help="regression: which output to explain (default: the first)")
     bl.add_argument("-k", type=common.count_arg(low=1), default=10, help="how many rows (default 10)")
     bl.add_argument("--seeds", type=common.count_arg(0, 2), default=0, metavar="K",
                     help="also build K seeds and report how stable the ranking is")

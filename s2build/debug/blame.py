@@ -14,6 +14,20 @@ A query that is a row of the dataset (its origin, e.g. `data/a.csv:12`) uses its
 at every checkpoint. Any other input uses the final network's factors (loaded from
 `weights.pt` in the cache entry) against every checkpoint: an approximation, stated in the output.
 
+Every task: the query's direction dz_q in output space says what "caused this output" means.
+classification: the loss gradient at the predicted class (above); multilabel: the loss gradient
+at the predicted labels (sigmoid(z) - [z > 0]): proponents push the outputs the way they went;
+regression: -e_j for output j, so a row's score is the change one gradient step on it makes to
+output j (lr * (dz_i . e_j)(a_i . a_q), sign flipped by the step): positive rows raise the
+prediction when upweighted, negative rows lower it. A row query's activations are its own at
+every checkpoint (exact); its direction comes from the final outputs (exact for regression,
+whose direction is constant).
+
+Gates (`failing`): the training rows that most hurt the holdout rows a gate counts against
+(wrong classes or labels; regression: the 10% largest squared errors): harm(i) = -sum over
+those rows q of lr (dz_i . dz_q)(a_i . a_q) with dz_q their own loss gradient at their label,
+as recorded: a positive harm means training on i raised q's loss.
+
 The factors are stored sketched (compile/tracin.py: dz @ Bz and a @ Ba, float16 with a scale per
 checkpoint); a query's factors are projected with the same bases (grad_z_basis, grad_a_basis), so
 scores are computed in the projected space: (gz_i . gz_q)(ga_i . ga_q).
@@ -96,6 +110,133 @@ def blame(dyn, origins, query_row=None, module=None, x=None, k=10):
     order = np.argsort(-scores)[:k]
     return ([(origins[train_rows[i]], int(dyn["y"][train_rows[i]]), float(scores[i]))
              for i in order], pred, float(p[pred]), exact)
+
+
+def task_of(dyn):
+    """'classification', 'multilabel' or 'regression': dyn["task"] where the caller set it
+    (query.dynamics does, from the target), else from the recorded labels."""
+    if "task" in dyn:
+        return str(dyn["task"])
+    y = dyn["y"]
+    if y.ndim == 1:
+        return "classification"
+    return "multilabel" if len(dyn["classes"]) else "regression"
+
+
+def direction(dyn, z, output=0):
+    """dz_q [k] of a query with final outputs z [k] (see the module docstring); for
+    classification the predicted class's loss gradient."""
+    task = task_of(dyn)
+    z = np.asarray(z, dtype=np.float64)
+    if task == "regression":
+        d = np.zeros(len(z))
+        d[output] = -1.0
+        return d
+    if task == "multilabel":
+        p = 1 / (1 + np.exp(-z))
+        return p - (z > 0)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    d = p.copy()
+    d[int(p.argmax())] -= 1.0
+    return d
+
+
+def project(dyn, dz, a=None):
+    """(gz [c, dz], ga [c, da] or None) of a logit-space direction dz [k] (and activation a [h])
+    on every checkpoint's bases."""
+    gz = np.stack([dz @ b for b in dyn["grad_z_basis"].astype(np.float64)])
+    ga = None if a is None else np.stack([a @ b for b in dyn["grad_a_basis"].astype(np.float64)])
+    return gz, ga
+
+
+def row_activations(dyn, row):
+    c = len(dyn["ckpt_lr"])
+    return np.stack([tracin.decode(dyn["grad_a"], dyn["grad_a_scale"], i, row) for i in range(c)])
+
+
+def scores_for(dyn, row=None, z=None, a=None, output=0):
+    """Influence [n_train] of each training row on a query of any task: a dataset row (its
+    recorded activations), or final outputs z [k] and last-layer input a [h] of a new input."""
+    train_rows = dyn["train_rows"]
+    if row is not None and task_of(dyn) == "classification":
+        pred = int(np.asarray(dyn["logits"][row]).argmax())
+        dz_q, a_q = query_factors_from_rows(dyn, row, pred)
+    elif row is not None:
+        dz_q, _ = project(dyn, direction(dyn, dyn["logits"][row], output))
+        a_q = row_activations(dyn, row)
+    else:
+        dz_q, a_q = project(dyn, direction(dyn, z, output), a)
+    out = influence(dyn, dz_q, a_q, train_rows)
+    if row is not None:
+        out[train_rows == row] = np.nan                  # a row does not explain itself
+    return out
+
+
+def model_outputs(module, x):
+    """(z [k], a [h]) of input x [1, ...] under the final network: its outputs and the input
+    of its last linear layer."""
+    import torch
+
+    from s2build.compile import models
+    seen = []
+    hook = models.last_linear(module).register_forward_hook(
+        lambda m, i, o: seen.append(i[0].detach()))
+    with torch.no_grad():
+        z = module(torch.from_numpy(x))
+    hook.remove()
+    return z[0].double().numpy(), seen[0].reshape(-1).double().numpy()
+
+
+def explain(dyn, origins, row=None, module=None, x=None, k=10, output=0):
+    """Blame for any task: {task, outputs (the query's final outputs), exact, rows: [(origin,
+    train index, score)] the k strongest proponents (regression: the rows that most raised
+    output `output`), lowering: regression's k rows that most lowered it, else []}."""
+    check(dyn, len(origins))
+    if row is not None:
+        z, a = np.asarray(dyn["logits"][row], dtype=np.float64), None
+    else:
+        z, a = model_outputs(module, x)
+    scores = scores_for(dyn, row=row, z=z, a=a, output=output)
+    train_rows = dyn["train_rows"]
+    up = np.argsort(-np.nan_to_num(scores, nan=-np.inf))[:k]
+    pick = lambda idx: [(origins[train_rows[i]], int(train_rows[i]), float(scores[i]))  # noqa
+                        for i in idx]
+    task = task_of(dyn)
+    down = np.argsort(np.nan_to_num(scores, nan=np.inf))[:k] if task == "regression" else []
+    return {"task": task, "outputs": z, "exact": row is not None, "rows": pick(up),
+            "lowering": pick(down)}
+
+
+def failing_rows(dyn):
+    """Holdout rows a gate counts against: wrong (classification, multilabel), or the 10% of
+    holdout rows with the largest squared error (regression)."""
+    hold = np.flatnonzero(dyn["holdout"])
+    z, y = dyn["logits"][hold].astype(np.float64), dyn["y"][hold]
+    task = task_of(dyn)
+    if task == "classification":
+        bad = z.argmax(axis=1) != y
+    elif task == "multilabel":
+        bad = ((z > 0) != (y > 0.5)).any(axis=1)
+    else:
+        err = ((z - y) ** 2).sum(axis=1)
+        bad = err >= np.quantile(err, 0.9) if len(err) else np.zeros(0, bool)
+    return hold[bad]
+
+
+def harm(dyn, rows):
+    """harm [n_train] of each training row on the holdout rows `rows` (module docstring),
+    summed, and the per-query matrix's count of queries for which it is among the top 10."""
+    train_rows = dyn["train_rows"]
+    c = len(dyn["ckpt_lr"])
+    total = np.zeros(len(train_rows))
+    tops = np.zeros(len(train_rows), dtype=np.int64)
+    for q in rows:
+        gz = np.stack([tracin.decode(dyn["grad_z"], dyn["grad_z_scale"], i, q) for i in range(c)])
+        h = -influence(dyn, gz, row_activations(dyn, q), train_rows)
+        total += h
+        tops[np.argsort(-h)[:10]] += 1
+    return total, tops
 
 
 def check(dyn, n):

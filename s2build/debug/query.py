@@ -17,14 +17,18 @@ def entry_file(project, key, name):
     return os.path.join(Cache(project.state_dir).entry_dir(key), name)
 
 
-def dynamics(project, name, key):
-    """The dynamics.npz of build `key` as a dict of arrays; BuildError when it is missing."""
+def dynamics(project, name, key, task=None):
+    """The dynamics.npz of build `key` as a dict of arrays (with "task" when given); BuildError
+    when it is missing."""
     path = entry_file(project, key, "dynamics.npz")
     if not os.path.exists(path):
         raise errors.BuildError(f"no training dynamics recorded for {name}",
                                 hint=f"rebuild it: s2build clean {name} && s2build build")
     from s2build.data.dataset import load_dynamics
-    return load_dynamics(path)
+    dyn = load_dynamics(path)
+    if task is not None:
+        dyn["task"] = task
+    return dyn
 
 
 def input_shape(output):
@@ -63,6 +67,13 @@ def query(project, target, dyn, text):
     return None, x, rows[0][0]
 
 
+def gate_spec(target, name):
+    """The parsed gate spec `name` of `target`, or None when it has no gate of that name."""
+    from s2build.specs import parse
+    found = [s for s in parse.parse(target) if s.name == name and s.kind == "gate"]
+    return found[0] if found else None
+
+
 def example_spec(target, name):
     """The parsed example spec `name` of `target`; UsageError naming the examples otherwise.
     Standard library only: callable before anything is built."""
@@ -72,12 +83,12 @@ def example_spec(target, name):
     parsed = parse.parse(target)
     found = [s for s in parsed if s.name == name and s.kind == "example"]
     if not found:
-        examples = [s.name for s in parsed if s.kind == "example"]
+        examples = [s.name for s in parsed if s.kind in ("example", "gate")]
         close = difflib.get_close_matches(name, examples, n=1)
-        raise errors.UsageError(f"--spec {name}: target '{target.name}' has no example spec "
-                                f"of that name",
+        raise errors.UsageError(f"--spec {name}: target '{target.name}' has no example or "
+                                f"gate spec of that name",
                                 hint=f"did you mean '{close[0]}'?" if close else
-                                "example specs: " + (", ".join(examples) or "none"))
+                                "example and gate specs: " + (", ".join(examples) or "none"))
     return found[0]
 
 
@@ -117,39 +128,113 @@ def final_module(project, target, key, dyn):
     return net.eval()
 
 
-def run(project, target, key, text=None, spec=None, k=10, seeds=0, reporter=None):
-    """The blame report of one query as a dict (query, prediction, probability, exact, rows,
-    and with `seeds` K > 0: the top-k overlap over K seed variants). Also returns the
-    dynamics and the row index, for the caller's wording."""
+def output_names(target, dyn):
+    """Names of the network's outputs: class names, or the label column(s) of a regression."""
+    if len(dyn["classes"]):
+        return [str(c) for c in dyn["classes"]]
+    label = target.config["loader"].get("label")
+    names = label if isinstance(label, list) else [label] if label else []
+    k = dyn["logits"].shape[1]
+    return [str(n) for n in names] if len(names) == k else [f"output {j}" for j in range(k)]
+
+
+def output_index(target, dyn, name):
+    """Index of regression output `name` (None: the first); UsageError naming the outputs."""
+    names = output_names(target, dyn)
+    if name is None:
+        return 0
+    if name not in names:
+        raise errors.UsageError(f"--output {name}: '{target.name}' has no output of that name",
+                                hint="outputs: " + ", ".join(names))
+    return names.index(name)
+
+
+def _prediction(task, z, names, output):
+    import numpy as np
+    if task == "classification":
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        return names[int(p.argmax())], float(p.max())
+    if task == "multilabel":
+        return [n for n, v in zip(names, z) if v > 0], None
+    return float(z[output]), None
+
+
+def run(project, target, key, text=None, spec=None, k=10, seeds=0, reporter=None, output=None):
+    """The blame report of one query as a dict (task, query, prediction, probability
+    (classification), output (regression), exact, rows, lowering (regression), and with
+    `seeds` K > 0: the top-k overlap over K seed variants). Also returns the dynamics and the
+    row index, for the caller's wording."""
     from s2build.debug import blame
-    dyn = dynamics(project, target.name, key)
+    dyn = dynamics(project, target.name, key, target.config["loader"]["task"])
+    out_i = output_index(target, dyn, output)
     if spec is not None:
         row, x, shown = spec_query(project, target, dyn, spec)
     else:
         row, x, shown = query(project, target, dyn, text)
     module = final_module(project, target, key, dyn) if row is None else None
     try:
-        top, pred, p, exact = blame.blame(dyn, [str(o) for o in dyn["origins"]], row, module,
-                                          x, k)
+        found = blame.explain(dyn, [str(o) for o in dyn["origins"]], row, module, x, k, out_i)
     except ValueError as e:
         raise errors.BuildError(str(e)) from None
-    classes = [str(c) for c in dyn["classes"]]
-    result = {"query": shown, "prediction": classes[pred], "probability": p, "exact": exact,
-              "rows": [{"origin": o, "label": classes[lb], "influence": sc} for o, lb, sc in top]}
+    names = output_names(target, dyn)
+    pred, prob = _prediction(found["task"], found["outputs"], names, out_i)
+    shown_rows = lambda rows: [{"origin": o, "label": label_text(dyn, names, i),  # noqa: E731
+                                "influence": sc} for o, i, sc in rows]
+    result = {"task": found["task"], "query": shown, "prediction": pred, "probability": prob,
+              "exact": found["exact"], "rows": shown_rows(found["rows"])}
+    if found["task"] == "regression":
+        result["output"] = names[out_i]
+        result["lowering"] = shown_rows(found["lowering"])
     if seeds:
-        result["seeds"] = seed_overlap(project, target, row, x, k, seeds, reporter)
+        result["seeds"] = seed_overlap(project, target, row, x, k, seeds, reporter, out_i)
     return result, dyn, row
 
 
-def seed_overlap(project, target, row, x, k, n_seeds, reporter):
+def label_text(dyn, names, i):
+    """Row i's label as words: a class name, the labels that are on, or the value(s)."""
+    y = dyn["y"][i]
+    if y.ndim == 0:
+        return names[int(y)]
+    if str(dyn.get("task")) == "multilabel" or len(dyn["classes"]):
+        return "[" + ", ".join(n for n, v in zip(names, y) if v > 0.5) + "]"
+    return ", ".join(f"{v:.4g}" for v in y.tolist())
+
+
+def gate(project, target, key, name, k=10):
+    """Blame of gate spec `name`: the holdout rows it counts against and the training rows
+    that most raised their loss ({gate, failing: [origin], rows: [{origin, label, harm,
+    top_for}]}); BuildError without recorded factors."""
+    import numpy as np
+
+    from s2build.debug import blame
+    dyn = dynamics(project, target.name, key, target.config["loader"]["task"])
+    origins = [str(o) for o in dyn["origins"]]
+    try:
+        blame.check(dyn, len(origins))
+    except ValueError as e:
+        raise errors.BuildError(str(e)) from None
+    bad = blame.failing_rows(dyn)
+    total, tops = blame.harm(dyn, bad)
+    names = output_names(target, dyn)
+    train_rows = dyn["train_rows"]
+    order = [i for i in np.argsort(-total)[:k]] if len(bad) else []
+    return {"gate": name, "task": blame.task_of(dyn), "failing": [origins[q] for q in bad],
+            "rows": [{"origin": origins[train_rows[i]],
+                      "label": label_text(dyn, names, train_rows[i]),
+                      "harm": float(total[i]), "top_for": int(tops[i])} for i in order]}
+
+
+def seed_overlap(project, target, row, x, k, n_seeds, reporter, output=0):
     """{k, mean_overlap, in_every_seed}: how stable the top-k rows are over `n_seeds` seeds."""
     from s2build.debug import blame, seeds
     per_seed = []
     for variant, key in seeds.build(project, target, n_seeds, reporter):
         vd = seeds.load_dynamics(project, key)
+        vd["task"] = target.config["loader"]["task"]
         vmod = final_module(project, variant, key, vd) if row is None else None
-        vt, _p, _pp, _e = blame.blame(vd, [str(o) for o in vd["origins"]], row, vmod, x, k)
-        per_seed.append([o for o, _l, _s in vt])
+        vt = blame.explain(vd, [str(o) for o in vd["origins"]], row, vmod, x, k, output)
+        per_seed.append([o for o, _i, _s in vt["rows"]])
     sets = [set(t) for t in per_seed]
     pairs = [len(a & b) / k for i, a in enumerate(sets) for b in sets[i + 1:]]
     return {"k": n_seeds, "mean_overlap": sum(pairs) / len(pairs) if pairs else 1.0,
