@@ -99,12 +99,19 @@ def test_an_upstream_change_rebuilds_it_then_the_targets_that_read_it(built_pipe
     assert re.search(r"head: built .*upstream artifact changed: [0-9a-f]{12} -> [0-9a-f]{12}",
                      p.stdout)
     assert all(sha256(d / f"build/{t}.onnx") != before[t] for t in before)
+    # gc counts and cuts the upstream outputs too; a build needing one runs the upstream again
+    ups = list((d / ".s2build" / "upstream").rglob("*.npy"))
+    assert ups
+    p = run(["--no-server", "gc", "--max-size", "0"], d, check=0)
+    assert f"gc: removed {len(ups)} upstream output" in p.stdout
+    assert not list((d / ".s2build" / "upstream").rglob("*.npy"))
     # a downstream-only change rebuilds only that target
     _edit(d / "s2build.yaml", "temperature: 2.0", "temperature: 3.0")
     p = run(["--no-server", "build"], d, check=0)
     assert _outcomes(p.stdout) == {"rows": "up to date", "extractor": "up to date",
                                    "head": "up to date", "student": "built"}
     assert "config changed: upstream.temperature (2.0 -> 3.0)" in p.stdout
+    assert list((d / ".s2build" / "upstream").rglob("*.npy"))     # computed again
 
 
 def test_an_upstream_rebuilt_with_the_same_graph_rebuilds_nothing_downstream(built_pipeline,

@@ -202,6 +202,10 @@ def cmd_gc(args):
     print(f"gc: {verb} {len(res.removed)} entr{'y' if len(res.removed) == 1 else 'ies'} "
           f"({gc.megabytes(res.freed)}); kept {res.kept} ({gc.megabytes(res.kept_bytes)}, "
           f"{res.pinned} pinned by s2build.lock, state.json or a dev build's parents)")
+    if res.upstream:
+        print(f"gc: {verb} {len(res.upstream)} upstream output"
+              f"{'' if len(res.upstream) == 1 else 's'} ({gc.megabytes(res.upstream_freed)}; "
+              "a build that needs one runs its upstream again)")
     if res.kept_bytes > cap:
         print(f"gc: warning: pinned entries alone take {gc.megabytes(res.kept_bytes)}, over "
               f"--max-size {args.max_size}", file=sys.stderr)

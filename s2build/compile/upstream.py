@@ -165,6 +165,11 @@ def _run_cached(target, ds, inputs, digest, output, session, feeds, state_dir):
                 got = None                         # damaged: run again, then replace it
             if got is not None and len(got) != hi - lo:
                 got = None
+            if got is not None:
+                try:
+                    os.utime(path)                 # a use: gc removes the least recently used
+                except OSError:
+                    pass
         if got is None:
             rows = np.arange(lo, hi)
             got = np.concatenate([session.run([output], feeds(rows[i:i + CHUNK]))[0]

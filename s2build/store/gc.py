@@ -13,6 +13,10 @@ of any pinned dev build (record.json's `parent`). "Recently used" is the entry f
 set when the entry is written, and touched by Cache.get on every restore. Runs under the build
 lock; an entry leaves by one os.replace into .s2build/tmp/ (so it is whole or gone), then is
 deleted. Sizes: K, M, G, T are powers of 1024; printed MB are 1024 * 1024 bytes.
+The upstream outputs (.s2build/upstream/, compile/upstream.py: an upstream network's outputs
+over one source file) count toward `max_bytes` and go least recently used first beside the
+entries (their mtime, touched on every hit); they are never pinned, because a later build
+computes a missing one again (one onnxruntime pass over that file) and none is in a build key.
 collect also removes the graph cache entries (.s2build/graphs/, compile/relink.py) that can never
 be hit again: damaged ones and those of another toolchain (Collected.graphs); the others are a
 few KB each (no weights) and stay. `clean --cache` removes .s2build/graphs/ with the rest.
@@ -142,6 +146,24 @@ class Collected:
     def __init__(self):
         self.removed, self.freed, self.kept, self.kept_bytes, self.pinned = [], 0, 0, 0, 0
         self.graphs = []
+        self.upstream, self.upstream_freed = [], 0     # [(file name, bytes)] removed
+
+
+def _upstream_outputs(state_dir):
+    """[(path, bytes, last used ns)] of the upstream output files (.s2build/upstream/*/*.npy)."""
+    out = []
+    root = os.path.join(state_dir, "upstream")
+    for sub in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        folder = os.path.join(root, sub)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            path = os.path.join(folder, name)
+            if name.endswith(".npy") and not name.startswith(atomic.TMP_PREFIX):
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                out.append((path, st.st_size, st.st_mtime_ns))
+    return out
 
 
 def _entries(cache):
@@ -201,10 +223,24 @@ def collect(project, max_bytes, dry_run=False, on_wait=None):
     with BuildLock(project.state_dir, "s2build gc", wait=True, on_wait=on_wait):
         entries = _entries(cache)
         pinned = pinned_keys(project, cache)
-        total = sum(size for _d, size, _t in entries.values())
-        for key in sorted((k for k in entries if k not in pinned), key=lambda k: entries[k][2]):
+        ups = _upstream_outputs(project.state_dir)
+        total = sum(size for _d, size, _t in entries.values()) + sum(s for _p, s, _t in ups)
+        queue = [(entries[k][2], k, None) for k in entries if k not in pinned]
+        queue += [(t, None, (path, size)) for path, size, t in ups]
+        for _t, key, up in sorted(queue, key=lambda q: (q[0], q[1] or "")):
             if total <= max_bytes:
                 break
+            if up is not None:
+                path, size = up
+                if not dry_run:
+                    try:
+                        os.unlink(path)                 # one file: whole or gone
+                    except OSError:
+                        continue
+                res.upstream.append((os.path.basename(path), size))
+                res.upstream_freed += size
+                total -= size
+                continue
             d, size, _t = entries[key]
             if not dry_run:
                 os.makedirs(cache.tmp, exist_ok=True)
@@ -223,6 +259,7 @@ def collect(project, max_bytes, dry_run=False, on_wait=None):
                     continue
             res.graphs.append((os.path.basename(path), size, why))
         left = [k for k in entries if k not in {k for k, _s in res.removed}]
-        res.kept, res.kept_bytes = len(left), total
+        res.kept = len(left)
+        res.kept_bytes = total - (sum(s for _p, s, _t in ups) - res.upstream_freed)
         res.pinned = sum(k in pinned for k in left)
     return res
