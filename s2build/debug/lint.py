@@ -18,6 +18,9 @@ Checks (each a `check` name, for `--json` and for filtering):
     class-imbalance    warning  a class with under a tenth of the rows of the largest one
     mostly-missing     warning  tables: a column missing in over half of the rows
     unseen-category    warning  tables: a holdout row whose category no training row has
+    shortcut           warning  an image window or table column that separates a class in
+                                training far better than in the holdout and that the network
+                                responds to (shortcut.py); a note at each training row carrying it
 
 Each diagnostic has a `confidence` in [0, 1]; `sort` ranks by severity, then confidence, and
 `budget` chooses what is printed (the strongest of each check, in file order).

@@ -5,7 +5,7 @@ training dynamics, and run the checks of lint.py. Returns diagnostics; printing 
 import os
 import sys
 
-from s2build.debug import lint
+from s2build.debug import lint, shortcut
 
 
 def run(project, wanted, folds=0, verbose=False, digests=None):
@@ -42,8 +42,9 @@ def run(project, wanted, folds=0, verbose=False, digests=None):
         name = s.target.name
         progress = (lambda f, k, name=name: print(f"{name}: fold {f}/{k} trained",
                                                   file=sys.stderr)) if folds else None
-        found = lint.run(s.target, ds, dyn, s.target.loc("sources") or s.target.name,
-                         folds=folds, progress=progress)
+        where = s.target.loc("sources") or s.target.name
+        found = lint.run(s.target, ds, dyn, where, folds=folds, progress=progress)
+        found += shortcut.for_build(project, s.target, s.inputs.key, ds, where)
         for d in found:
             d.target = name
         diags += found
