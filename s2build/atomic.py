@@ -8,6 +8,7 @@ file only when the process that named it is gone (a name without a pid counts as
 
 import errno
 import os
+import shutil
 
 from s2build.errors import S2Error, BUILD
 
@@ -98,16 +99,20 @@ def _owner_alive(name):
 
 
 def remove_leftovers(folder):
-    """Delete the `.s2tmp-*` files in `folder` whose process is gone (a killed one's)."""
+    """Delete the `.s2tmp-*` files and folders in `folder` whose process is gone (a killed
+    one's)."""
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
         if name.startswith(TMP_PREFIX) and not _owner_alive(name):
+            path = os.path.join(folder, name)
             try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:             # a folder, or gone already
+                os.unlink(path)
+            except IsADirectoryError:   # a -j run's result folder (engine/pool.py)
+                shutil.rmtree(path, ignore_errors=True)
+            except OSError:             # gone already
                 pass
 
 

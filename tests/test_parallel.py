@@ -54,16 +54,27 @@ def workers_of(d):
     return found
 
 
+def dead_pid():
+    """A pid that no process has now."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
 def test_j2_builds_independent_targets_with_the_bytes_of_j1(tmp_path):
     one, two = project(tmp_path / "one"), project(tmp_path / "two")
     run(["build", "-j", "1"], one, check=0)
+    killed = two / ".s2build" / f".s2tmp-{dead_pid()}-jobs-x1y2"   # a SIGKILLed -j run's
+    killed.mkdir(parents=True)
+    (killed / "1.result").write_bytes(b"half")
     p = run(["build", "-j", "2"], two, check=0)
+    assert not killed.exists()                              # swept under the lock
     for name in ("a", "b"):
         assert sha256(one / "build" / f"{name}.onnx") == sha256(two / "build" / f"{name}.onnx")
         assert f"{name}: built in" in p.stdout
     state = json.loads((two / ".s2build" / "state.json").read_text())
     assert sorted(state["targets"]) == ["a", "b"]          # the parent recorded both
-    assert not list((two / ".s2build").glob("jobs-*"))     # result files removed
+    assert not list((two / ".s2build").glob(".s2tmp-*jobs-*"))     # result files removed
     assert run(["build", "-j", "2"], two, check=0).stdout.split("\n")[:2] == \
         ["a: up to date", "b: up to date"]
 
@@ -127,7 +138,7 @@ def test_a_worker_crash_fails_its_target_only(tmp_path):
     assert not (d / "build" / "crash.onnx").exists()
     state = json.loads((d / ".s2build" / "state.json").read_text())
     assert sorted(state["targets"]) == ["a", "b", "c", "d"]
-    assert workers_of(d) == [] and not list((d / ".s2build").glob("jobs-*"))
+    assert workers_of(d) == [] and not list((d / ".s2build").glob(".s2tmp-*jobs-*"))
 
 
 def test_a_failure_skips_its_dependents_not_independent_targets(tmp_path):
@@ -209,7 +220,7 @@ def test_ctrl_c_stops_every_worker_and_records_nothing(tmp_path):
         json.loads((d / ".s2build" / "state.json").read_text())["targets"] == {}
     tmp = d / ".s2build" / "tmp"
     assert not tmp.exists() or os.listdir(tmp) == []
-    assert not list((d / ".s2build").glob("jobs-*"))
+    assert not list((d / ".s2build").glob(".s2tmp-*jobs-*"))
     assert not (d / ".s2build" / "cache").exists() or \
         not list((d / ".s2build" / "cache").rglob("record.json"))
 
@@ -247,7 +258,7 @@ def test_ctrl_c_through_the_server_stops_its_own_lane_and_its_worker(tmp_path):
         state = d / ".s2build" / "state.json"
         assert not state.exists() or json.loads(state.read_text())["targets"] == {}
         assert not list((d / ".s2build").glob("cache/*/*/record.json"))
-        assert not list((d / ".s2build").glob("jobs-*"))
+        assert not list((d / ".s2build").glob(".s2tmp-*jobs-*"))
     finally:
         run(["shutdown"], d, env=env, timeout=30)
 

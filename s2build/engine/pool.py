@@ -25,7 +25,8 @@ so the budget changes no release artifact.
 
 `close()` ends the run: idle workers see end of file and exit 0; busy ones (an interrupt, a
 failure) and those still importing get SIGTERM, SIGKILL after STOP_WAIT seconds; the parent lane is cancelled between
-two training steps and joined. The result files (`.s2build/jobs-*/`) are removed.
+two training steps and joined. The result files (`.s2build/.s2tmp-PID-jobs-*/`) are removed, also when a second
+interrupt arrives meanwhile; a killed run's are swept by the next build (atomic.sweep_leftovers).
 """
 
 import os
@@ -42,6 +43,7 @@ import threading
 import time
 
 import s2build
+from s2build import atomic
 
 STOP_WAIT = 10.0            # seconds a stopped worker gets before SIGKILL
 DEFER = 1.0                 # seconds the parent lane builds alone before a worker starts
@@ -264,7 +266,7 @@ class Pool:
         self.project, self.token = project, secrets.token_hex(8)
         self.events, self.lock = queue.Queue(), threading.Lock()
         os.makedirs(project.state_dir, exist_ok=True)
-        self.tmpdir = tempfile.mkdtemp(prefix="jobs-", dir=project.state_dir)
+        self.tmpdir = tempfile.mkdtemp(prefix=atomic.tmp_prefix("jobs"), dir=project.state_dir)
         self.threads, self.seq, self.started = budget(lanes), 0, 0
         self.lanes = [InProcess(self)] if parent else []
         self._parse = None
@@ -306,22 +308,24 @@ class Pool:
 
     def close(self):
         """End the run: idle workers exit, busy ones are stopped (see the module docstring)."""
-        for lane in self.lanes:
-            if lane.job is not None or not lane.ready:
-                lane.stop()                 # not ready: no need to wait for its imports
-            lane.close_stdin()
-        deadline = time.monotonic() + STOP_WAIT
-        for lane in self.lanes:
-            if isinstance(lane, Worker):
-                try:
-                    lane.proc.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    lane.kill()
-                    lane.proc.wait()
-                for r in lane.readers:
-                    r.join(1.0)
-        self.lanes = []
-        if self._parse is not None:
-            from s2build.data import dataset
-            dataset.PARSE_THREADS, self._parse = self._parse, None
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        try:
+            for lane in self.lanes:
+                if lane.job is not None or not lane.ready:
+                    lane.stop()             # not ready: no need to wait for its imports
+                lane.close_stdin()
+            deadline = time.monotonic() + STOP_WAIT
+            for lane in self.lanes:
+                if isinstance(lane, Worker):
+                    try:
+                        lane.proc.wait(max(0.0, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        lane.kill()
+                        lane.proc.wait()
+                    for r in lane.readers:
+                        r.join(1.0)
+            self.lanes = []
+        finally:                            # a second Ctrl-C while stopping: still no leftovers
+            if self._parse is not None:
+                from s2build.data import dataset
+                dataset.PARSE_THREADS, self._parse = self._parse, None
+            shutil.rmtree(self.tmpdir, ignore_errors=True)

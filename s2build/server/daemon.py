@@ -219,8 +219,9 @@ class Server:
 
     def _cancel(self, client, how):
         with self.guard:
-            if client.cancelled is None:
-                client.cancelled = how
+            if client.cancelled is not None:
+                return                       # once: a second SIGINT (the client's EOF after
+            client.cancelled = how           # its cancel) would cut the job's clean-up short
             if self.current is client:
                 signal.pthread_kill(threading.main_thread().ident,
                                     signal.SIGTERM if how == "term" else signal.SIGINT)
