@@ -1,16 +1,25 @@
 """Shared test helpers: run the real CLI in a subprocess, copy the shipped wine example."""
 
+import atexit
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+# The graph cache (compile/relink.py) is shared by the projects of one test run, as by the
+# projects of one user, in a folder of its own (never the user's ~/.cache): an architecture is
+# exported once per run and relinked after. xdist's workers inherit the controller's folder.
+if "S2BUILD_GRAPH_CACHE" not in os.environ:
+    os.environ["S2BUILD_GRAPH_CACHE"] = tempfile.mkdtemp(prefix="s2build-test-graphs-")
+    atexit.register(shutil.rmtree, os.environ["S2BUILD_GRAPH_CACHE"], True)
 
 
 def run(args, cwd, timeout=300, check=None, env=None):

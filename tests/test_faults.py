@@ -43,10 +43,15 @@ OPTIONAL_OPS = ("os.mkdir", "os.unlink", "os.remove", "os.rmdir")
 
 # --- Running a build under the shim -------------------------------------------------------------
 
+# in-process builds, with the project's own graph cache (the shared one of conftest would turn
+# the export, and its write points, into a relink)
+LOCAL = {"S2BUILD_NO_SERVER": "1", "S2BUILD_GRAPH_CACHE": "project"}
+
+
 def shim_env(fault, log):
     path = os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")]))
     return {"PYTHONPATH": path, "S2BUILD_FAULT": fault, "S2BUILD_FAULT_LOG": str(log),
-            "S2BUILD_NO_SERVER": "1"}
+            **LOCAL}
 
 
 def write_points(log):
@@ -57,7 +62,7 @@ def write_points(log):
 
 
 def start(args, project, fault=None, log=None, stderr=subprocess.PIPE):
-    env = dict(os.environ, PYTHONUNBUFFERED="1", S2BUILD_NO_SERVER="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **LOCAL)
     if fault:
         env.update(shim_env(fault, log))
     return subprocess.Popen([sys.executable, "-m", "s2build", *args], cwd=project, env=env,
@@ -120,7 +125,7 @@ def check_after(project, p, expect_rc, allowed, ref_sha, what):
         problems.append(f"internal error or traceback: {err.strip()[-400:]}")
     problems += partial_files(project, allowed)
     problems += half_entries(project)
-    r = run(["build"], project, env={"S2BUILD_NO_SERVER": "1"})
+    r = run(["build"], project, env=LOCAL)
     if r.returncode != 0:
         problems.append(f"the clean build after it exited {r.returncode}: {r.stderr.strip()[-400:]}")
     elif sha256(Path(project) / ARTIFACT) != ref_sha:
@@ -297,7 +302,7 @@ def test_a_real_folder_without_write_permission(ref, tmp_path, folder, named):
     (d / folder).chmod(0o555)
     try:
         p = subprocess.run([*prefix, sys.executable, "-m", "s2build", "build"], cwd=d, text=True,
-                           capture_output=True, env=dict(os.environ, S2BUILD_NO_SERVER="1"),
+                           capture_output=True, env=dict(os.environ, **LOCAL),
                            timeout=300)
     finally:
         (d / folder).chmod(0o755)
@@ -486,7 +491,7 @@ def edit_mid_build(ref, tmp_path, moment, change):
     if p.returncode == 0 and change == "edit" and sha256(d / ARTIFACT) == s["sha"] \
             and "stale" not in err + _out:
         if moment in ("store", "install"):       # after the second fingerprint: the build
-            st = run(["status"], d, env={"S2BUILD_NO_SERVER": "1"})   # cannot know; the next
+            st = run(["status"], d, env=LOCAL)   # cannot know; the next
             if st.returncode != 1:                                     # status must
                 problems.append(f"{what}: status exits {st.returncode}, not 1 (stale)")
         else:

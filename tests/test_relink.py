@@ -8,6 +8,8 @@ rebuild relinks, with the same bytes as a build from scratch.
 
 import json
 import os
+import shutil
+import time
 
 import pytest
 
@@ -227,38 +229,56 @@ def test_a_damaged_entry_is_a_miss_and_is_replaced(tmp_path):
     assert _both(w2, x, "legacy", tmp_path)[0][1].startswith("graph relinked")
 
 
-def test_a_cli_rebuild_relinks_with_the_bytes_of_a_build_from_scratch(tmp_path):
+def test_a_cli_rebuild_relinks_with_the_bytes_of_a_build_from_scratch(tmp_path, monkeypatch):
+    shared = tmp_path / "graphs"                        # as ~/.cache/s2build/graphs
+    env = {"S2BUILD_GRAPH_CACHE": str(shared)}
+    monkeypatch.setenv("S2BUILD_GRAPH_CACHE", str(shared))
     d = make_project(tmp_path / "toy", epochs=2)
-    p = run(["-v", "build"], d, check=0)
+    p = run(["-v", "build"], d, check=0, env=env)
     assert "graph exported: cached for relinking" in p.stdout, p.stdout
+    assert not (d / ".s2build" / "graphs").exists()
+    # another project of this user relinks its first build from the shared folder, with the
+    # bytes of a project that keeps its own graph cache and exports
+    other = make_project(tmp_path / "other", epochs=2)
+    alone = make_project(tmp_path / "alone", epochs=2)
+    assert "graph relinked" in run(["-v", "build"], other, check=0, env=env).stdout
+    p = run(["-v", "build"], alone, check=0, env={"S2BUILD_GRAPH_CACHE": "project"})
+    assert "cached for relinking" in p.stdout and (alone / ".s2build" / "graphs").is_dir()
+    assert sha256(other / "build" / "toy.onnx") == sha256(alone / "build" / "toy.onnx")
     relabel(d / "data" / "a.csv", 3)
-    p = run(["-v", "build"], d, check=0)
+    p = run(["-v", "build"], d, check=0, env=env)
     assert "toy: built" in p.stdout and "graph relinked" in p.stdout, p.stdout
     relinked = sha256(d / "build" / "toy.onnx")
-    graphs = d / ".s2build" / "graphs"
-    (entry,) = graphs.iterdir()
+    (entry,) = shared.iterdir()
     entry.write_bytes(entry.read_bytes()[:-7])          # damaged, and no cached artifact:
     for name in ("cache", "state.json"):                # the same key is built from scratch
         target = d / ".s2build" / name
         os.unlink(target) if target.is_file() else __import__("shutil").rmtree(target)
-    p = run(["-v", "build"], d, check=0)
+    p = run(["-v", "build"], d, check=0, env=env)
     assert "graph exported: graph cache entry damaged" in p.stdout, p.stdout
     assert sha256(d / "build" / "toy.onnx") == relinked
-    # gc: the current entry stays; another toolchain's and a damaged one go
+    # gc: the current entry stays; a damaged one goes; another toolchain's goes from a
+    # project's own folder, and from the shared one once unused for SHARED_STALE_DAYS
     current = entry.read_bytes()
     header = json.loads(current.split(b"\n")[1])
     header["toolchain"] = dict(header["toolchain"], torch="0.0.1")
     old = relink.MAGIC + json.dumps(header).encode() + b"\n" + current.split(b"\n", 2)[2]
-    (graphs / ("a" * 64 + relink.SUFFIX)).write_bytes(old.replace(header["key"].encode(),
-                                                                  b"a" * 64))
-    (graphs / ("b" * 64 + relink.SUFFIX)).write_bytes(b"s2build-graph 1\n{")
+    other_tc = shared / ("a" * 64 + relink.SUFFIX)
+    other_tc.write_bytes(old.replace(header["key"].encode(), b"a" * 64))
+    (shared / ("b" * 64 + relink.SUFFIX)).write_bytes(b"s2build-graph 1\n{")
+    own = d / ".s2build" / "graphs"
+    own.mkdir()
+    shutil.copy(other_tc, own / other_tc.name)
     from s2build.project import config
     from s2build.store import gc
     project = config.load(str(d / "s2build.yaml"))
-    assert len(gc.collect(project, 2 ** 31, dry_run=True).graphs) == 2
-    assert len(list(graphs.iterdir())) == 3             # a dry run removes nothing
+    assert sorted(w for _n, _s, w in gc.collect(project, 2 ** 31, dry_run=True).graphs) == \
+        ["another toolchain", "truncated header"]       # the shared one was used just now
+    assert len(list(shared.iterdir())) == 3             # a dry run removes nothing
+    days = relink.SHARED_STALE_DAYS + 1
+    os.utime(other_tc, (time.time() - days * 86400,) * 2)
     assert sorted(w for _n, _s, w in gc.collect(project, 2 ** 31).graphs) == \
-        ["another toolchain", "truncated header"]
-    assert sorted(p.name for p in graphs.iterdir()) == [entry.name]
+        ["another toolchain", "another toolchain", "truncated header"]
+    assert sorted(p.name for p in shared.iterdir()) == [entry.name]
     gc.clean(project, [], cache=True)
-    assert not graphs.exists()
+    assert not own.exists() and entry.exists()          # the shared folder is the user's

@@ -34,7 +34,8 @@ finite are never relinked (a fresh export instead; when they are the learning bu
 is stored and the next build learns). This list is the one place that knows the exporters'
 value-dependent rewrites; the key holds their versions, so a new version is learned afresh.
 
-On disk: `.s2build/graphs/<key>.graph`, written atomically (atomic.write_bytes):
+On disk: `<graphs_dir>/<key>.graph` (graphs_dir: the user's shared folder, see shared_dir, or
+the project's `.s2build/graphs/`), written atomically (atomic.write_bytes):
     line 1  b"s2build-graph 1\\n"
     line 2  one line of JSON: {"key": hex, "relinkable": bool, "reason": str,
             "toolchain": {...}, "links": [[initializer index, initializer name, tensor name,
@@ -45,14 +46,17 @@ On disk: `.s2build/graphs/<key>.graph`, written atomically (atomic.write_bytes):
 A file that is short, damaged, of another version or key, or whose skeleton does not hash to
 its header is a miss: exported and learned again (the file is replaced), never an error.
 `stale(graphs_dir)` names the entries gc (store/gc.py) removes: damaged ones and those of
-another toolchain (they can never be hit again). `s2build clean --cache` removes the folder.
+another toolchain (they can never be hit again). `s2build clean --cache` removes the project's
+folder; the shared one is the user's (`rm -rf ~/.cache/s2build/graphs`).
 
 Only the standard library at import; torch and onnx are imported by the functions that use them.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import time
 from collections import Counter
 
 from s2build import atomic
@@ -68,8 +72,29 @@ FOLDER = "graphs"
 SUFFIX = ".graph"
 SEED = 20261206
 COUNTS = Counter()          # "exported", "relinked", "learned" (perturbed exports), this process
+ENV = "S2BUILD_GRAPH_CACHE"
+SHARED_STALE_DAYS = 14      # gc keeps another toolchain's shared entries this long after use
+
+
+def shared_dir():
+    """The graph cache shared by this user's projects (entries are keyed by architecture and
+    toolchain and hold no weights or data), or None: $S2BUILD_GRAPH_CACHE (`project`: None),
+    else ($XDG_CACHE_HOME or ~/.cache)/s2build/graphs."""
+    where = os.environ.get(ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "s2build", FOLDER)
+    return None if where == "project" else os.path.abspath(where)
+
+
 def graphs_dir(state_dir):
-    """Where a project's graph cache lives: .s2build/graphs/."""
+    """This build's graph cache: shared_dir(), or the project's .s2build/graphs/ when there is
+    none or it cannot be written (a read-only home: later exports, never an error)."""
+    where = shared_dir()
+    try:
+        if where is not None and (os.makedirs(where, exist_ok=True) or os.access(where, os.W_OK)):
+            return where
+    except OSError:
+        pass
     return os.path.join(state_dir, FOLDER)
 
 
@@ -126,6 +151,8 @@ def _read(folder, key):
     try:
         with open(_path(folder, key), "rb") as f:
             data = f.read()
+        with contextlib.suppress(OSError):
+            os.utime(f.name)            # last use, for gc in a shared folder
     except FileNotFoundError:
         return None, ""
     except OSError as e:
@@ -141,9 +168,10 @@ def _write(folder, entry):
         pass
 
 
-def stale(folder):
+def stale(folder, min_age_days=0):
     """[(path, bytes, why)] of entries in `folder` that can never be hit again: damaged ones,
-    those of another toolchain, and leftover temporary files."""
+    those of another toolchain (in a shared folder, `min_age_days`: only those unused that
+    long, as another checkout may still use them), and leftover temporary files."""
     out = []
     try:
         names = sorted(os.listdir(folder))
@@ -153,7 +181,8 @@ def stale(folder):
     for name in names:
         p = os.path.join(folder, name)
         try:
-            size = os.path.getsize(p)
+            st = os.stat(p)
+            size = st.st_size
             if name.startswith(atomic.TMP_PREFIX):
                 out.append((p, size, "left by a killed process"))
                 continue
@@ -166,7 +195,8 @@ def stale(folder):
         if entry is None:
             out.append((p, size, why))
         elif entry.toolchain != current:
-            out.append((p, size, "another toolchain"))
+            if (time.time() - st.st_mtime) / 86400 >= min_age_days:
+                out.append((p, size, "another toolchain"))
     return out
 
 

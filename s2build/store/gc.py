@@ -17,9 +17,10 @@ The upstream outputs (.s2build/upstream/, compile/upstream.py: an upstream netwo
 over one source file) count toward `max_bytes` and go least recently used first beside the
 entries (their mtime, touched on every hit); they are never pinned, because a later build
 computes a missing one again (one onnxruntime pass over that file) and none is in a build key.
-collect also removes the graph cache entries (.s2build/graphs/, compile/relink.py) that can never
-be hit again: damaged ones and those of another toolchain (Collected.graphs); the others are a
-few KB each (no weights) and stay. `clean --cache` removes .s2build/graphs/ with the rest.
+collect also removes the graph cache entries (.s2build/graphs/ and the user's shared folder,
+compile/relink.py) that can never be hit again: damaged ones and those of another toolchain
+(in the shared folder, only those unused for relink.SHARED_STALE_DAYS): Collected.graphs; the
+others are a few KB each (no weights) and stay. `clean --cache` removes .s2build/graphs/ with the rest.
 """
 
 import json
@@ -251,7 +252,11 @@ def collect(project, max_bytes, dry_run=False, on_wait=None):
             res.freed += size
             total -= size
         from s2build.compile import relink
-        for path, size, why in relink.stale(relink.graphs_dir(project.state_dir)):
+        folders = [(os.path.join(project.state_dir, relink.FOLDER), 0)]
+        if relink.shared_dir() is not None:
+            folders.append((relink.shared_dir(), relink.SHARED_STALE_DAYS))
+        for path, size, why in [x for folder, age in folders
+                                for x in relink.stale(folder, age)]:
             if not dry_run:
                 try:
                     os.unlink(path)
