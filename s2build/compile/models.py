@@ -28,6 +28,37 @@ from s2build.errors import BuildError
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
+class Unstandardize(nn.Module):
+    """y -> y * std + mean: the last layer of a built-in regression network, with the training
+    targets' statistics, so the layers before it learn standardised targets (grams and dollars
+    train as well as unit values) and the network, its ONNX file included, gives raw values."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, y):
+        return y * self.std + self.mean
+
+
+def target_scale(net):
+    """The std [k] a network's outputs are scaled by (its Unstandardize), or None."""
+    last = net[-1] if isinstance(net, nn.Sequential) and len(net) else None
+    return last.std if isinstance(last, Unstandardize) else None
+
+
+def _target_stats(y_train, n_outputs):
+    """(mean, std) [n_outputs] of the training targets; (0, 1) without them (a network about
+    to load saved weights)."""
+    if y_train is None or not len(y_train):
+        return torch.zeros(n_outputs), torch.ones(n_outputs)
+    y = y_train.reshape(len(y_train), -1).double()
+    std = y.std(dim=0, unbiased=False)
+    std = torch.where(torch.isfinite(std) & (std > 1e-8), std, torch.ones_like(std))
+    return y.mean(dim=0).float(), std.float()
+
+
 class Standardize(nn.Module):
     """x -> (x - mean) / std with statistics frozen from the training rows."""
 
@@ -90,8 +121,19 @@ class CNN(nn.Module):
         return self.head(self.features(x))
 
 
-def build(target, in_shape, n_outputs, x_train):
-    """The network for `target`: input [batch, *in_shape] -> [batch, n_outputs]."""
+def build(target, in_shape, n_outputs, x_train, y_train=None):
+    """The network for `target`: input [batch, *in_shape] -> [batch, n_outputs]. A built-in
+    model of a regression target ends in Unstandardize (statistics of `y_train`); a user model
+    is the user's, outputs and all."""
+    net = _build(target, in_shape, n_outputs, x_train)
+    if target.config["loader"]["task"] == "regression" and \
+            target.config["model"]["type"] in ("mlp", "cnn"):
+        net = nn.Sequential(*(list(net) if isinstance(net, nn.Sequential) else [net]),
+                            Unstandardize(*_target_stats(y_train, n_outputs)))
+    return net
+
+
+def _build(target, in_shape, n_outputs, x_train):
     m = target.config["model"]
     if m["type"] == "mlp":
         n_features = int(torch.tensor(in_shape).prod()) if in_shape else 1
@@ -165,13 +207,17 @@ def last_linear(module):
 
 
 def split_last(net):
-    """(body, last) with net(x) == last(body(x)) and `last` the network's final nn.Linear, or
-    None when the network does not end in one (a conv head, most user models)."""
+    """(body, last) with net(x) == last(body(x)) and `last` the network's final nn.Linear (and
+    its Unstandardize), or None when the network does not end in one (a conv head, most user
+    models)."""
     if isinstance(net, nn.Linear):
         return nn.Identity(), net
     if isinstance(net, CNN):
         got = split_last(net.head)
         return (nn.Sequential(net.features, got[0]), got[1]) if got else None
+    if isinstance(net, nn.Sequential) and len(net) > 1 and isinstance(net[-1], Unstandardize):
+        got = split_last(nn.Sequential(*list(net)[:-1]))
+        return (got[0], nn.Sequential(got[1], net[-1])) if got else None
     if isinstance(net, nn.Sequential) and len(net):
         got = split_last(net[-1])
         if got is not None:

@@ -3,7 +3,8 @@
 Losses take (outputs [batch, k], targets) and return a scalar tensor; targets are class indices
 (int64 [batch]) for classification and float32 [batch, k] for regression and multilabel.
 Built-in losses exist per row (`ROW_LOSSES`, [batch]), which training dynamics record for
-free; the training loss is their mean. Which loss fits which task, and the defaults, are in
+free; the training loss is their mean, of standardised values for a built-in regression network
+(`row_loss(target, scale)`). Which loss fits which task, and the defaults, are in
 s2build/project/registry.py; metrics are computed in s2build/compile/metrics.py (numpy), and
 `metric_fns` hands them torch outputs.
 """
@@ -61,11 +62,23 @@ def margin(o, t):
     return -_rows((o - t).abs())
 
 
-def loss_fn(target):
-    """The loss of `target` as a callable(outputs, targets) -> scalar tensor."""
+def row_loss(target, scale=None):
+    """The built-in per-row loss of `target` (None for a user loss). `scale` [k]: the output
+    scale of a regression network (models.target_scale): the loss is of standardised values,
+    rows(o / scale, t / scale), so its size and the learning rate do not depend on the units
+    of the targets (a user loss gets raw values)."""
+    rows = ROW_LOSSES.get(target.config["loss"])
+    if rows is None or scale is None:
+        return rows
+    return lambda o, t: rows(o / scale, t / scale)
+
+
+def loss_fn(target, scale=None):
+    """The loss of `target` as a callable(outputs, targets) -> scalar tensor (`scale`: as
+    row_loss)."""
     name = target.config["loss"]
     if name in ROW_LOSSES:
-        rows = ROW_LOSSES[name]
+        rows = row_loss(target, scale)
         return lambda o, t: rows(o, t).mean()
     fn, path = usercode.load(target, ("loss",))
 

@@ -37,9 +37,11 @@ def fit_stream(target, st, cancel=None, progress=None, threads=1):
     if n_out is None:
         n_out = first_y.shape[1]
     sample = torch.from_numpy(first_x[~first_hold][:65536])
-    net = models.build(target, tuple(first_x.shape[1:]), n_out, sample).to(device)
-    del first_x, first_y, first_hold, sample        # one block in memory at a time
-    loss_fn, row_loss = scoring.loss_fn(target), scoring.ROW_LOSSES.get(target.config["loss"])
+    y_sample = torch.from_numpy(np.asarray(first_y)[~first_hold][:65536])
+    net = models.build(target, tuple(first_x.shape[1:]), n_out, sample, y_sample).to(device)
+    del first_x, first_y, first_hold, sample, y_sample   # one block in memory at a time
+    scale = models.target_scale(net)
+    loss_fn, row_loss = scoring.loss_fn(target, scale), scoring.row_loss(target, scale)
     opt = make_optimizer(net.parameters(), t)
     gen = torch.Generator().manual_seed(t["seed"])
     history = []

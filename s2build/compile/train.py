@@ -166,9 +166,10 @@ class Run:
         if len(stats_rows) > MAX_STATS_ROWS:            # normalisation from an even sample
             stats_rows = stats_rows[::-(-len(stats_rows) // MAX_STATS_ROWS)]
         self.net = models.build(target, tuple(ds.x.shape[1:]), self.n_outputs,
-                                self.x_all[stats_rows]).to(device)
-        self.loss_fn = scoring.loss_fn(target)
-        self.row_loss = scoring.ROW_LOSSES.get(target.config["loss"])
+                                self.x_all[stats_rows], self.y_all[stats_rows]).to(device)
+        scale = models.target_scale(self.net)
+        self.loss_fn = scoring.loss_fn(target, scale)
+        self.row_loss = scoring.row_loss(target, scale)
         self.distill = distill.row_loss(target, ds, self.train_rows, self.row_loss, device)
         self.metric_fns = scoring.metric_fns(target)
         self.opt = make_optimizer(self.net.parameters(), target.config["train"])
